@@ -1,0 +1,16 @@
+// `frugal tokenize` (placeholder until its issue lands).
+#include <cstdio>
+
+#include "cli/commands.h"
+
+namespace frugal::cli {
+
+void register_tokenize(CLI::App& app, int& exit_code) {
+  auto* cmd = app.add_subcommand("tokenize", "(not built yet)");
+  cmd->callback([&exit_code] {
+    std::fprintf(stderr, "frugal tokenize: not built yet\n");
+    exit_code = 1;
+  });
+}
+
+}  // namespace frugal::cli

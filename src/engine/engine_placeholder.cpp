@@ -1,0 +1,1 @@
+// The engine layer (placeholder so the library links before its sources land).

@@ -1,0 +1,57 @@
+// Kernel entry points used by the forward pass. Each has a scalar reference (`*_ref`, in
+// ops_ref.cpp) and a SIMD version chosen once per call with HWY_DYNAMIC_DISPATCH.
+// Shapes are row-major; `n` counts elements.
+#pragma once
+
+#include <cstdint>
+
+#include "kernels/ggml_type.h"
+#include "util/thread_pool.h"
+
+namespace frugal::kernels {
+
+// A weight matrix W [n_rows, n_cols] stored row by row in `type` (a view into the model file).
+struct WeightView {
+  const void* data = nullptr;
+  GgmlType type = GgmlType::kF32;
+  int64_t n_rows = 0;
+  int64_t n_cols = 0;
+  int64_t row_bytes() const { return ggml_row_bytes(type, n_cols); }
+};
+
+// Y [n_tokens, n_rows] = X [n_tokens, n_cols] · Wᵀ, spread over `pool` (may be null).
+// For quantized W the activations are quantized per block to 8 bits first, as llama.cpp does;
+// matmul_ref does the same, so SIMD and reference agree to float rounding.
+void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool);
+void matmul_ref(const WeightView& w, const float* x, int64_t n_tokens, float* y);
+
+// Row conversions. n must be a multiple of the type's block size.
+void quantize_row(GgmlType type, const float* x, void* out, int64_t n);
+void dequantize_row(GgmlType type, const void* x, float* out, int64_t n);
+
+// out = x / rms(x) * w, rms over n elements with eps inside the root. out may alias x.
+void rms_norm(const float* x, const float* w, float eps, int64_t n, float* out);
+// out[i] = silu(gate[i]) * up[i]. out may alias gate.
+void silu_mul(const float* gate, const float* up, int64_t n, float* out);
+// y[i] += x[i]
+void add_inplace(float* y, const float* x, int64_t n);
+// Returns sum a[i] * b[i].
+float dot(const float* a, const float* b, int64_t n);
+// y[i] += a * x[i]
+void axpy(float a, const float* x, float* y, int64_t n);
+// y[i] *= a
+void scale(float* y, float a, int64_t n);
+// In place, numerically stable (subtracts the max). Returns the sum of exp before scaling.
+float softmax(float* x, int64_t n);
+
+// Rotary position embedding on one head vector of head_dim elements at position `pos`.
+// `inv_freq` [head_dim / 2] holds each pair's frequency (Llama-3 scaling already applied).
+// kNormal rotates adjacent pairs (x[2i], x[2i+1]) — GGUF llama layout;
+// kNeox rotates halves (x[i], x[i + head_dim/2]) — qwen2.
+enum class RopeStyle { kNormal, kNeox };
+void rope(float* x, int64_t head_dim, int64_t pos, const float* inv_freq, RopeStyle style);
+
+// The SIMD target the dispatched kernels run on here ("AVX3_ZEN4", "AVX2", ...).
+const char* simd_target_name();
+
+}  // namespace frugal::kernels

@@ -1,0 +1,47 @@
+// ThreadPool: a fixed set of workers that run one parallel_for at a time with low wake-up
+// latency (workers spin briefly before sleeping), because decode issues ~100 small matmuls
+// per token and a condition-variable wake-up per matmul would cost more than the work.
+#pragma once
+
+#include <atomic>
+#include <cstdint>
+#include <functional>
+#include <thread>
+#include <vector>
+
+namespace frugal {
+
+class ThreadPool {
+ public:
+  // `n_threads` counts the calling thread: 1 means no workers, everything runs inline.
+  explicit ThreadPool(int n_threads);
+  ~ThreadPool();
+  ThreadPool(const ThreadPool&) = delete;
+  ThreadPool& operator=(const ThreadPool&) = delete;
+
+  int n_threads() const { return n_threads_; }
+
+  // Calls fn(thread_index) once on each of the n_threads threads (index 0 is the caller) and
+  // returns when all have finished. Not re-entrant: fn must not call run() again.
+  void run(const std::function<void(int)>& fn);
+
+  // Splits [0, n) into n_threads contiguous chunks, each a multiple of `grain` except the
+  // last, and calls fn(begin, end, thread_index) on each non-empty chunk.
+  void parallel_for(int64_t n, int64_t grain,
+                    const std::function<void(int64_t, int64_t, int)>& fn);
+
+ private:
+  void worker_loop(int index);
+
+  int n_threads_;
+  std::vector<std::thread> workers_;
+  const std::function<void(int)>* job_ = nullptr;
+  std::atomic<uint64_t> generation_{0};
+  std::atomic<int> pending_{0};
+  std::atomic<bool> stop_{false};
+};
+
+// The number of threads to use when the user gives none: the hardware's count.
+int default_thread_count();
+
+}  // namespace frugal
