@@ -1,0 +1,327 @@
+// Reads frugal.toml into a CascadeConfig with toml++, refusing unknown keys by name and line.
+#include "cascade/config.h"
+
+#include <filesystem>
+#include <fstream>
+#include <limits>
+#include <memory>
+#include <set>
+#include <sstream>
+#include <string_view>
+#include <toml++/toml.h>
+
+#include "engine/gguf.h"
+
+namespace frugal::cascade {
+
+namespace {
+
+constexpr std::string_view kTopKeys[] = {"cascade", "tier"};
+constexpr std::string_view kCascadeKeys[] = {"threshold", "local_price_per_flop"};
+constexpr std::string_view kTierKeys[] = {
+    "name",   "kind",     "model",    "url",  "remote_model",         "api_key_env",
+    "price_in", "price_out", "params", "latency_ms_per_token", "latency_ms_fixed"};
+
+template <size_t N>
+std::string join_keys(const std::string_view (&keys)[N]) {
+  std::string out;
+  for (std::string_view k : keys) {
+    if (!out.empty()) out += ", ";
+    out += k;
+  }
+  return out;
+}
+
+// Reads one TOML document's values, remembering the file name for every message.
+class ConfigReader {
+ public:
+  ConfigReader(std::string name, std::string base_dir)
+      : name_(std::move(name)), base_dir_(std::move(base_dir)) {}
+
+  Result<CascadeConfig> read(const std::string& text);
+
+ private:
+  Status error_at(const toml::source_region& where, const std::string& what) const {
+    std::ostringstream os;
+    os << name_;
+    if (where.begin.line > 0) os << ":" << where.begin.line;
+    os << ": " << what;
+    return invalid_argument(os.str());
+  }
+
+  template <size_t N>
+  Status check_keys(const toml::table& table, const std::string_view (&allowed)[N],
+                    const std::string& where) const {
+    for (auto&& [key, node] : table) {
+      bool known = false;
+      for (std::string_view k : allowed) known = known || key.str() == k;
+      if (!known) {
+        return error_at(key.source(), "unknown key '" + std::string(key.str()) + "' in " + where +
+                                          " (known keys: " + join_keys(allowed) + ")");
+      }
+    }
+    return Status::ok();
+  }
+
+  // Reads an optional non-negative number; `*out` keeps its value when the key is absent.
+  Status read_number(const toml::table& table, std::string_view key, const std::string& where,
+                     double* out, bool* present = nullptr) const {
+    const toml::node* node = table.get(key);
+    if (present != nullptr) *present = node != nullptr;
+    if (node == nullptr) return Status::ok();
+    if (!node->is_number()) {
+      return error_at(node->source(), "'" + std::string(key) + "' in " + where +
+                                          " must be a number");
+    }
+    double v = node->value<double>().value_or(0);
+    if (!(v >= 0) || v == std::numeric_limits<double>::infinity()) {
+      return error_at(node->source(), "'" + std::string(key) + "' in " + where +
+                                          " must be a finite number >= 0 (got " +
+                                          std::to_string(v) + ")");
+    }
+    *out = v;
+    return Status::ok();
+  }
+
+  Status read_string(const toml::table& table, std::string_view key, const std::string& where,
+                     std::string* out) const {
+    const toml::node* node = table.get(key);
+    if (node == nullptr) return Status::ok();
+    if (!node->is_string()) {
+      return error_at(node->source(), "'" + std::string(key) + "' in " + where +
+                                          " must be a string");
+    }
+    *out = node->value<std::string>().value_or("");
+    return Status::ok();
+  }
+
+  Status read_tier(const toml::table& table, int index, double price_per_flop, TierConfig* tier);
+
+  std::string name_;
+  std::string base_dir_;
+};
+
+Status ConfigReader::read_tier(const toml::table& table, int index, double price_per_flop,
+                               TierConfig* tier) {
+  tier->line = static_cast<int>(table.source().begin.line);
+  std::string where = "[[tier]] #" + std::to_string(index + 1);
+  FRUGAL_RETURN_IF_ERROR(check_keys(table, kTierKeys, where));
+  FRUGAL_RETURN_IF_ERROR(read_string(table, "name", where, &tier->name));
+  if (tier->name.empty()) return error_at(table.source(), where + " needs a non-empty 'name'");
+  where += " ('" + tier->name + "')";
+
+  std::string kind;
+  FRUGAL_RETURN_IF_ERROR(read_string(table, "kind", where, &kind));
+  if (kind == "cache") {
+    tier->kind = TierKind::kCache;
+  } else if (kind == "local") {
+    tier->kind = TierKind::kLocal;
+  } else if (kind == "remote") {
+    tier->kind = TierKind::kRemote;
+  } else {
+    const toml::node* node = table.get("kind");
+    return error_at(node != nullptr ? node->source() : table.source(),
+                    where + " needs 'kind' = \"cache\", \"local\" or \"remote\"" +
+                        (kind.empty() ? std::string() : " (got \"" + kind + "\")"));
+  }
+
+  std::string model;
+  FRUGAL_RETURN_IF_ERROR(read_string(table, "model", where, &model));
+  FRUGAL_RETURN_IF_ERROR(read_string(table, "url", where, &tier->url));
+  FRUGAL_RETURN_IF_ERROR(read_string(table, "remote_model", where, &tier->remote_model));
+  FRUGAL_RETURN_IF_ERROR(read_string(table, "api_key_env", where, &tier->api_key_env));
+  bool has_in = false, has_out = false, has_params = false;
+  FRUGAL_RETURN_IF_ERROR(read_number(table, "price_in", where, &tier->price_in_per_mtok, &has_in));
+  FRUGAL_RETURN_IF_ERROR(
+      read_number(table, "price_out", where, &tier->price_out_per_mtok, &has_out));
+  FRUGAL_RETURN_IF_ERROR(read_number(table, "params", where, &tier->params, &has_params));
+  FRUGAL_RETURN_IF_ERROR(
+      read_number(table, "latency_ms_per_token", where, &tier->latency_ms_per_token_hint));
+  FRUGAL_RETURN_IF_ERROR(
+      read_number(table, "latency_ms_fixed", where, &tier->latency_ms_fixed_hint));
+  if (has_in != has_out) {
+    return error_at(table.source(), where + " sets only one of price_in / price_out; set both "
+                                            "($ per million input / output tokens)");
+  }
+  tier->price_set = has_in && has_out;
+
+  // Keys that belong to another kind are mistakes worth naming.
+  auto refuse = [&](std::string_view key, const char* kinds) -> Status {
+    const toml::node* node = table.get(key);
+    if (node == nullptr) return Status::ok();
+    return error_at(node->source(), "'" + std::string(key) + "' in " + where +
+                                        " only applies to " + kinds + " tiers");
+  };
+  switch (tier->kind) {
+    case TierKind::kCache:
+      FRUGAL_RETURN_IF_ERROR(refuse("model", "local"));
+      FRUGAL_RETURN_IF_ERROR(refuse("params", "local"));
+      FRUGAL_RETURN_IF_ERROR(refuse("url", "remote"));
+      FRUGAL_RETURN_IF_ERROR(refuse("remote_model", "remote"));
+      FRUGAL_RETURN_IF_ERROR(refuse("api_key_env", "remote"));
+      return Status::ok();  // an unpriced cache costs nothing
+    case TierKind::kRemote:
+      FRUGAL_RETURN_IF_ERROR(refuse("model", "local"));
+      if (tier->url.empty()) {
+        return error_at(table.source(), where + " is remote and needs 'url' (the base URL of "
+                                                "an OpenAI-compatible API)");
+      }
+      if (!tier->price_set) {
+        return error_at(table.source(), where + " is remote and needs price_in and price_out "
+                                                "($ per million input / output tokens)");
+      }
+      return Status::ok();
+    case TierKind::kLocal:
+      break;
+  }
+  FRUGAL_RETURN_IF_ERROR(refuse("url", "remote"));
+  FRUGAL_RETURN_IF_ERROR(refuse("remote_model", "remote"));
+  FRUGAL_RETURN_IF_ERROR(refuse("api_key_env", "remote"));
+  if (model.empty()) {
+    return error_at(table.source(), where + " is local and needs 'model' (a GGUF path, "
+                                            "relative to the config file's folder)");
+  }
+  std::filesystem::path model_path(model);
+  if (model_path.is_relative() && !base_dir_.empty()) model_path = base_dir_ / model_path;
+  tier->model = model_path.lexically_normal().string();
+  if (tier->price_set) return Status::ok();
+
+  // No price: derive it from the parameter count — from `params`, else from the model file.
+  if (!has_params) {
+    std::error_code ec;
+    if (!std::filesystem::exists(tier->model, ec)) {
+      return error_at(table.source(),
+                      where + " has no price and its model file " + tier->model +
+                          " does not exist; set price_in and price_out ($ per million tokens), "
+                          "or 'params' (parameter count) to derive a default price");
+    }
+    auto file = GgufFile::open(tier->model);
+    if (!file.is_ok()) {
+      return Status(file.status().code(),
+                    name_ + ": " + where + ": cannot read " + tier->model +
+                        " to derive its price (" + file.status().message() +
+                        "); set price_in and price_out");
+    }
+    double n = 0;
+    for (const GgufTensorInfo& t : (*file)->tensors()) n += static_cast<double>(t.n_elements());
+    tier->params = n;
+  }
+  // 2·N FLOPs per token, input and output alike, per million tokens.
+  double per_mtok = 2.0 * tier->params * 1e6 * price_per_flop;
+  tier->price_in_per_mtok = per_mtok;
+  tier->price_out_per_mtok = per_mtok;
+  return Status::ok();
+}
+
+Result<CascadeConfig> ConfigReader::read(const std::string& text) {
+  toml::table root;
+  try {
+    root = toml::parse(text, name_);
+  } catch (const toml::parse_error& e) {
+    return error_at(e.source(), "TOML syntax error: " + std::string(e.description()));
+  }
+  CascadeConfig config;
+  config.path = name_;
+  for (auto&& [key, node] : root) {
+    bool known = false;
+    for (std::string_view k : kTopKeys) known = known || key.str() == k;
+    if (!known) {
+      return error_at(key.source(), "unknown key or table '" + std::string(key.str()) +
+                                        "' (known: [cascade], [[tier]])");
+    }
+  }
+
+  if (const toml::node* node = root.get("cascade")) {
+    const toml::table* cascade = node->as_table();
+    if (cascade == nullptr) return error_at(node->source(), "'cascade' must be a table");
+    FRUGAL_RETURN_IF_ERROR(check_keys(*cascade, kCascadeKeys, "[cascade]"));
+    FRUGAL_RETURN_IF_ERROR(read_number(*cascade, "threshold", "[cascade]", &config.threshold));
+    if (config.threshold > 1) {
+      return error_at(cascade->get("threshold")->source(),
+                      "'threshold' in [cascade] is a probability and must be in [0, 1]");
+    }
+    FRUGAL_RETURN_IF_ERROR(read_number(*cascade, "local_price_per_flop", "[cascade]",
+                                       &config.local_price_per_flop));
+  }
+
+  const toml::node* tiers_node = root.get("tier");
+  if (tiers_node == nullptr) {
+    return error_at({}, "no tiers; add at least one [[tier]] with kind = \"local\" or \"remote\"");
+  }
+  const toml::array* tiers = tiers_node->as_array();
+  if (tiers == nullptr || !tiers->is_array_of_tables()) {
+    return error_at(tiers_node->source(), "'tier' must be an array of tables: write [[tier]]");
+  }
+  std::set<std::string> names;
+  for (size_t i = 0; i < tiers->size(); ++i) {
+    TierConfig tier;
+    FRUGAL_RETURN_IF_ERROR(read_tier(*tiers->get(i)->as_table(), static_cast<int>(i),
+                                     config.local_price_per_flop, &tier));
+    if (!names.insert(tier.name).second) {
+      return error_at(tiers->get(i)->source(), "duplicate tier name '" + tier.name + "'");
+    }
+    if (tier.kind == TierKind::kCache && i != 0) {
+      return error_at(tiers->get(i)->source(),
+                      "cache tier '" + tier.name + "' must be the first [[tier]]");
+    }
+    config.tiers.push_back(std::move(tier));
+  }
+  if (config.model_tiers().empty()) {
+    return error_at(tiers_node->source(),
+                    "no model tier; add a [[tier]] with kind = \"local\" or \"remote\"");
+  }
+  return config;
+}
+
+}  // namespace
+
+const char* tier_kind_name(TierKind kind) {
+  switch (kind) {
+    case TierKind::kCache:
+      return "cache";
+    case TierKind::kLocal:
+      return "local";
+    case TierKind::kRemote:
+      return "remote";
+  }
+  return "?";
+}
+
+const TierConfig* CascadeConfig::cache_tier() const {
+  for (const TierConfig& t : tiers) {
+    if (t.kind == TierKind::kCache) return &t;
+  }
+  return nullptr;
+}
+
+std::vector<const TierConfig*> CascadeConfig::model_tiers() const {
+  std::vector<const TierConfig*> out;
+  for (const TierConfig& t : tiers) {
+    if (t.kind != TierKind::kCache) out.push_back(&t);
+  }
+  return out;
+}
+
+Result<CascadeConfig> parse_cascade_config(const std::string& toml_text, const std::string& name,
+                                           const std::string& base_dir) {
+  return ConfigReader(name, base_dir).read(toml_text);
+}
+
+Result<CascadeConfig> load_cascade_config(const std::string& path) {
+  std::ifstream in(path, std::ios::binary);
+  if (!in) {
+    return not_found("config file " + path +
+                     " not found (pass --config PATH; frugal.toml at the repository root is an "
+                     "example)");
+  }
+  std::ostringstream text;
+  text << in.rdbuf();
+  std::string base_dir = std::filesystem::path(path).parent_path().string();
+  return parse_cascade_config(text.str(), path, base_dir);
+}
+
+double tier_query_cost(const TierConfig& tier, double tokens_in, double tokens_out) {
+  return (tokens_in * tier.price_in_per_mtok + tokens_out * tier.price_out_per_mtok) / 1e6;
+}
+
+}  // namespace frugal::cascade

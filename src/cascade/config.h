@@ -1,0 +1,81 @@
+// CascadeConfig: the project's TOML configuration (frugal.toml) — the tiers of the cascade,
+// their prices and latency hints, and the escalation policy. Schema: docs/PLAN.md, "Config".
+#pragma once
+
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "util/status.h"
+
+namespace frugal::cascade {
+
+enum class TierKind : uint8_t {
+  kCache,   // response cache: answers repeated prompts at ~zero cost
+  kLocal,   // a GGUF model run by this process
+  kRemote,  // an OpenAI-compatible endpoint (vLLM, TGI, a hosted API)
+};
+const char* tier_kind_name(TierKind kind);  // "cache", "local", "remote"
+
+// Default price of a local tier whose price is not set: 2·N FLOPs per token (N = parameter
+// count) at this many dollars per FLOP. It is one H100 ($2 per GPU-hour, 989e12 dense BF16
+// FLOP/s) at 20 % utilisation: 2 / (3600 · 989e12 · 0.2) ≈ 2.81e-18 $/FLOP. Overridden by
+// `[cascade] local_price_per_flop`.
+inline constexpr double kDefaultLocalPricePerFlop = 2.0 / (3600.0 * 989e12 * 0.2);
+
+struct TierConfig {
+  std::string name;  // unique within the config; used in logs, metrics and messages
+  TierKind kind = TierKind::kLocal;
+  // kLocal: the GGUF path as resolved against the config file's folder (absolute paths are
+  // kept as written); empty for other kinds.
+  std::string model;
+  // kRemote: base URL of the OpenAI-compatible API, the model name to request there, and the
+  // environment variable holding its API key (empty: no key).
+  std::string url;
+  std::string remote_model;
+  std::string api_key_env;
+  // Dollars per million input (prompt) and output (generated) tokens. When the config does
+  // not set them: 0 for a cache tier; for a local tier the default derived from `params`
+  // (or from the model file's parameter count) — see kDefaultLocalPricePerFlop.
+  double price_in_per_mtok = 0;
+  double price_out_per_mtok = 0;
+  bool price_set = false;  // true when price_in and price_out came from the config
+  double params = 0;       // parameter count when known (config `params` or the GGUF); 0 unknown
+  // Latency hints for planning: milliseconds per generated token and a fixed overhead per
+  // request (network round trip, prefill). Measured figures come from `frugal bench`.
+  double latency_ms_per_token_hint = 0;
+  double latency_ms_fixed_hint = 0;
+  int line = 0;  // the line of this tier's [[tier]] header in the config file (for messages)
+};
+
+struct CascadeConfig {
+  std::string path;  // the file it was read from
+  // In the order requests flow: an optional cache tier first, then models, cheapest first.
+  std::vector<TierConfig> tiers;
+  // Scorer threshold in [0, 1]: tier 1's answer is kept when P(good enough) >= threshold.
+  double threshold = 0.5;
+  double local_price_per_flop = kDefaultLocalPricePerFlop;
+
+  // The cache tier, or nullptr when there is none.
+  const TierConfig* cache_tier() const;
+  // The model tiers (local and remote), in order.
+  std::vector<const TierConfig*> model_tiers() const;
+};
+
+// Reads and validates a config file. Errors (all name the file and, where there is one, the
+// line): kNotFound (no such file), kInvalidArgument (TOML syntax, an unknown key or table,
+// a wrong value type, a negative price, a missing required key, a duplicate tier name, a
+// cache tier that is not first, no model tier, a local tier with no price whose model file
+// is absent and whose `params` is not set), kCorrupt (a model file that is not valid GGUF
+// when its parameter count is needed).
+Result<CascadeConfig> load_cascade_config(const std::string& path);
+
+// Same, from TOML text; relative model paths resolve against `base_dir`. `name` appears in
+// messages in place of a file path.
+Result<CascadeConfig> parse_cascade_config(const std::string& toml_text, const std::string& name,
+                                           const std::string& base_dir);
+
+// Price of one query on `tier`: tokens_in at price_in plus tokens_out at price_out, dollars.
+double tier_query_cost(const TierConfig& tier, double tokens_in, double tokens_out);
+
+}  // namespace frugal::cascade
