@@ -64,12 +64,16 @@ class GgufValue {
   size_t array_size() const;                 // 0 unless kArray
   // Element accessors for arrays; nullptr when the array holds another element type.
   const std::vector<std::string>* as_string_array() const;
-  const std::vector<int64_t>* as_int_array() const;    // any integer element type
+  // Any integer element type; uint64 elements above INT64_MAX keep their bit pattern.
+  const std::vector<int64_t>* as_int_array() const;
   const std::vector<double>* as_float_array() const;   // float32 / float64 elements
   const std::vector<GgufValue>* as_value_array() const;  // nested arrays, bools
 
   // Short human-readable rendering ("[151936 strings]", "\"llama\"", "1e-05").
   std::string to_display_string() const;
+
+  // Same declared type(s) and same values (uint64 array elements compare by bit pattern).
+  friend bool operator==(const GgufValue& a, const GgufValue& b) = default;
 
  private:
   GgufValueType type_ = GgufValueType::kUint8;
