@@ -1,1 +1,0 @@
-// The plan layer (placeholder so the library links before its sources land).

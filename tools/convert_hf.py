@@ -1,0 +1,399 @@
+#!/usr/bin/env python3
+"""convert_hf: Hugging Face Llama / Mistral / Qwen2 checkpoint directory -> GGUF (llama | qwen2).
+
+Usage:
+    python tools/convert_hf.py MODEL_DIR --outfile OUT.gguf [--outtype f32|f16|bf16]
+
+MODEL_DIR holds config.json and the weights (safetensors or pytorch_model.bin), loaded with
+transformers on the CPU. The output follows the GGUF conventions llama.cpp uses, so Frugal
+and other GGUF readers can load it:
+
+  * LlamaForCausalLM and MistralForCausalLM -> architecture `llama`. HF stores q_proj/k_proj
+    rows permuted for rotate-half RoPE; GGUF `llama` expects RoPE on adjacent pairs, so the
+    rows of each head are un-permuted here (see `unpermute_rows`).
+  * Qwen2ForCausalLM -> architecture `qwen2`, HF row order kept (readers apply NEOX RoPE),
+    with the q/k/v biases.
+  * Llama-3 RoPE scaling (`rope_scaling` {rope_type|type: "llama3", factor, low_freq_factor,
+    high_freq_factor, original_max_position_embeddings}) becomes an F32 `rope_freqs.weight`
+    [head_dim / 2] of per-frequency divisors; a reader divides each pair's frequency by it.
+    transformers 4.40 cannot load such a config, so the converter strips it before loading.
+  * Linear RoPE scaling is written as {arch}.rope.scaling.type / .factor.
+  * Norm weights, biases and rope_freqs stay F32; the 2-D matrices use --outtype.
+  * Tokenizer: tokenizer.json when present (byte-level BPE -> `gpt2` with merges and a `pre`
+    name; SentencePiece-style BPE or Unigram -> `llama` with scores); without one, a
+    placeholder `llama` vocabulary of n_vocab pieces so the file still loads.
+
+Python API: convert(model_dir, out_path, outtype='f32') -> dict of the written metadata.
+"""
+
+import argparse
+import json
+import math
+import os
+import sys
+
+import numpy as np
+
+sys.path.insert(0, os.path.dirname(os.path.abspath(__file__)))
+from gguf_writer import GgufWriter  # noqa: E402
+
+ARCH_OF = {
+    'LlamaForCausalLM': 'llama',
+    'MistralForCausalLM': 'llama',
+    'Qwen2ForCausalLM': 'qwen2',
+}
+FILE_TYPE = {'f32': 0, 'f16': 1, 'bf16': 32}  # general.file_type, llama.cpp's ftype numbering
+
+# tokenizer.ggml.token_type values.
+TOKEN_NORMAL, TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_USER_DEFINED, TOKEN_UNUSED, TOKEN_BYTE = (
+    1, 2, 3, 4, 5, 6)
+
+
+class ConvertError(Exception):
+    """A checkpoint this converter cannot handle; the message says why."""
+
+
+# ---- weights ----------------------------------------------------------------------------
+def unpermute_rows(w, n_head):
+    """Undoes HF's rotate-half row permutation of a q_proj/k_proj weight [n_head*head_dim, n_in].
+
+    Within each head HF orders rows as [first halves of all pairs, second halves]; GGUF
+    `llama` interleaves them (pair i = rows 2i, 2i+1).
+    """
+    rows, n_in = w.shape
+    head_dim = rows // n_head
+    return (w.reshape(n_head, 2, head_dim // 2, n_in)
+            .swapaxes(1, 2)
+            .reshape(rows, n_in))
+
+
+def llama3_rope_divisors(head_dim, base, scaling):
+    """Per-frequency divisors [head_dim/2] of Llama-3 RoPE scaling (freq_used = freq / d)."""
+    factor = float(scaling['factor'])
+    low = float(scaling.get('low_freq_factor', 1.0))
+    high = float(scaling.get('high_freq_factor', 4.0))
+    old_ctx = float(scaling.get('original_max_position_embeddings', 8192))
+    low_freq_wavelen = old_ctx / low
+    high_freq_wavelen = old_ctx / high
+    divisors = []
+    for i in range(0, head_dim, 2):
+        freq = 1.0 / (base ** (i / head_dim))
+        wavelen = 2 * math.pi / freq
+        if wavelen < high_freq_wavelen:
+            divisors.append(1.0)
+        elif wavelen > low_freq_wavelen:
+            divisors.append(factor)
+        else:
+            smooth = (old_ctx / wavelen - low) / (high - low)
+            divisors.append(1.0 / ((1 - smooth) / factor + smooth))
+    return np.array(divisors, dtype=np.float32)
+
+
+def _rope_scaling_kind(scaling):
+    if not scaling:
+        return None
+    return scaling.get('rope_type', scaling.get('type'))
+
+
+def _load_model(model_dir, raw_config):
+    """Loads the HF model on the CPU in its checkpoint dtype; returns (model, config)."""
+    import transformers
+
+    cfg = dict(raw_config)
+    if _rope_scaling_kind(cfg.get('rope_scaling')) == 'llama3':
+        cfg['rope_scaling'] = None  # transformers 4.40 rejects it; rope_freqs carries it
+    model_type = cfg.pop('model_type', None)
+    if model_type is None:
+        raise ConvertError(f'{model_dir}/config.json has no model_type')
+    config = transformers.AutoConfig.for_model(model_type, **cfg)
+    model = transformers.AutoModelForCausalLM.from_pretrained(
+        model_dir, config=config, torch_dtype='auto')
+    model.eval()
+    return model, config
+
+
+# ---- tokenizer --------------------------------------------------------------------------
+def _read_json(path):
+    with open(path, encoding='utf-8') as f:
+        return json.load(f)
+
+
+def _special_ids(model_dir, raw_config, vocab):
+    """bos/eos/unk/pad ids from config.json and tokenizer_config.json when they are known."""
+    ids = {}
+    for name in ('bos', 'eos', 'pad'):
+        v = raw_config.get(f'{name}_token_id')
+        if isinstance(v, list):
+            v = v[0] if v else None
+        if isinstance(v, int):
+            ids[name] = v
+    tc_path = os.path.join(model_dir, 'tokenizer_config.json')
+    if os.path.exists(tc_path):
+        tc = _read_json(tc_path)
+        for name in ('bos', 'eos', 'unk', 'pad'):
+            tok = tc.get(f'{name}_token')
+            if isinstance(tok, dict):
+                tok = tok.get('content')
+            if isinstance(tok, str) and tok in vocab:
+                ids.setdefault(name, vocab[tok])
+        for name in ('add_bos_token', 'add_eos_token'):
+            if isinstance(tc.get(name), bool):
+                ids[name] = tc[name]
+        if isinstance(tc.get('chat_template'), str):
+            ids['chat_template'] = tc['chat_template']
+    return ids
+
+
+def _split_patterns(node):
+    """Every regex string of the pre-tokenizer's Split steps."""
+    if isinstance(node, dict):
+        pat = node.get('pattern')
+        found = [pat['Regex']] if isinstance(pat, dict) and 'Regex' in pat else []
+        return found + [r for v in node.values() for r in _split_patterns(v)]
+    if isinstance(node, list):
+        return [r for v in node for r in _split_patterns(v)]
+    return []
+
+
+def _pre_tokenizer_name(tok_json):
+    """Names the pre-tokenizer split the way llama.cpp's `tokenizer.ggml.pre` does."""
+    patterns = ' '.join(_split_patterns(tok_json.get('pre_tokenizer')))
+    if r'\p{N}{1,3}' in patterns:
+        return 'llama-bpe'   # Llama-3: case-insensitive contractions, digits in threes
+    if "(?i:'s" in patterns and r'\p{N}|' in patterns:
+        return 'qwen2'       # Qwen2: case-insensitive contractions, single digits
+    return 'gpt-2'           # plain GPT-2 byte-level split
+
+
+def _write_tokenizer(w, model_dir, raw_config, n_vocab):
+    path = os.path.join(model_dir, 'tokenizer.json')
+    if not os.path.exists(path):
+        if os.path.exists(os.path.join(model_dir, 'tokenizer.model')):
+            print('convert_hf: tokenizer.model without tokenizer.json is not supported; '
+                  'writing a placeholder vocabulary', file=sys.stderr)
+        _write_placeholder_vocab(w, n_vocab)
+        return 'placeholder'
+    tj = _read_json(path)
+    model = tj.get('model', {})
+    kind = model.get('type')
+    added = {t['id']: t for t in tj.get('added_tokens', [])}
+
+    if kind == 'Unigram':
+        pieces = [(p[0], float(p[1])) for p in model['vocab']]
+        vocab = {p: i for i, (p, _) in enumerate(pieces)}
+        tokens, scores = [p for p, _ in pieces], [s for _, s in pieces]
+        unk_id = model.get('unk_id')
+        types = [TOKEN_UNKNOWN if i == unk_id else
+                 TOKEN_BYTE if _is_byte_piece(p) else TOKEN_NORMAL
+                 for i, p in enumerate(tokens)]
+        tok_model, merges = 'llama', None
+    elif kind == 'BPE':
+        vocab = dict(model['vocab'])
+        for i, t in added.items():
+            vocab.setdefault(t['content'], i)
+        size = max(max(vocab.values()) + 1, n_vocab)
+        tokens = [f'[PAD{i}]' for i in range(size)]
+        for piece, i in vocab.items():
+            tokens[i] = piece
+        merges = [m if isinstance(m, str) else ' '.join(m) for m in model.get('merges', [])]
+        sentencepiece_like = bool(model.get('byte_fallback')) or 'Metaspace' in json.dumps(
+            [tj.get('pre_tokenizer'), tj.get('decoder'), tj.get('normalizer')])
+        if sentencepiece_like:
+            # SentencePiece BPE applies the highest-scoring merge first: score = -merge rank.
+            rank = {}
+            for r, m in enumerate(merges):
+                a, b = m.split(' ', 1)
+                rank.setdefault(a + b, r)
+            scores = [-float(rank[t]) if t in rank else 0.0 for t in tokens]
+            tok_model = 'llama'
+        else:
+            scores = None
+            tok_model = 'gpt2'
+        real_ids = set(vocab.values())
+        types = []
+        for i, t in enumerate(tokens):
+            if i in added:
+                types.append(TOKEN_CONTROL if added[i].get('special') else TOKEN_USER_DEFINED)
+            elif i not in real_ids:
+                types.append(TOKEN_UNUSED)
+            elif tok_model == 'llama' and _is_byte_piece(t):
+                types.append(TOKEN_BYTE)
+            elif t == model.get('unk_token'):
+                types.append(TOKEN_UNKNOWN)
+            else:
+                types.append(TOKEN_NORMAL)
+    else:
+        raise ConvertError(f'tokenizer.json model type {kind!r} is not supported')
+
+    for i, t in added.items():
+        if i < len(types) and t.get('special'):
+            types[i] = TOKEN_CONTROL
+    w.add_string('tokenizer.ggml.model', tok_model)
+    if tok_model == 'gpt2':
+        w.add_string('tokenizer.ggml.pre', _pre_tokenizer_name(tj))
+    else:
+        w.add_string('tokenizer.ggml.pre', 'default')
+    w.add_array('tokenizer.ggml.tokens', tokens, 'string')
+    w.add_array('tokenizer.ggml.token_type', types, 'int32')
+    if scores is not None:
+        w.add_array('tokenizer.ggml.scores', scores, 'float32')
+    if merges:
+        w.add_array('tokenizer.ggml.merges', merges, 'string')
+    ids = _special_ids(model_dir, raw_config, {t: i for i, t in enumerate(tokens)})
+    for name in ('bos', 'eos', 'unk', 'pad'):
+        if name in ids:
+            w.add_uint32(f'tokenizer.ggml.{name}_token_id', ids[name])
+    for name in ('add_bos_token', 'add_eos_token'):
+        if name in ids:
+            w.add_bool(f'tokenizer.ggml.{name}', ids[name])
+    if 'chat_template' in ids:
+        w.add_string('tokenizer.chat_template', ids['chat_template'])
+    return tok_model
+
+
+def _is_byte_piece(p):
+    return len(p) == 6 and p.startswith('<0x') and p.endswith('>')
+
+
+def _write_placeholder_vocab(w, n_vocab):
+    """A `llama` vocabulary with <unk>=0, <s>=1, </s>=2, byte pieces, then filler words."""
+    tokens = ['<unk>', '<s>', '</s>'] + [f'<0x{b:02X}>' for b in range(256)]
+    types = [TOKEN_UNKNOWN, TOKEN_CONTROL, TOKEN_CONTROL] + [TOKEN_BYTE] * 256
+    tokens, types = tokens[:n_vocab], types[:n_vocab]
+    for i in range(len(tokens), n_vocab):
+        tokens.append(f'\u2581w{i}')
+        types.append(TOKEN_NORMAL)
+    scores = [0.0] * min(n_vocab, 259) + [-float(i) for i in range(n_vocab - min(n_vocab, 259))]
+    w.add_string('tokenizer.ggml.model', 'llama')
+    w.add_array('tokenizer.ggml.tokens', tokens, 'string')
+    w.add_array('tokenizer.ggml.scores', scores, 'float32')
+    w.add_array('tokenizer.ggml.token_type', types, 'int32')
+    w.add_uint32('tokenizer.ggml.unknown_token_id', 0)
+    w.add_uint32('tokenizer.ggml.bos_token_id', 1)
+    w.add_uint32('tokenizer.ggml.eos_token_id', 2)
+
+
+# ---- conversion -------------------------------------------------------------------------
+def convert(model_dir, out_path, outtype='f32'):
+    """Converts the HF checkpoint in `model_dir` to GGUF at `out_path`.
+
+    Returns the metadata written (a dict). Raises ConvertError for an unsupported model.
+    """
+    if outtype not in FILE_TYPE:
+        raise ConvertError(f'--outtype must be one of {sorted(FILE_TYPE)}, got {outtype!r}')
+    cfg_path = os.path.join(model_dir, 'config.json')
+    if not os.path.exists(cfg_path):
+        raise ConvertError(f'{model_dir} has no config.json')
+    raw = _read_json(cfg_path)
+    archs = raw.get('architectures') or []
+    arch = next((ARCH_OF[a] for a in archs if a in ARCH_OF), None)
+    if arch is None:
+        raise ConvertError(f'architectures {archs} not supported; expected one of {list(ARCH_OF)}')
+
+    model, config = _load_model(model_dir, raw)
+    n_embd = config.hidden_size
+    n_head = config.num_attention_heads
+    n_head_kv = getattr(config, 'num_key_value_heads', None) or n_head
+    head_dim = n_embd // n_head
+    if head_dim * n_head != n_embd or head_dim % 2:
+        raise ConvertError(f'hidden_size {n_embd} is not n_head {n_head} x an even head_dim')
+    base = float(getattr(config, 'rope_theta', 10000.0))
+    scaling = raw.get('rope_scaling')
+    tied = bool(getattr(config, 'tie_word_embeddings', False))
+
+    w = GgufWriter(out_path)
+    meta = {
+        'general.architecture': arch,
+        f'{arch}.context_length': int(config.max_position_embeddings),
+        f'{arch}.embedding_length': n_embd,
+        f'{arch}.block_count': int(config.num_hidden_layers),
+        f'{arch}.feed_forward_length': int(config.intermediate_size),
+        f'{arch}.attention.head_count': n_head,
+        f'{arch}.attention.head_count_kv': n_head_kv,
+        f'{arch}.rope.freq_base': base,
+        f'{arch}.attention.layer_norm_rms_epsilon': float(config.rms_norm_eps),
+        f'{arch}.rope.dimension_count': head_dim,
+        f'{arch}.vocab_size': int(config.vocab_size),
+    }
+    w.add_string('general.architecture', arch)
+    w.add_string('general.name', os.path.basename(os.path.normpath(model_dir)))
+    w.add_uint32('general.file_type', FILE_TYPE[outtype])
+    for key, v in meta.items():
+        if key == 'general.architecture':
+            continue
+        if isinstance(v, float):
+            w.add_float32(key, v)
+        else:
+            w.add_uint32(key, v)
+    kind = _rope_scaling_kind(scaling)
+    if kind == 'linear':
+        w.add_string(f'{arch}.rope.scaling.type', 'linear')
+        w.add_float32(f'{arch}.rope.scaling.factor', float(scaling['factor']))
+    elif kind not in (None, 'llama3', 'default'):
+        raise ConvertError(f'rope_scaling type {kind!r} is not supported')
+    meta['tokenizer'] = _write_tokenizer(w, model_dir, raw, int(config.vocab_size))
+
+    sd = model.state_dict()
+
+    def get(name):
+        return sd[name].detach().float().cpu().numpy()
+
+    def matrix(name, t):
+        w.add_tensor(name, t, outtype)
+
+    def vector(name, t):
+        w.add_tensor(name, t, 'f32')
+
+    matrix('token_embd.weight', get('model.embed_tokens.weight'))
+    if kind == 'llama3':
+        vector('rope_freqs.weight', llama3_rope_divisors(head_dim, base, scaling))
+    for il in range(config.num_hidden_layers):
+        p = f'model.layers.{il}.'
+        b = f'blk.{il}.'
+        vector(b + 'attn_norm.weight', get(p + 'input_layernorm.weight'))
+        q, k = get(p + 'self_attn.q_proj.weight'), get(p + 'self_attn.k_proj.weight')
+        if arch == 'llama':
+            q, k = unpermute_rows(q, n_head), unpermute_rows(k, n_head_kv)
+        matrix(b + 'attn_q.weight', q)
+        matrix(b + 'attn_k.weight', k)
+        matrix(b + 'attn_v.weight', get(p + 'self_attn.v_proj.weight'))
+        for proj, short in (('q_proj', 'attn_q'), ('k_proj', 'attn_k'), ('v_proj', 'attn_v')):
+            bias = sd.get(p + f'self_attn.{proj}.bias')
+            if bias is not None:
+                bias = bias.detach().float().numpy()
+                if arch == 'llama' and proj != 'v_proj':
+                    n = n_head if proj == 'q_proj' else n_head_kv
+                    bias = unpermute_rows(bias[:, None], n)[:, 0]
+                vector(b + short + '.bias', bias)
+        matrix(b + 'attn_output.weight', get(p + 'self_attn.o_proj.weight'))
+        vector(b + 'ffn_norm.weight', get(p + 'post_attention_layernorm.weight'))
+        matrix(b + 'ffn_gate.weight', get(p + 'mlp.gate_proj.weight'))
+        matrix(b + 'ffn_up.weight', get(p + 'mlp.up_proj.weight'))
+        matrix(b + 'ffn_down.weight', get(p + 'mlp.down_proj.weight'))
+    vector('output_norm.weight', get('model.norm.weight'))
+    if not tied:
+        matrix('output.weight', get('lm_head.weight'))
+    w.write()
+    return meta
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split('\n')[0])
+    ap.add_argument('model_dir', help='Hugging Face model directory (config.json + weights)')
+    ap.add_argument('--outfile', required=True, help='GGUF file to write')
+    ap.add_argument('--outtype', default='f32', choices=sorted(FILE_TYPE),
+                    help='type of the 2-D weight matrices (norms stay f32)')
+    args = ap.parse_args(argv)
+    try:
+        meta = convert(args.model_dir, args.outfile, args.outtype)
+    except (ConvertError, OSError, ValueError) as e:
+        print(f'convert_hf: error: {e}', file=sys.stderr)
+        return 1
+    print(f'convert_hf: wrote {args.outfile} ({meta["general.architecture"]}, '
+          f'{meta[meta["general.architecture"] + ".block_count"]} layers, {args.outtype}, '
+          f'tokenizer {meta["tokenizer"]})')
+    return 0
+
+
+if __name__ == '__main__':
+    sys.exit(main())
