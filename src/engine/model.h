@@ -1,0 +1,90 @@
+// Model: a loaded GGUF model (config, weight views, tokenizer) and its forward pass.
+// One forward call scores a batch of sequences, each contributing one or more tokens (prefill
+// chunks and decode steps mixed), against a paged KvCache; continuous batching, prefix
+// sharing and speculative verification all use this one path.
+#pragma once
+
+#include <cstdint>
+#include <memory>
+#include <span>
+#include <string>
+#include <vector>
+
+#include "engine/kv_cache.h"
+#include "engine/model_config.h"
+#include "engine/weights.h"
+#include "util/status.h"
+#include "util/thread_pool.h"
+
+namespace frugal {
+
+class GgufFile;
+class Tokenizer;
+
+struct ModelOptions {
+  int n_threads = 0;  // 0: one per hardware thread
+};
+
+// One sequence's part of a batch: `tokens` follow what the cache already holds for `seq`.
+struct SeqBatch {
+  KvCache::SeqId seq = 0;
+  std::span<const int32_t> tokens;
+  bool all_logits = false;  // logits for every token (speculative verification), else the last
+};
+
+class Model {
+ public:
+  // Errors: those of GgufFile::open, ModelConfig::from_gguf, Weights::bind and
+  // Tokenizer::from_gguf, each naming the file.
+  static Result<std::unique_ptr<Model>> load(const std::string& path, const ModelOptions& options);
+  ~Model();
+
+  const ModelConfig& config() const { return config_; }
+  const Weights& weights() const { return weights_; }
+  const Tokenizer& tokenizer() const { return *tokenizer_; }
+  const GgufFile& gguf() const { return *file_; }
+  ThreadPool& pool() { return *pool_; }
+  const std::string& path() const { return path_; }
+
+  // A cache with room for `n_positions` tokens over all sequences (rounded up to blocks).
+  std::unique_ptr<KvCache> make_kv_cache(int64_t n_positions, int block_size = 16) const;
+
+  // Writes the K/V of every token of every entry into `kv` and returns logits, row-major
+  // [n_rows, n_vocab]: all positions of an all_logits entry, else its last, in batch order.
+  // Errors (nothing is committed): kInvalidArgument for an empty entry or a token id outside
+  // the vocabulary; kOutOfRange when the cache has no room.
+  Status forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<float>& logits);
+
+ private:
+  Model() = default;
+
+  // Scratch reused across calls; grows, never shrinks. Shapes for T tokens in the batch.
+  struct RunState {
+    std::vector<float> x;      // [T, n_embd] residual stream
+    std::vector<float> xn;     // [T, n_embd] normalised input of the current block
+    std::vector<float> q;      // [T, n_head * head_dim]
+    std::vector<float> k;      // [T, n_head_kv * head_dim]
+    std::vector<float> v;      // [T, n_head_kv * head_dim]
+    std::vector<float> attn;   // [T, n_head * head_dim] attention output before wo
+    std::vector<float> gate;   // [T, n_ff]
+    std::vector<float> up;     // [T, n_ff]
+    std::vector<float> proj;   // [T, n_embd] output of wo / w_down before the residual add
+    std::vector<float> scores; // [n_threads, max positions] attention weights per thread
+    std::vector<float> xo;     // [n_rows, n_embd] final-normed rows that need logits
+    std::vector<int32_t> tok_seq, tok_pos, tok_entry;  // [T]
+    std::vector<int32_t> out_tokens;                   // [n_rows] token index per logits row
+  };
+  void ensure_state(int64_t n_tokens, int64_t n_positions);
+  void attention(int64_t il, int64_t n_tokens, std::span<const SeqBatch> batch, KvCache& kv);
+
+  std::string path_;
+  std::unique_ptr<GgufFile> file_;
+  ModelConfig config_;
+  Weights weights_;
+  std::unique_ptr<Tokenizer> tokenizer_;
+  std::unique_ptr<ThreadPool> pool_;
+  std::vector<float> inv_freq_;  // [head_dim / 2] RoPE frequency per pair, scaling applied
+  RunState s_;
+};
+
+}  // namespace frugal

@@ -1,0 +1,111 @@
+// Weights::bind: GGUF tensor names (llama.cpp's convention) to typed, shape-checked views.
+#include "engine/weights.h"
+
+#include <string>
+
+#include "engine/gguf.h"
+
+namespace frugal {
+
+namespace {
+
+std::string shape_string(const std::vector<int64_t>& s) {
+  std::string out = "[";
+  for (size_t i = 0; i < s.size(); ++i) out += (i ? ", " : "") + std::to_string(s[i]);
+  return out + "]";
+}
+
+// A matrix [n_rows, n_cols] has GGUF shape {n_cols, n_rows}.
+Result<kernels::WeightView> bind_matrix(const GgufFile& f, const std::string& name,
+                                        int64_t n_rows, int64_t n_cols) {
+  const GgufTensorInfo* t = f.find_tensor(name);
+  if (t == nullptr) return corrupt("tensor " + name + " is missing in " + f.name());
+  if (t->shape.size() != 2 || t->shape[0] != n_cols || t->shape[1] != n_rows) {
+    return corrupt("tensor " + name + " has shape " + shape_string(t->shape) + ", expected [" +
+                   std::to_string(n_cols) + ", " + std::to_string(n_rows) + "]");
+  }
+  const GgmlTypeInfo* info = ggml_type_info(t->type);
+  if (info == nullptr || !info->computable) {
+    return unsupported("tensor " + name + " has type " + (info ? info->name : "unknown") +
+                       ", which this build cannot compute with yet; convert the model with "
+                       "`frugal quantize IN.gguf OUT.gguf q8_0` (or q4_0, f16)");
+  }
+  return kernels::WeightView{t->data, t->type, n_rows, n_cols};
+}
+
+// A vector of n floats, converted from its file type.
+Result<std::vector<float>> bind_vector(const GgufFile& f, const std::string& name, int64_t n) {
+  const GgufTensorInfo* t = f.find_tensor(name);
+  if (t == nullptr) return corrupt("tensor " + name + " is missing in " + f.name());
+  if (t->n_elements() != n) {
+    return corrupt("tensor " + name + " has shape " + shape_string(t->shape) + ", expected [" +
+                   std::to_string(n) + "]");
+  }
+  const GgmlTypeInfo* info = ggml_type_info(t->type);
+  if (info == nullptr || !info->computable || n % info->block_size != 0) {
+    return unsupported("tensor " + name + " has an unsupported type for a vector");
+  }
+  std::vector<float> out(n);
+  kernels::dequantize_row(t->type, t->data, out.data(), n);
+  return out;
+}
+
+}  // namespace
+
+Result<Weights> Weights::bind(const GgufFile& f, const ModelConfig& c) {
+  Weights w;
+  FRUGAL_ASSIGN_OR_RETURN(w.token_embd, bind_matrix(f, "token_embd.weight", c.n_vocab, c.n_embd));
+  FRUGAL_ASSIGN_OR_RETURN(w.output_norm, bind_vector(f, "output_norm.weight", c.n_embd));
+  if (c.tied_output) {
+    w.output = w.token_embd;
+  } else {
+    FRUGAL_ASSIGN_OR_RETURN(w.output, bind_matrix(f, "output.weight", c.n_vocab, c.n_embd));
+  }
+  if (f.find_tensor("rope_freqs.weight") != nullptr) {
+    FRUGAL_ASSIGN_OR_RETURN(w.rope_freqs, bind_vector(f, "rope_freqs.weight", c.head_dim / 2));
+    for (float d : w.rope_freqs) {
+      if (!(d > 0.0f)) return corrupt("rope_freqs.weight holds a non-positive divisor");
+    }
+  }
+  const int64_t nq = c.n_embd_q(), nkv = c.n_embd_kv();
+  w.layers.resize(c.n_layer);
+  for (int64_t il = 0; il < c.n_layer; ++il) {
+    LayerWeights& l = w.layers[il];
+    const std::string p = "blk." + std::to_string(il) + ".";
+    FRUGAL_ASSIGN_OR_RETURN(l.attn_norm, bind_vector(f, p + "attn_norm.weight", c.n_embd));
+    FRUGAL_ASSIGN_OR_RETURN(l.wq, bind_matrix(f, p + "attn_q.weight", nq, c.n_embd));
+    FRUGAL_ASSIGN_OR_RETURN(l.wk, bind_matrix(f, p + "attn_k.weight", nkv, c.n_embd));
+    FRUGAL_ASSIGN_OR_RETURN(l.wv, bind_matrix(f, p + "attn_v.weight", nkv, c.n_embd));
+    FRUGAL_ASSIGN_OR_RETURN(l.wo, bind_matrix(f, p + "attn_output.weight", c.n_embd, nq));
+    if (c.qkv_bias) {
+      FRUGAL_ASSIGN_OR_RETURN(l.bq, bind_vector(f, p + "attn_q.bias", nq));
+      FRUGAL_ASSIGN_OR_RETURN(l.bk, bind_vector(f, p + "attn_k.bias", nkv));
+      FRUGAL_ASSIGN_OR_RETURN(l.bv, bind_vector(f, p + "attn_v.bias", nkv));
+    }
+    FRUGAL_ASSIGN_OR_RETURN(l.ffn_norm, bind_vector(f, p + "ffn_norm.weight", c.n_embd));
+    FRUGAL_ASSIGN_OR_RETURN(l.w_gate, bind_matrix(f, p + "ffn_gate.weight", c.n_ff, c.n_embd));
+    FRUGAL_ASSIGN_OR_RETURN(l.w_up, bind_matrix(f, p + "ffn_up.weight", c.n_ff, c.n_embd));
+    FRUGAL_ASSIGN_OR_RETURN(l.w_down, bind_matrix(f, p + "ffn_down.weight", c.n_embd, c.n_ff));
+  }
+  return w;
+}
+
+int64_t Weights::bytes_per_token() const {
+  int64_t bytes = output.row_bytes() * output.n_rows + token_embd.row_bytes();
+  for (const LayerWeights& l : layers) {
+    for (const kernels::WeightView* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+      bytes += m->row_bytes() * m->n_rows;
+  }
+  return bytes;
+}
+
+int64_t Weights::matmul_params() const {
+  int64_t n = output.n_rows * output.n_cols;
+  for (const LayerWeights& l : layers) {
+    for (const kernels::WeightView* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+      n += m->n_rows * m->n_cols;
+  }
+  return n;
+}
+
+}  // namespace frugal

@@ -1,0 +1,49 @@
+// Weights: read-only views into the memory-mapped GGUF file, one struct per layer.
+// Matrices stay in their file type (quantized); small vectors (norms, biases, rope factors)
+// are converted to float once at load. Never holds request state.
+#pragma once
+
+#include <cstdint>
+#include <vector>
+
+#include "engine/model_config.h"
+#include "kernels/ops.h"
+#include "util/status.h"
+
+namespace frugal {
+
+class GgufFile;
+
+struct LayerWeights {
+  std::vector<float> attn_norm;  // [n_embd]
+  kernels::WeightView wq;        // [n_head * head_dim, n_embd]
+  kernels::WeightView wk;        // [n_head_kv * head_dim, n_embd]
+  kernels::WeightView wv;        // [n_head_kv * head_dim, n_embd]
+  kernels::WeightView wo;        // [n_embd, n_head * head_dim]
+  std::vector<float> bq, bk, bv; // qwen2 only: [n_head * head_dim], [n_embd_kv], [n_embd_kv]
+  std::vector<float> ffn_norm;   // [n_embd]
+  kernels::WeightView w_gate;    // [n_ff, n_embd]
+  kernels::WeightView w_up;      // [n_ff, n_embd]
+  kernels::WeightView w_down;    // [n_embd, n_ff]
+};
+
+struct Weights {
+  kernels::WeightView token_embd;  // [n_vocab, n_embd]
+  std::vector<float> output_norm;  // [n_embd]
+  kernels::WeightView output;      // [n_vocab, n_embd]; == token_embd when tied
+  std::vector<float> rope_freqs;   // [head_dim / 2] frequency divisors (Llama 3), or empty
+  std::vector<LayerWeights> layers;
+
+  // Binds every tensor the config needs, checking names, shapes and types.
+  // Errors: kCorrupt naming a missing or mis-shaped tensor; kUnsupported naming a tensor whose
+  // type has no kernel here (with the fix: `frugal quantize` to q8_0 / q4_0 / f16).
+  static Result<Weights> bind(const GgufFile& file, const ModelConfig& config);
+
+  // Bytes of weights one decode step streams from memory: every layer matrix, the output
+  // matrix, one embedding row. The decode roofline divides this by memory bandwidth.
+  int64_t bytes_per_token() const;
+  // Multiply-accumulates per token in the matrices (2 flops each), for the prefill roofline.
+  int64_t matmul_params() const;
+};
+
+}  // namespace frugal
