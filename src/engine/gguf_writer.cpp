@@ -296,7 +296,10 @@ Status GgufWriter::write(const std::string& path) const {
       return internal_error("tensor '" + t.name + "' producer emitted " +
                             std::to_string(written) + " of its " + std::to_string(t.n_bytes) +
                             " bytes");
-    FRUGAL_RETURN_IF_ERROR(out.zeros(align_up(t.n_bytes, alignment_) - t.n_bytes));
+    // Padding goes between tensors only, so the file ends where the last tensor's data ends
+    // and any truncation is detectable.
+    if (i + 1 < tensors_.size())
+      FRUGAL_RETURN_IF_ERROR(out.zeros(align_up(t.n_bytes, alignment_) - t.n_bytes));
   }
   return out.commit(path);
 }
