@@ -1,0 +1,427 @@
+// Per-target matmul building blocks shared by the matmul_<type>.cpp files (Highway
+// foreach_target include): a float-FMA tile for F32/F16/BF16 weights and an int8 tile for
+// Q8_0/Q4_0 weights against activations quantized once per call (matmul_internal.h).
+// Numbers must match matmul_ref (ops_ref.cpp) to float rounding; integer block sums exactly.
+
+#if defined(FRUGAL_KERNELS_MATMUL_INL_H_) == defined(HWY_TARGET_TOGGLE)
+#ifdef FRUGAL_KERNELS_MATMUL_INL_H_
+#undef FRUGAL_KERNELS_MATMUL_INL_H_
+#else
+#define FRUGAL_KERNELS_MATMUL_INL_H_
+#endif
+
+#include <algorithm>
+#include <cstring>
+#include <vector>
+
+#include "hwy/highway.h"
+#include "kernels/matmul_internal.h"
+
+HWY_BEFORE_NAMESPACE();
+#if HWY_TARGET == HWY_AVX3_DL
+// Highway 1.0.3's AVX3_DL target string names the VEX "avxvnni", which Zen 4 lacks; the
+// target is only chosen on CPUs with AVX512-VNNI, so enable that for the int8 kernels.
+#pragma GCC target("avx512vnni")
+#endif
+namespace frugal::kernels::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+// ---------------------------------------------------------------- float weights
+
+HWY_INLINE float WeightToFloat(float v) { return v; }
+HWY_INLINE float WeightToFloat(hwy::float16_t v) {
+  uint16_t bits;
+  std::memcpy(&bits, &v, 2);
+  return fp16_to_fp32(bits);
+}
+HWY_INLINE float WeightToFloat(hwy::bfloat16_t v) {
+  uint16_t bits;
+  std::memcpy(&bits, &v, 2);
+  return bf16_to_fp32(bits);
+}
+
+template <class DF>
+HWY_INLINE hn::VFromD<DF> LoadWeightsAsFloat(DF df, const float* p) {
+  return hn::LoadU(df, p);
+}
+template <class DF>
+HWY_INLINE hn::VFromD<DF> LoadWeightsAsFloat(DF df, const hwy::float16_t* p) {
+  return hn::PromoteTo(df, hn::LoadU(hn::Rebind<hwy::float16_t, DF>(), p));
+}
+template <class DF>
+HWY_INLINE hn::VFromD<DF> LoadWeightsAsFloat(DF df, const hwy::bfloat16_t* p) {
+  return hn::PromoteTo(df, hn::LoadU(hn::Rebind<hwy::bfloat16_t, DF>(), p));
+}
+
+constexpr int kFloatTileRows = 4;
+constexpr int kFloatTileTokens = 4;
+
+// out [kT, kFloatTileRows] = x [kT, n_cols] · rows[r][0..n_cols). Each weight vector loaded is
+// reused for kT tokens from registers; 4 x kT independent accumulators hide the FMA latency.
+template <typename TW, int kT>
+HWY_NOINLINE void FloatTile(const TW* const* rows, const float* x, int64_t n_cols, float* out) {
+  const hn::ScalableTag<float> df;
+  const int64_t n = static_cast<int64_t>(hn::Lanes(df));
+  using V = hn::VFromD<decltype(df)>;
+  V acc[kFloatTileRows][kT];
+  for (int r = 0; r < kFloatTileRows; ++r)
+    for (int t = 0; t < kT; ++t) acc[r][t] = hn::Zero(df);
+  int64_t c = 0;
+  for (; c + n <= n_cols; c += n) {
+    V w[kFloatTileRows];
+    for (int r = 0; r < kFloatTileRows; ++r) w[r] = LoadWeightsAsFloat(df, rows[r] + c);
+    for (int t = 0; t < kT; ++t) {
+      const V xv = hn::LoadU(df, x + t * n_cols + c);
+      for (int r = 0; r < kFloatTileRows; ++r) acc[r][t] = hn::MulAdd(w[r], xv, acc[r][t]);
+    }
+  }
+  for (int t = 0; t < kT; ++t) {
+    for (int r = 0; r < kFloatTileRows; ++r) {
+      float s = hn::GetLane(hn::SumOfLanes(df, acc[r][t]));
+      for (int64_t cc = c; cc < n_cols; ++cc) s += WeightToFloat(rows[r][cc]) * x[t * n_cols + cc];
+      out[t * kFloatTileRows + r] = s;
+    }
+  }
+}
+
+template <typename TW>
+void FloatRows(const WeightView& w, const float* x, int64_t n_tokens, float* y, int64_t r0,
+               int64_t r1) {
+  const int64_t rb = w.row_bytes();
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  for (int64_t tc = 0; tc < n_tokens; tc += kTokenChunk) {
+    const int64_t tn = std::min(kTokenChunk, n_tokens - tc);
+    for (int64_t rg = r0; rg < r1; rg += kFloatTileRows) {
+      // Rows past the end repeat the last valid row; their results are dropped.
+      const TW* rows[kFloatTileRows];
+      for (int r = 0; r < kFloatTileRows; ++r)
+        rows[r] = reinterpret_cast<const TW*>(base + std::min(rg + r, r1 - 1) * rb);
+      const int64_t n_valid = std::min<int64_t>(kFloatTileRows, r1 - rg);
+      for (int64_t t = 0; t < tn; t += kFloatTileTokens) {
+        const int64_t nt = std::min<int64_t>(kFloatTileTokens, tn - t);
+        const float* xt = x + (tc + t) * w.n_cols;
+        float out[kFloatTileTokens * kFloatTileRows];
+        switch (nt) {
+          case 1: FloatTile<TW, 1>(rows, xt, w.n_cols, out); break;
+          case 2: FloatTile<TW, 2>(rows, xt, w.n_cols, out); break;
+          case 3: FloatTile<TW, 3>(rows, xt, w.n_cols, out); break;
+          default: FloatTile<TW, 4>(rows, xt, w.n_cols, out); break;
+        }
+        for (int64_t tt = 0; tt < nt; ++tt)
+          for (int64_t r = 0; r < n_valid; ++r)
+            y[(tc + t + tt) * w.n_rows + rg + r] = out[tt * kFloatTileRows + r];
+      }
+    }
+  }
+}
+
+template <typename TW>
+void MatmulFloat(const WeightView& w, const float* x, int64_t n_tokens, float* y,
+                 ThreadPool* pool) {
+  auto work = [&](int64_t r0, int64_t r1, int) { FloatRows<TW>(w, x, n_tokens, y, r0, r1); };
+  if (pool != nullptr) {
+    pool->parallel_for(w.n_rows, kRowGrain, work);
+  } else {
+    work(0, w.n_rows, 0);
+  }
+}
+
+// ---------------------------------------------------------------- activation quantization
+
+// Quantizes one token's activations x [n_blocks * 32] into blocks (see quantize_activations_ref,
+// whose integers this reproduces exactly) with bias = -kBiasMul * sum(qs).
+template <int kBiasMul>
+void QuantizeActivations(const float* x, int64_t n_blocks, ActivationBlock* out, float* d) {
+  const hn::ScalableTag<float> df;
+  const hn::RebindToSigned<decltype(df)> di;
+  const hn::Rebind<int8_t, decltype(df)> di8;
+  const size_t n = hn::Lanes(df);
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const float* xb = x + b * 32;
+    auto vmax = hn::Zero(df);
+    for (size_t j = 0; j < 32; j += n) vmax = hn::Max(vmax, hn::Abs(hn::LoadU(df, xb + j)));
+    const float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
+    const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
+    d[b] = amax / 127.0f;
+    const auto vid = hn::Set(df, id);
+    auto vsum = hn::Zero(di);
+    for (size_t j = 0; j < 32; j += n) {
+      const auto q = hn::NearestInt(hn::Mul(hn::LoadU(df, xb + j), vid));
+      vsum = hn::Add(vsum, q);
+      hn::StoreU(hn::DemoteTo(di8, q), di8, out[b].qs + j);
+    }
+    out[b].bias[0] = -kBiasMul * hn::GetLane(hn::SumOfLanes(di, vsum));
+    out[b].bias[1] = out[b].bias[2] = out[b].bias[3] = 0;
+  }
+}
+
+// ---------------------------------------------------------------- int8 block kernels
+
+#if HWY_TARGET == HWY_AVX2 || HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
+#define FRUGAL_INT8_VECTOR_KERNELS 1
+
+// A vector holds one 16-byte chunk of kQRows weight rows, one row per 128-bit lane; each
+// activation chunk is broadcast to every 128-bit lane, so lane group r accumulates row r.
+constexpr int kQRows = HWY_TARGET == HWY_AVX2 ? 2 : 4;
+using DU8 = hn::Simd<uint8_t, 16 * kQRows, 0>;
+using DI8 = hn::Simd<int8_t, 16 * kQRows, 0>;
+using DI32 = hn::Simd<int32_t, 4 * kQRows, 0>;
+using DF32 = hn::Simd<float, 4 * kQRows, 0>;
+using VU8 = hn::VFromD<DU8>;
+using VI8 = hn::VFromD<DI8>;
+using VI32 = hn::VFromD<DI32>;
+using VF32 = hn::VFromD<DF32>;
+
+// acc[i] += sum over the 4 bytes j of lane i: u[4i+j] * s[4i+j] (u unsigned, s signed).
+// Highway 1.0.3 has no u8 x i8 dot product, hence the intrinsics. Without VNNI the pairwise
+// int16 sums saturate beyond 32767, so callers keep |u * s| pairs below that (u <= 128).
+HWY_INLINE VI32 DotU8I8(VI32 acc, VU8 u, VI8 s) {
+#if HWY_TARGET == HWY_AVX3_DL
+  return VI32{_mm512_dpbusd_epi32(acc.raw, u.raw, s.raw)};
+#elif HWY_TARGET == HWY_AVX3
+  const __m512i pairs = _mm512_maddubs_epi16(u.raw, s.raw);
+  return hn::Add(acc, VI32{_mm512_madd_epi16(pairs, _mm512_set1_epi16(1))});
+#else
+  const __m256i pairs = _mm256_maddubs_epi16(u.raw, s.raw);
+  return hn::Add(acc, VI32{_mm256_madd_epi16(pairs, _mm256_set1_epi16(1))});
+#endif
+}
+
+// Bytes [offset, offset + 16) of each row's block, row r in 128-bit lane r.
+HWY_INLINE VU8 LoadRowChunks(const uint8_t* const* p, int offset) {
+  const hn::Full128<uint8_t> d128;
+#if HWY_TARGET == HWY_AVX2
+  return hn::Combine(DU8(), hn::LoadU(d128, p[1] + offset), hn::LoadU(d128, p[0] + offset));
+#else
+  const hn::Full256<uint8_t> d256;
+  return hn::Combine(DU8(),
+                     hn::Combine(d256, hn::LoadU(d128, p[3] + offset), hn::LoadU(d128, p[2] + offset)),
+                     hn::Combine(d256, hn::LoadU(d128, p[1] + offset), hn::LoadU(d128, p[0] + offset)));
+#endif
+}
+
+struct SpreadIndices {
+  int32_t idx[4 * kQRows];
+  SpreadIndices() {
+    for (int i = 0; i < 4 * kQRows; ++i) idx[i] = i / 4;
+  }
+};
+
+// Each row's fp16 block scale (the first two bytes of its block) spread over its lane group.
+HWY_INLINE VF32 RowScales(const uint8_t* const* p, const int32_t* spread) {
+  uint16_t s[4] = {0, 0, 0, 0};
+  for (int r = 0; r < kQRows; ++r) std::memcpy(&s[r], p[r], 2);
+  const hn::Simd<hwy::float16_t, 4, 0> dh4;
+  const hn::Full128<float> d4;
+  const auto v4 = hn::PromoteTo(d4, hn::LoadU(dh4, reinterpret_cast<const hwy::float16_t*>(s)));
+#if HWY_TARGET == HWY_AVX2
+  const auto wide = hn::ZeroExtendVector(DF32(), v4);
+#else
+  const auto wide = hn::ZeroExtendVector(DF32(), hn::ZeroExtendVector(hn::Full256<float>(), v4));
+#endif
+  return hn::TableLookupLanes(wide, hn::SetTableIndices(DF32(), spread));
+}
+
+struct Q4_0Kernel {
+  static constexpr int64_t kBlockBytes = 18;
+  static constexpr int kBiasMul = 8;  // nibbles are stored as value + 8
+  struct Regs {
+    VU8 lo, hi;
+  };
+  static HWY_INLINE Regs Load(const uint8_t* const* p) {
+    const VU8 v = LoadRowChunks(p, 2);
+    const VU8 mask = hn::Set(DU8(), 0x0f);
+    const hn::RepartitionToWide<DU8> du16;
+    return {hn::And(v, mask), hn::And(hn::BitCast(DU8(), hn::ShiftRight<4>(hn::BitCast(du16, v))),
+                                      mask)};
+  }
+  static HWY_INLINE VI32 Dot(VI32 acc, const Regs& w, VI8 xa, VI8 xb) {
+    return DotU8I8(DotU8I8(acc, w.lo, xa), w.hi, xb);
+  }
+};
+
+struct Q8_0Kernel {
+  static constexpr int64_t kBlockBytes = 34;
+#if HWY_TARGET == HWY_AVX3_DL
+  // VNNI multiplies unsigned by signed bytes without saturation: use w + 128 and subtract
+  // 128 * sum(x) through the activation bias.
+  static constexpr int kBiasMul = 128;
+  struct Regs {
+    VU8 a, b;
+  };
+  static HWY_INLINE Regs Load(const uint8_t* const* p) {
+    const VU8 flip = hn::Set(DU8(), 0x80);
+    return {hn::Xor(LoadRowChunks(p, 2), flip), hn::Xor(LoadRowChunks(p, 18), flip)};
+  }
+  static HWY_INLINE VI32 Dot(VI32 acc, const Regs& w, VI8 xa, VI8 xb) {
+    return DotU8I8(DotU8I8(acc, w.a, xa), w.b, xb);
+  }
+#else
+  // maddubs saturates int16 pair sums: use |w| * (x with w's sign), at most 2 * 128 * 127.
+  static constexpr int kBiasMul = 0;
+  struct Regs {
+    VU8 a, b;
+    VI8 sa, sb;
+  };
+  static HWY_INLINE Regs Load(const uint8_t* const* p) {
+    const VI8 sa = hn::BitCast(DI8(), LoadRowChunks(p, 2));
+    const VI8 sb = hn::BitCast(DI8(), LoadRowChunks(p, 18));
+    return {hn::BitCast(DU8(), hn::Abs(sa)), hn::BitCast(DU8(), hn::Abs(sb)), sa, sb};
+  }
+  static HWY_INLINE VI32 Dot(VI32 acc, const Regs& w, VI8 xa, VI8 xb) {
+    acc = DotU8I8(acc, w.a, hn::IfNegativeThenElse(w.sa, hn::Neg(xa), xa));
+    return DotU8I8(acc, w.b, hn::IfNegativeThenElse(w.sb, hn::Neg(xb), xb));
+  }
+#endif
+};
+
+constexpr int kQuantTileTokens = 4;
+
+// out [kT, kQRows] = the activations of kT tokens · kQRows weight rows (row starts `rows`).
+// `xq` / `xd` point at the first token's blocks; tokens are n_blocks apart.
+template <class K, int kT>
+HWY_NOINLINE void QuantTile(const uint8_t* const* rows, int64_t n_blocks,
+                            const ActivationBlock* xq, const float* xd, float* out) {
+  static const SpreadIndices spread;
+  const DF32 df;
+  const DI32 di32;
+  const DI8 di8;
+  VF32 acc[kT];
+  for (int t = 0; t < kT; ++t) acc[t] = hn::Zero(df);
+  const uint8_t* p[kQRows];
+  for (int r = 0; r < kQRows; ++r) p[r] = rows[r];
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    const typename K::Regs regs = K::Load(p);
+    const VF32 ws = RowScales(p, spread.idx);
+    for (int r = 0; r < kQRows; ++r) p[r] += K::kBlockBytes;
+    for (int t = 0; t < kT; ++t) {
+      const ActivationBlock& a = xq[t * n_blocks + b];
+      VI32 isum = hn::LoadDup128(di32, a.bias);
+      isum = K::Dot(isum, regs, hn::LoadDup128(di8, a.qs), hn::LoadDup128(di8, a.qs + 16));
+      acc[t] = hn::MulAdd(hn::ConvertTo(df, isum), hn::Mul(ws, hn::Set(df, xd[t * n_blocks + b])),
+                          acc[t]);
+    }
+  }
+  HWY_ALIGN float buf[4 * kQRows];
+  for (int t = 0; t < kT; ++t) {
+    hn::Store(acc[t], df, buf);
+    for (int r = 0; r < kQRows; ++r)
+      out[t * kQRows + r] = (buf[4 * r] + buf[4 * r + 1]) + (buf[4 * r + 2] + buf[4 * r + 3]);
+  }
+}
+
+template <class K>
+void QuantRows(const WeightView& w, const ActivationBlock* xq, const float* xd, int64_t n_tokens,
+               float* y, int64_t r0, int64_t r1) {
+  const int64_t rb = w.row_bytes();
+  const int64_t n_blocks = w.n_cols / 32;
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  for (int64_t tc = 0; tc < n_tokens; tc += kTokenChunk) {
+    const int64_t tn = std::min(kTokenChunk, n_tokens - tc);
+    for (int64_t rg = r0; rg < r1; rg += kQRows) {
+      const uint8_t* rows[kQRows];
+      for (int r = 0; r < kQRows; ++r) rows[r] = base + std::min(rg + r, r1 - 1) * rb;
+      const int64_t n_valid = std::min<int64_t>(kQRows, r1 - rg);
+      for (int64_t t = 0; t < tn; t += kQuantTileTokens) {
+        const int64_t nt = std::min<int64_t>(kQuantTileTokens, tn - t);
+        const int64_t off = (tc + t) * n_blocks;
+        float out[kQuantTileTokens * kQRows];
+        switch (nt) {
+          case 1: QuantTile<K, 1>(rows, n_blocks, xq + off, xd + off, out); break;
+          case 2: QuantTile<K, 2>(rows, n_blocks, xq + off, xd + off, out); break;
+          case 3: QuantTile<K, 3>(rows, n_blocks, xq + off, xd + off, out); break;
+          default: QuantTile<K, 4>(rows, n_blocks, xq + off, xd + off, out); break;
+        }
+        for (int64_t tt = 0; tt < nt; ++tt)
+          for (int64_t r = 0; r < n_valid; ++r)
+            y[(tc + t + tt) * w.n_rows + rg + r] = out[tt * kQRows + r];
+      }
+    }
+  }
+}
+
+#else  // targets without the int8 kernels (HWY_SCALAR): plain loops, same arithmetic
+
+struct Q4_0Kernel {
+  static constexpr int kBiasMul = 8;
+  static int32_t BlockDot(const uint8_t* blk, const int8_t* xq, float* wd) {
+    BlockQ4_0 b;
+    std::memcpy(&b, blk, sizeof(b));
+    *wd = fp16_to_fp32(b.d);
+    int32_t s = 0;
+    for (int j = 0; j < 16; ++j)
+      s += ((b.qs[j] & 0x0f) - 8) * int32_t{xq[j]} + ((b.qs[j] >> 4) - 8) * int32_t{xq[j + 16]};
+    return s;
+  }
+};
+struct Q8_0Kernel {
+  static constexpr int kBiasMul = 0;
+  static int32_t BlockDot(const uint8_t* blk, const int8_t* xq, float* wd) {
+    BlockQ8_0 b;
+    std::memcpy(&b, blk, sizeof(b));
+    *wd = fp16_to_fp32(b.d);
+    int32_t s = 0;
+    for (int j = 0; j < 32; ++j) s += int32_t{b.qs[j]} * xq[j];
+    return s;
+  }
+};
+
+template <class K>
+void QuantRows(const WeightView& w, const ActivationBlock* xq, const float* xd, int64_t n_tokens,
+               float* y, int64_t r0, int64_t r1) {
+  const int64_t rb = w.row_bytes();
+  const int64_t bb = ggml_type_info(w.type)->type_size;
+  const int64_t n_blocks = w.n_cols / 32;
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    for (int64_t r = r0; r < r1; ++r) {
+      float sum = 0.0f;
+      for (int64_t b = 0; b < n_blocks; ++b) {
+        float wd;
+        const int32_t s = K::BlockDot(base + r * rb + b * bb, xq[t * n_blocks + b].qs, &wd);
+        sum += static_cast<float>(s) * (wd * xd[t * n_blocks + b]);
+      }
+      y[t * w.n_rows + r] = sum;
+    }
+  }
+}
+
+#endif  // int8 vector kernels
+
+template <class K>
+void MatmulQuant(const WeightView& w, const float* x, int64_t n_tokens, float* y,
+                 ThreadPool* pool) {
+  const int64_t n_blocks = w.n_cols / 32;
+  // Scratch grows to the largest call seen and is then reused: no allocation once warm.
+  thread_local std::vector<ActivationBlock> xq_buf;
+  thread_local std::vector<float> xd_buf;
+  const size_t need = static_cast<size_t>(n_tokens * n_blocks);
+  if (xq_buf.size() < need) {
+    xq_buf.resize(need);
+    xd_buf.resize(need);
+  }
+  ActivationBlock* xq = xq_buf.data();
+  float* xd = xd_buf.data();
+  auto quantize = [&](int64_t t0, int64_t t1, int) {
+    for (int64_t t = t0; t < t1; ++t)
+      QuantizeActivations<K::kBiasMul>(x + t * w.n_cols, n_blocks, xq + t * n_blocks,
+                                       xd + t * n_blocks);
+  };
+  auto work = [&](int64_t r0, int64_t r1, int) { QuantRows<K>(w, xq, xd, n_tokens, y, r0, r1); };
+  if (pool != nullptr) {
+    if (n_tokens >= 8) {
+      pool->parallel_for(n_tokens, 1, quantize);
+    } else {
+      quantize(0, n_tokens, 0);
+    }
+    pool->parallel_for(w.n_rows, kRowGrain, work);
+  } else {
+    quantize(0, n_tokens, 0);
+    work(0, w.n_rows, 0);
+  }
+}
+
+}  // namespace frugal::kernels::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#endif  // include guard (toggle)

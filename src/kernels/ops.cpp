@@ -1,0 +1,184 @@
+// The SIMD element-wise ops of ops.h (Highway foreach_target) and matmul's per-type dispatch.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/ops.cpp"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+
+#include <cmath>
+
+#include "hwy/contrib/math/math-inl.h"
+#include "hwy/highway.h"
+#include "kernels/matmul_internal.h"
+#include "kernels/ops.h"
+#include "kernels/ops_ref.h"
+#include "util/check.h"
+
+HWY_BEFORE_NAMESPACE();
+namespace frugal::kernels::HWY_NAMESPACE {
+namespace hn = hwy::HWY_NAMESPACE;
+
+using DF = hn::ScalableTag<float>;
+using VF = hn::VFromD<DF>;
+
+// Sum of a[i] * b[i] with four accumulators; the tail goes through a masked-free scalar loop.
+float Dot(const float* a, const float* b, int64_t n) {
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  VF s0 = hn::Zero(df), s1 = hn::Zero(df), s2 = hn::Zero(df), s3 = hn::Zero(df);
+  int64_t i = 0;
+  for (; i + 4 * N <= n; i += 4 * N) {
+    s0 = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), s0);
+    s1 = hn::MulAdd(hn::LoadU(df, a + i + N), hn::LoadU(df, b + i + N), s1);
+    s2 = hn::MulAdd(hn::LoadU(df, a + i + 2 * N), hn::LoadU(df, b + i + 2 * N), s2);
+    s3 = hn::MulAdd(hn::LoadU(df, a + i + 3 * N), hn::LoadU(df, b + i + 3 * N), s3);
+  }
+  for (; i + N <= n; i += N) s0 = hn::MulAdd(hn::LoadU(df, a + i), hn::LoadU(df, b + i), s0);
+  float s = hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
+  for (; i < n; ++i) s += a[i] * b[i];
+  return s;
+}
+
+void Axpy(float a, const float* x, float* y, int64_t n) {
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const VF va = hn::Set(df, a);
+  int64_t i = 0;
+  for (; i + N <= n; i += N)
+    hn::StoreU(hn::MulAdd(va, hn::LoadU(df, x + i), hn::LoadU(df, y + i)), df, y + i);
+  for (; i < n; ++i) y[i] += a * x[i];
+}
+
+void Scale(float* y, float a, int64_t n) {
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const VF va = hn::Set(df, a);
+  int64_t i = 0;
+  for (; i + N <= n; i += N) hn::StoreU(hn::Mul(hn::LoadU(df, y + i), va), df, y + i);
+  for (; i < n; ++i) y[i] *= a;
+}
+
+void AddInplace(float* y, const float* x, int64_t n) {
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  int64_t i = 0;
+  for (; i + N <= n; i += N)
+    hn::StoreU(hn::Add(hn::LoadU(df, y + i), hn::LoadU(df, x + i)), df, y + i);
+  for (; i < n; ++i) y[i] += x[i];
+}
+
+void RmsNorm(const float* x, const float* w, float eps, int64_t n, float* out) {
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const float ss = Dot(x, x, n);
+  const float inv = 1.0f / std::sqrt(ss / static_cast<float>(n) + eps);
+  const VF vinv = hn::Set(df, inv);
+  int64_t i = 0;
+  for (; i + N <= n; i += N)
+    hn::StoreU(hn::Mul(hn::Mul(hn::LoadU(df, x + i), vinv), hn::LoadU(df, w + i)), df, out + i);
+  for (; i < n; ++i) out[i] = x[i] * inv * w[i];
+}
+
+void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const VF one = hn::Set(df, 1.0f);
+  int64_t i = 0;
+  for (; i + N <= n; i += N) {
+    const VF g = hn::LoadU(df, gate + i);
+    const VF sig = hn::Div(one, hn::Add(one, hn::Exp(df, hn::Neg(g))));
+    hn::StoreU(hn::Mul(hn::Mul(g, sig), hn::LoadU(df, up + i)), df, out + i);
+  }
+  for (; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+}
+
+float Softmax(float* x, int64_t n) {
+  if (n <= 0) return 0.0f;
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  float mx = x[0];
+  int64_t i = 0;
+  if (n >= N) {
+    VF vmax = hn::LoadU(df, x);
+    for (i = N; i + N <= n; i += N) vmax = hn::Max(vmax, hn::LoadU(df, x + i));
+    mx = hn::GetLane(hn::MaxOfLanes(df, vmax));
+  }
+  for (; i < n; ++i) mx = std::max(mx, x[i]);
+  const VF vmx = hn::Set(df, mx);
+  VF vsum = hn::Zero(df);
+  for (i = 0; i + N <= n; i += N) {
+    const VF e = hn::Exp(df, hn::Sub(hn::LoadU(df, x + i), vmx));
+    vsum = hn::Add(vsum, e);
+    hn::StoreU(e, df, x + i);
+  }
+  float sum = hn::GetLane(hn::SumOfLanes(df, vsum));
+  for (; i < n; ++i) {
+    x[i] = std::exp(x[i] - mx);
+    sum += x[i];
+  }
+  Scale(x, 1.0f / sum, n);
+  return sum;
+}
+
+const char* TargetName() { return hwy::TargetName(HWY_TARGET); }
+
+}  // namespace frugal::kernels::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace frugal::kernels {
+
+HWY_EXPORT(Dot);
+HWY_EXPORT(Axpy);
+HWY_EXPORT(Scale);
+HWY_EXPORT(AddInplace);
+HWY_EXPORT(RmsNorm);
+HWY_EXPORT(SiluMul);
+HWY_EXPORT(Softmax);
+HWY_EXPORT(TargetName);
+
+void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool) {
+  CHECK(w.n_cols % 32 == 0 || w.type == GgmlType::kF32 || w.type == GgmlType::kF16 ||
+            w.type == GgmlType::kBF16,
+        "matmul: n_cols=%lld", static_cast<long long>(w.n_cols));
+  if (pool != nullptr && pool->n_threads() == 1) pool = nullptr;
+  switch (w.type) {
+    case GgmlType::kF32: return matmul_f32(w, x, n_tokens, y, pool);
+    case GgmlType::kF16: return matmul_f16(w, x, n_tokens, y, pool);
+    case GgmlType::kBF16: return matmul_bf16(w, x, n_tokens, y, pool);
+    case GgmlType::kQ8_0: return matmul_q8_0(w, x, n_tokens, y, pool);
+    case GgmlType::kQ4_0: return matmul_q4_0(w, x, n_tokens, y, pool);
+    default:
+      CHECK(false, "matmul: no kernel for weight type %u", static_cast<unsigned>(w.type));
+  }
+}
+
+// Conversions run once per tensor at load or convert time, so the reference is fast enough.
+void quantize_row(GgmlType type, const float* x, void* out, int64_t n) {
+  quantize_row_ref(type, x, out, n);
+}
+void dequantize_row(GgmlType type, const void* x, float* out, int64_t n) {
+  dequantize_row_ref(type, x, out, n);
+}
+
+void rms_norm(const float* x, const float* w, float eps, int64_t n, float* out) {
+  HWY_DYNAMIC_DISPATCH(RmsNorm)(x, w, eps, n, out);
+}
+void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
+  HWY_DYNAMIC_DISPATCH(SiluMul)(gate, up, n, out);
+}
+void add_inplace(float* y, const float* x, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(AddInplace)(y, x, n);
+}
+float dot(const float* a, const float* b, int64_t n) { return HWY_DYNAMIC_DISPATCH(Dot)(a, b, n); }
+void axpy(float a, const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(Axpy)(a, x, y, n); }
+void scale(float* y, float a, int64_t n) { HWY_DYNAMIC_DISPATCH(Scale)(y, a, n); }
+float softmax(float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(Softmax)(x, n); }
+
+// Per head vector of 64-128 elements, next to the matmuls; the scalar loop is fast enough.
+void rope(float* x, int64_t head_dim, int64_t pos, const float* inv_freq, RopeStyle style) {
+  rope_ref(x, head_dim, pos, inv_freq, style);
+}
+
+const char* simd_target_name() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
+
+}  // namespace frugal::kernels
+#endif  // HWY_ONCE
