@@ -1,0 +1,99 @@
+"""Training pipeline: tokenizer behaviour, and a few steps of every stage end to end
+(tools/train/train_all.sh --smoke) with GGUF files that read back into the same model."""
+
+import json
+import os
+import random
+import subprocess
+import sys
+
+import pytest
+
+ROOT = os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
+sys.path.insert(0, os.path.join(ROOT, "tools", "train"))
+sys.path.insert(0, os.path.join(ROOT, "tools"))
+
+import bpe  # noqa: E402
+import tasks  # noqa: E402
+
+GPT2_PATTERN = (r"""'s|'t|'re|'ve|'m|'ll|'d| ?\p{L}+| ?\p{N}+| ?[^\s\p{L}\p{N}]+"""
+                r"""|\s+(?!\S)|\s+""")
+
+
+def test_pretokenizer_splits_like_the_gpt2_pattern():
+    regex = pytest.importorskip("regex")
+    pattern = regex.compile(GPT2_PATTERN)
+    alphabet = list("ab Z09'  \n\t?.,-") + ["é", "中", "٣", "\u00a0", "\x85", "😀", "s", "ll", "re"]
+    rng = random.Random(0)
+    for _ in range(5000):
+        text = "".join(rng.choice(alphabet) for _ in range(rng.randint(0, 12)))
+        assert bpe.pretokenize(text) == pattern.findall(text), repr(text)
+
+
+def test_pretokenizer_known_splits():
+    assert bpe.pretokenize("I'll add  12+3 ok?\n") == ["I", "'ll", " add", " ", " 12", "+", "3",
+                                                       " ok", "?", "\n"]
+
+
+@pytest.fixture(scope="module")
+def tokenizer():
+    texts = [it["messages"][0]["content"] + " " + it["reference"]
+             for it in tasks.generate(77, 1500)]
+    return bpe.train(texts, 600)
+
+
+def test_tokenizer_round_trips_and_keeps_digits_single(tokenizer):
+    assert tokenizer.vocab_size <= 600
+    for text in ["What is 369 + 286?", "Ünïcode ✓ 😀\n\t x", "<|im_start|>user\nhi<|im_end|>"]:
+        assert tokenizer.decode(tokenizer.encode(text)) == text
+    ids = tokenizer.encode("12345 678")
+    assert len(ids) == 9  # five digits, a space, three digits: no digit is ever merged
+    assert tokenizer.encode("<|im_start|><|im_end|><|endoftext|>") == [1, 2, 0]
+    # Specials are plain text when not allowed (user content cannot forge them).
+    assert bpe.IM_START not in tokenizer.encode("<|im_start|>", allow_special=False)
+    # Merges are used: a frequent word is shorter than its bytes.
+    assert len(tokenizer.encode(" Reverse")) < len(" Reverse")
+
+
+def test_tokenizer_training_is_deterministic(tokenizer):
+    texts = [it["messages"][0]["content"] for it in tasks.generate(77, 1500)]
+    a, b = bpe.train(texts, 500), bpe.train(texts, 500)
+    assert a.tokens == b.tokens and a.merges == b.merges
+
+
+def test_smoke_pipeline_writes_loadable_gguf_models(tmp_path):
+    torch = pytest.importorskip("torch")
+    pytest.importorskip("gguf")
+    env = dict(os.environ, OUT=str(tmp_path))
+    subprocess.run(["bash", os.path.join(ROOT, "tools", "train", "train_all.sh"), "--smoke"],
+                   check=True, env=env, cwd=ROOT, capture_output=True, timeout=300)
+    import model as llama
+    import gguf
+
+    for name in ("teacher", "student", "student_hard"):
+        path = tmp_path / f"{name}.gguf"
+        reader = gguf.GGUFReader(str(path))
+        fields = reader.fields
+
+        def text(key):
+            f = fields[key]
+            return bytes(f.parts[f.data[0]]).decode("utf-8")
+
+        assert text("general.architecture") == "llama"
+        assert text("tokenizer.ggml.model") == "gpt2"
+        assert text("tokenizer.ggml.pre") == "gpt-2"
+        assert "<|im_start|>" in text("tokenizer.chat_template")
+        assert len(fields["tokenizer.ggml.tokens"].data) <= 1024
+        # The GGUF reads back into exactly the trained model (f32 export in smoke mode).
+        from_file, tokens, merges = llama.from_gguf(str(path))
+        trained, _ = llama.load(str(tmp_path / f"{name}.pt"))
+        tok = bpe.Tokenizer.load(str(tmp_path / "tok.json"))
+        assert tokens == tok.tokens and merges == tok.merges
+        ids = torch.tensor([tok.encode("<|im_start|>user\nWhat is 2 + 3?<|im_end|>\n")])
+        assert torch.equal(from_file(ids), trained(ids))
+    with open(tmp_path / "tdata.jsonl", encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
+    assert len(rows) == 32 and all(r["answer"] for r in rows)
+    teacher_size = llama.load(str(tmp_path / "teacher.pt"))[0].n_params()
+    student_size = llama.load(str(tmp_path / "student.pt"))[0].n_params()
+    assert student_size < teacher_size

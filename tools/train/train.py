@@ -1,0 +1,443 @@
+#!/usr/bin/env python3
+"""Trains Frugal's bundled models on the task suite (tools/tasks.py): tokenizer, teacher,
+teacher-generated data, distilled and hard-label students, evaluation and GGUF export.
+
+  train.py tokenizer --out tok.json
+  train.py teacher   --tok tok.json --out teacher.pt [--steps N] [size options]
+  train.py gen       --tok tok.json --teacher teacher.pt --out tdata.jsonl --n N
+  train.py student   --tok tok.json --teacher teacher.pt --data tdata.jsonl --out s.pt
+                     [--hard-only]
+  train.py eval      --tok tok.json --model m.pt --items data/heldout.jsonl [--n N]
+  train.py export    --tok tok.json --model m.pt --out m.gguf --name NAME
+
+Training items come from seeds >= TRAIN_SEED_BASE; seed 1234 (data/heldout.jsonl) and the
+validation seed VAL_SEED are never trained on.
+"""
+
+import argparse
+import collections
+import json
+import math
+import os
+import sys
+import time
+
+HERE = os.path.dirname(os.path.abspath(__file__))
+sys.path.insert(0, HERE)
+sys.path.insert(0, os.path.dirname(HERE))
+os.environ.setdefault("OPENBLAS_NUM_THREADS", "1")
+
+import numpy as np  # noqa: E402
+import torch  # noqa: E402
+import torch.nn.functional as F  # noqa: E402
+
+import bpe  # noqa: E402
+import model as llama  # noqa: E402
+import tasks  # noqa: E402
+
+TRAIN_SEED_BASE = 100_000
+VAL_SEED = 4321
+MAX_NEW_TOKENS = 24
+CHAT_TEMPLATE = (
+    "{% for message in messages %}"
+    "{{ '<|im_start|>' + message['role'] + '\\n' + message['content'] + '<|im_end|>' + '\\n' }}"
+    "{% endfor %}"
+    "{% if add_generation_prompt %}{{ '<|im_start|>assistant\\n' }}{% endif %}")
+
+
+def render_prompt(messages):
+    """The ChatML text of messages followed by the assistant header (CHAT_TEMPLATE in Python)."""
+    text = "".join(f"<|im_start|>{m['role']}\n{m['content']}<|im_end|>\n" for m in messages)
+    return text + "<|im_start|>assistant\n"
+
+
+def log(*args):
+    print(time.strftime("%H:%M:%S"), *args, flush=True)
+
+
+def training_items(start_chunk, chunk=4096):
+    """An endless stream of training items, chunk k from seed TRAIN_SEED_BASE + k."""
+    k = start_chunk
+    while True:
+        yield from tasks.generate(TRAIN_SEED_BASE + k, chunk)
+        k += 1
+
+
+def encode_example(tok, messages, answer):
+    prompt = tok.encode(render_prompt(messages))
+    target = tok.encode(answer, allow_special=False) + [bpe.IM_END]
+    return prompt, target
+
+
+def make_batch(examples, n_ctx):
+    """examples: [(prompt_ids, target_ids)] -> ids [b, t], labels [b, t] (-100 outside targets;
+    labels[i] is the token that should follow ids[i])."""
+    seqs = [(p + t)[:n_ctx + 1] for p, t in examples]
+    t_max = max(len(s) for s in seqs) - 1
+    ids = torch.zeros((len(seqs), t_max), dtype=torch.long)
+    labels = torch.full((len(seqs), t_max), -100, dtype=torch.long)
+    for i, ((p, _), s) in enumerate(zip(examples, seqs)):
+        n = len(s) - 1
+        ids[i, :n] = torch.tensor(s[:-1])
+        lab = torch.tensor(s[1:])
+        lab[:len(p) - 1] = -100
+        labels[i, :n] = lab
+    return ids, labels
+
+
+def lr_at(step, steps, peak, warmup):
+    if step < warmup:
+        return peak * (step + 1) / warmup
+    frac = (step - warmup) / max(1, steps - warmup)
+    return peak * (0.1 + 0.9 * 0.5 * (1 + math.cos(math.pi * min(1.0, frac))))
+
+
+@torch.no_grad()
+def greedy_answers(model, tok, items, max_new=MAX_NEW_TOKENS, batch=64):
+    """Greedy answers (text, special tokens removed) for items; prompts of equal length are
+    decoded together so no padding is needed."""
+    model.eval()
+    prompts = [tok.encode(render_prompt(it["messages"])) for it in items]
+    buckets = collections.defaultdict(list)
+    for i, p in enumerate(prompts):
+        buckets[len(p)].append(i)
+    answers = [None] * len(items)
+    for idxs in buckets.values():
+        for s in range(0, len(idxs), batch):
+            group = idxs[s:s + batch]
+            ids = torch.tensor([prompts[i] for i in group])
+            out = [[] for _ in group]
+            done = [False] * len(group)
+            for _ in range(max_new):
+                if ids.shape[1] >= model.cfg.n_ctx:
+                    break
+                nxt = model(ids)[:, -1].argmax(-1)
+                for j, t in enumerate(nxt.tolist()):
+                    if not done[j]:
+                        if t in (bpe.IM_END, bpe.ENDOFTEXT):
+                            done[j] = True
+                        else:
+                            out[j].append(t)
+                if all(done):
+                    break
+                ids = torch.cat([ids, nxt[:, None]], dim=1)
+            for j, i in enumerate(group):
+                answers[i] = tok.decode(out[j], skip_special=True)
+    model.train()
+    return answers
+
+
+def accuracy_table(items, answers):
+    """{'all': acc, 'd1'..'d4': acc, slice: acc} in percent."""
+    groups = collections.defaultdict(list)
+    for it, a in zip(items, answers):
+        ok = tasks.check(it, a)
+        groups["all"].append(ok)
+        groups[f"d{it['difficulty']}"].append(ok)
+        groups[it["slice"]].append(ok)
+    return {k: round(100.0 * sum(v) / len(v), 1) for k, v in groups.items()}
+
+
+def format_acc(acc):
+    keys = ["all", "d1", "d2", "d3", "d4"] + [s for s in tasks.SLICE_WEIGHTS if s in acc]
+    return " ".join(f"{k}={acc[k]:.1f}" for k in keys if k in acc)
+
+
+# ---------------------------------------------------------------------------------------
+def cmd_tokenizer(args):
+    items = tasks.generate(TRAIN_SEED_BASE - 1, args.n)
+    texts = []
+    for it in items:
+        texts.append(render_prompt(it["messages"]) + it["reference"] + "<|im_end|>")
+    texts.append(render_prompt([{"role": "system", "content": "You are a helpful assistant."}]))
+    t0 = time.time()
+    tok = bpe.train(texts, args.vocab)
+    tok.save(args.out)
+    sample = render_prompt(items[0]["messages"]) + items[0]["reference"]
+    log(f"tokenizer: {tok.vocab_size} tokens, {len(tok.merges)} merges in "
+        f"{time.time() - t0:.1f}s; mean tokens/item "
+        f"{np.mean([len(tok.encode(t)) for t in texts[:2000]]):.1f}; sample {tok.encode(sample)}")
+
+
+def model_config(args, vocab_size):
+    return llama.LlamaConfig(vocab_size=vocab_size, n_embd=args.n_embd, n_layer=args.n_layer,
+                             n_head=args.n_head, n_head_kv=args.n_head_kv, n_ff=args.n_ff,
+                             n_ctx=args.n_ctx)
+
+
+def evaluate(model, tok, n, seed=VAL_SEED):
+    items = tasks.generate(seed, n)
+    return accuracy_table(items, greedy_answers(model, tok, items))
+
+
+def train_loop(args, model, tok, batches, loss_fn, tag):
+    """Shared optimizer loop: AdamW, warmup + cosine to 10 %, checkpoint and validation."""
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95),
+                            weight_decay=0.1)
+    history, first = [], 0
+    if getattr(args, "resume", None):
+        ck = torch.load(args.resume, map_location="cpu")
+        model.load_state_dict(ck["state"])
+        opt.load_state_dict(ck["optimizer"])
+        history, first = ck["history"], ck["steps_done"]
+        log(f"{tag}: resumed from {args.resume} at step {first}")
+    t_start = time.time() - 60 * (history[-1]["minutes"] if history else 0)
+    n_tok = 0
+    window = time.time()
+    for step in range(first, args.steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
+        ids, labels, extra = next(batches)
+        loss = loss_fn(model, ids, labels, extra)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        n_tok += int((ids != 0).sum())
+        last = step + 1 == args.steps
+        if (step + 1) % args.log_every == 0 or last:
+            dt = time.time() - window
+            log(f"{tag} step {step + 1}/{args.steps} loss {loss.item():.4f} "
+                f"lr {opt.param_groups[0]['lr']:.2e} {dt / args.log_every * 1000:.0f} ms/step "
+                f"{n_tok / (time.time() - window):.0f} tok/s")
+            n_tok = 0
+            window = time.time()
+        if (args.eval_every and (step + 1) % args.eval_every == 0) or last:
+            acc = evaluate(model, tok, args.eval_n)
+            history.append({"step": step + 1, "minutes": round((time.time() - t_start) / 60, 2),
+                            "acc": acc})
+            log(f"{tag} eval step {step + 1} ({(time.time() - t_start) / 60:.1f} min): "
+                f"{format_acc(acc)}")
+            llama.save(model, args.out, {"history": history, "steps_done": step + 1,
+                                         "optimizer": opt.state_dict()})
+            window = time.time()  # step times exclude evaluation
+    return history
+
+
+def cmd_teacher(args):
+    torch.manual_seed(args.seed)
+    tok = bpe.Tokenizer.load(args.tok)
+    cfg = model_config(args, tok.vocab_size)
+    model = llama.Llama(cfg)
+    log(f"teacher: {model.n_params():,} parameters, config {cfg}")
+
+    def batches():
+        # A resumed run continues with fresh items rather than repeating the first ones.
+        done = torch.load(args.resume)["steps_done"] if args.resume else 0
+        stream = training_items(args.seed * 1000 + done * args.batch // 4096 + 1)
+        while True:
+            ex = [encode_example(tok, it["messages"], it["reference"])
+                  for it in (next(stream) for _ in range(args.batch))]
+            ids, labels = make_batch(ex, cfg.n_ctx)
+            yield ids, labels, None
+
+    def ce(m, ids, labels, _):
+        logits = m(ids)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+
+    train_loop(args, model, tok, batches(), ce, "teacher")
+
+
+def cmd_gen(args):
+    """Teacher-generated data: the teacher's greedy answer where it is right, else the
+    reference (so the student never learns a known-wrong answer as a hard label)."""
+    tok = bpe.Tokenizer.load(args.tok)
+    teacher, _ = llama.load(args.teacher)
+    items = tasks.generate(TRAIN_SEED_BASE + 500_000 + args.seed, args.n)
+    t0 = time.time()
+    answers = greedy_answers(teacher, tok, items)
+    right = 0
+    with open(args.out, "w", encoding="utf-8") as f:
+        for it, a in zip(items, answers):
+            ok = tasks.check(it, a)
+            right += ok
+            f.write(json.dumps({"messages": it["messages"], "answer": a.strip() if ok else
+                                it["reference"], "reference": it["reference"],
+                                "teacher_right": ok}) + "\n")
+    log(f"gen: {args.n} items in {time.time() - t0:.1f}s, teacher right on "
+        f"{100.0 * right / max(1, args.n):.1f} %")
+
+
+def cmd_student(args):
+    torch.manual_seed(args.seed)
+    tok = bpe.Tokenizer.load(args.tok)
+    cfg = model_config(args, tok.vocab_size)
+    model = llama.Llama(cfg)
+    teacher = None
+    if not args.hard_only:
+        teacher, _ = llama.load(args.teacher)
+        teacher.eval()
+        for p in teacher.parameters():
+            p.requires_grad_(False)
+    with open(args.data, encoding="utf-8") as f:
+        rows = [json.loads(line) for line in f]
+    tag = "student-hard" if args.hard_only else "student-kd"
+    log(f"{tag}: {model.n_params():,} parameters, {len(rows)} training rows, config {cfg}")
+
+    def batches():
+        g = torch.Generator().manual_seed(args.seed)
+        while True:
+            order = torch.randperm(len(rows), generator=g).tolist()
+            for s in range(0, len(order) - args.batch + 1, args.batch):
+                chunk = [rows[i] for i in order[s:s + args.batch]]
+                # The hard-label student learns the references; the distilled one learns the
+                # teacher-generated answers and the teacher's soft labels on them.
+                key = "reference" if args.hard_only else "answer"
+                ex = [encode_example(tok, r["messages"], r[key]) for r in chunk]
+                ids, labels = make_batch(ex, cfg.n_ctx)
+                yield ids, labels, None
+
+    def hard_ce(m, ids, labels, _):
+        logits = m(ids)
+        return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+
+    def distill(m, ids, labels, _):
+        logits = m(ids)
+        with torch.no_grad():
+            t_logits = teacher(ids)
+        sel = labels != -100
+        s, t = logits[sel], t_logits[sel]  # [n_answer_tokens, vocab]
+        temp = args.temperature
+        kl = F.kl_div(F.log_softmax(s / temp, -1), F.log_softmax(t / temp, -1),
+                      log_target=True, reduction="batchmean") * temp * temp
+        ce = F.cross_entropy(s, labels[sel])
+        return args.alpha * kl + (1 - args.alpha) * ce
+
+    train_loop(args, model, tok, batches(), hard_ce if args.hard_only else distill, tag)
+
+
+def cmd_eval(args):
+    tok = bpe.Tokenizer.load(args.tok)
+    m, _ = llama.load(args.model)
+    with open(args.items, encoding="utf-8") as f:
+        items = [json.loads(line) for line in f][:args.n]
+    t0 = time.time()
+    answers = greedy_answers(m, tok, items)
+    acc = accuracy_table(items, answers)
+    log(f"eval {args.model} on {len(items)} items in {time.time() - t0:.1f}s: {format_acc(acc)}")
+    if args.answers:
+        with open(args.answers, "w", encoding="utf-8") as f:
+            for it, a in zip(items, answers):
+                f.write(json.dumps({"id": it["id"], "answer": a}) + "\n")
+    print(json.dumps(acc))
+
+
+def cmd_export(args):
+    from gguf_writer import GgufWriter
+    tok = bpe.Tokenizer.load(args.tok)
+    m, ck = llama.load(args.model)
+    cfg = m.cfg
+    w = GgufWriter(args.out)
+    w.add_string("general.architecture", "llama")
+    w.add_string("general.name", args.name)
+    w.add_uint32("general.file_type", 0 if args.dtype == "f32" else 1)
+    w.add_uint32("llama.context_length", cfg.n_ctx)
+    w.add_uint32("llama.embedding_length", cfg.n_embd)
+    w.add_uint32("llama.block_count", cfg.n_layer)
+    w.add_uint32("llama.feed_forward_length", cfg.n_ff)
+    w.add_uint32("llama.attention.head_count", cfg.n_head)
+    w.add_uint32("llama.attention.head_count_kv", cfg.n_head_kv)
+    w.add_uint32("llama.rope.dimension_count", cfg.head_dim)
+    w.add_float32("llama.rope.freq_base", cfg.rope_theta)
+    w.add_float32("llama.attention.layer_norm_rms_epsilon", cfg.norm_eps)
+    w.add_uint32("llama.vocab_size", cfg.vocab_size)
+    w.add_string("tokenizer.ggml.model", "gpt2")
+    w.add_string("tokenizer.ggml.pre", "gpt-2")
+    w.add_array("tokenizer.ggml.tokens", tok.tokens, "string")
+    w.add_array("tokenizer.ggml.token_type",
+                [3 if i < bpe.N_SPECIAL else 1 for i in range(tok.vocab_size)], "int32")
+    w.add_array("tokenizer.ggml.merges", [f"{a} {b}" for a, b in tok.merges], "string")
+    w.add_uint32("tokenizer.ggml.bos_token_id", bpe.ENDOFTEXT)
+    w.add_uint32("tokenizer.ggml.eos_token_id", bpe.IM_END)
+    w.add_uint32("tokenizer.ggml.padding_token_id", bpe.ENDOFTEXT)
+    w.add_bool("tokenizer.ggml.add_bos_token", False)
+    w.add_string("tokenizer.chat_template", CHAT_TEMPLATE)
+    sd = {k: v.detach().float().numpy() for k, v in m.state_dict().items()}
+    big = args.dtype
+
+    def put(name, key, dtype=big):
+        w.add_tensor(name, sd[key], dtype)
+
+    put("token_embd.weight", "tok_embd.weight")
+    for il in range(cfg.n_layer):
+        p = f"blocks.{il}."
+        put(f"blk.{il}.attn_norm.weight", p + "attn_norm.weight", "f32")
+        put(f"blk.{il}.attn_q.weight", p + "wq.weight")
+        put(f"blk.{il}.attn_k.weight", p + "wk.weight")
+        put(f"blk.{il}.attn_v.weight", p + "wv.weight")
+        put(f"blk.{il}.attn_output.weight", p + "wo.weight")
+        put(f"blk.{il}.ffn_norm.weight", p + "ffn_norm.weight", "f32")
+        put(f"blk.{il}.ffn_gate.weight", p + "w_gate.weight")
+        put(f"blk.{il}.ffn_up.weight", p + "w_up.weight")
+        put(f"blk.{il}.ffn_down.weight", p + "w_down.weight")
+    put("output_norm.weight", "out_norm.weight", "f32")
+    w.write()
+    log(f"export: {args.out} ({os.path.getsize(args.out):,} bytes, {m.n_params():,} parameters)")
+
+
+def main(argv=None):
+    ap = argparse.ArgumentParser(description=__doc__.split("\n\n")[0])
+    sub = ap.add_subparsers(dest="cmd", required=True)
+
+    p = sub.add_parser("tokenizer")
+    p.add_argument("--out", required=True)
+    p.add_argument("--vocab", type=int, default=1024)
+    p.add_argument("--n", type=int, default=20000)
+
+    def train_opts(p, n_embd, n_layer, n_head, n_head_kv, n_ff, steps, lr, batch):
+        p.add_argument("--tok", required=True)
+        p.add_argument("--out", required=True)
+        p.add_argument("--n-embd", type=int, default=n_embd)
+        p.add_argument("--n-layer", type=int, default=n_layer)
+        p.add_argument("--n-head", type=int, default=n_head)
+        p.add_argument("--n-head-kv", type=int, default=n_head_kv)
+        p.add_argument("--n-ff", type=int, default=n_ff)
+        p.add_argument("--n-ctx", type=int, default=128)
+        p.add_argument("--steps", type=int, default=steps)
+        p.add_argument("--batch", type=int, default=batch)
+        p.add_argument("--lr", type=float, default=lr)
+        p.add_argument("--warmup", type=int, default=100)
+        p.add_argument("--seed", type=int, default=1)
+        p.add_argument("--log-every", type=int, default=50)
+        p.add_argument("--eval-every", type=int, default=500)
+        p.add_argument("--eval-n", type=int, default=300)
+        p.add_argument("--threads", type=int, default=1)
+        p.add_argument("--resume", help="checkpoint to continue from (same --steps schedule)")
+
+    p = sub.add_parser("teacher")
+    train_opts(p, 192, 6, 6, 2, 512, 6000, 2e-3, 64)
+    p = sub.add_parser("student")
+    train_opts(p, 64, 4, 4, 2, 176, 6000, 3e-3, 64)
+    p.add_argument("--teacher")
+    p.add_argument("--data", required=True)
+    p.add_argument("--hard-only", action="store_true")
+    p.add_argument("--temperature", type=float, default=2.0)
+    p.add_argument("--alpha", type=float, default=0.7)
+
+    p = sub.add_parser("gen")
+    for a in ("--tok", "--teacher", "--out"):
+        p.add_argument(a, required=True)
+    p.add_argument("--n", type=int, default=50000)
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--threads", type=int, default=1)
+
+    p = sub.add_parser("eval")
+    for a in ("--tok", "--model", "--items"):
+        p.add_argument(a, required=True)
+    p.add_argument("--n", type=int, default=None)
+    p.add_argument("--answers", help="write {id, answer} JSONL here")
+    p.add_argument("--threads", type=int, default=1)
+
+    p = sub.add_parser("export")
+    for a in ("--tok", "--model", "--out", "--name"):
+        p.add_argument(a, required=True)
+    p.add_argument("--dtype", choices=["f32", "f16"], default="f32")
+
+    args = ap.parse_args(argv)
+    torch.set_num_threads(getattr(args, "threads", 1))
+    {"tokenizer": cmd_tokenizer, "teacher": cmd_teacher, "gen": cmd_gen, "student": cmd_student,
+     "eval": cmd_eval, "export": cmd_export}[args.cmd](args)
+
+
+if __name__ == "__main__":
+    main()

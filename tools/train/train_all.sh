@@ -1,0 +1,59 @@
+#!/usr/bin/env bash
+# Retrains every bundled model end to end: tokenizer, teacher, teacher-generated data, distilled
+# and hard-label students, held-out evaluation, GGUF export into models/.
+#   tools/train/train_all.sh            full run (one CPU thread; see models/MODEL_CARD.md for time)
+#   tools/train/train_all.sh --smoke    a few steps of every stage on tiny models (< 60 s),
+#                                       into $OUT (default out/models/smoke); models/ untouched
+# Environment: OUT (work folder), THREADS (torch threads, default 1), PYTHON.
+set -euo pipefail
+cd "$(dirname "$0")/../.."
+export OPENBLAS_NUM_THREADS=1
+PYTHON=${PYTHON:-.venv/bin/python}
+[ -x "$PYTHON" ] || PYTHON=python3
+THREADS=${THREADS:-1}
+T="$PYTHON tools/train/train.py"
+
+if [ "${1:-}" = "--smoke" ]; then
+  OUT=${OUT:-out/models/smoke}
+  mkdir -p "$OUT"
+  TINY=(--n-embd 32 --n-layer 2 --n-head 2 --n-head-kv 1 --n-ff 64 --batch 8 --warmup 2
+        --log-every 3 --eval-every 0 --eval-n 8 --threads "$THREADS")
+  $T tokenizer --out "$OUT/tok.json" --n 2000 --vocab 400
+  $T teacher --tok "$OUT/tok.json" --out "$OUT/teacher.pt" --steps 6 "${TINY[@]}"
+  $T gen --tok "$OUT/tok.json" --teacher "$OUT/teacher.pt" --out "$OUT/tdata.jsonl" --n 32
+  $T student --tok "$OUT/tok.json" --teacher "$OUT/teacher.pt" --data "$OUT/tdata.jsonl" \
+    --out "$OUT/student.pt" --steps 3 "${TINY[@]}" --n-embd 16 --n-ff 32
+  $T student --hard-only --tok "$OUT/tok.json" --data "$OUT/tdata.jsonl" \
+    --out "$OUT/student_hard.pt" --steps 3 "${TINY[@]}" --n-embd 16 --n-ff 32
+  for m in teacher student student_hard; do
+    $T export --tok "$OUT/tok.json" --model "$OUT/$m.pt" --out "$OUT/$m.gguf" --name "smoke-$m"
+  done
+  $T eval --tok "$OUT/tok.json" --model "$OUT/student.pt" --items data/heldout.jsonl --n 8 \
+    --answers "$OUT/student_answers.jsonl" >/dev/null
+  echo "smoke OK: $OUT"
+  exit 0
+fi
+
+OUT=${OUT:-out/models/full}
+mkdir -p "$OUT" models
+start=$(date +%s)
+$T tokenizer --out "$OUT/tok.json"
+$T teacher --tok "$OUT/tok.json" --out "$OUT/teacher.pt" --threads "$THREADS" \
+  2>&1 | tee "$OUT/teacher.log"
+$T gen --tok "$OUT/tok.json" --teacher "$OUT/teacher.pt" --out "$OUT/tdata.jsonl" --n 40000 \
+  --threads "$THREADS" 2>&1 | tee "$OUT/gen.log"
+$T student --tok "$OUT/tok.json" --teacher "$OUT/teacher.pt" --data "$OUT/tdata.jsonl" \
+  --out "$OUT/student.pt" --threads "$THREADS" 2>&1 | tee "$OUT/student.log"
+$T student --hard-only --tok "$OUT/tok.json" --data "$OUT/tdata.jsonl" \
+  --out "$OUT/student_hard.pt" --threads "$THREADS" 2>&1 | tee "$OUT/student_hard.log"
+for m in teacher student student_hard; do
+  $T eval --tok "$OUT/tok.json" --model "$OUT/$m.pt" --items data/heldout.jsonl \
+    --answers "$OUT/${m}_answers.jsonl" --threads "$THREADS" | tee "$OUT/${m}_eval.json"
+done
+$T export --tok "$OUT/tok.json" --model "$OUT/teacher.pt" --out models/frugal-teacher.gguf \
+  --name frugal-teacher --dtype f16
+$T export --tok "$OUT/tok.json" --model "$OUT/student.pt" --out models/frugal-student.gguf \
+  --name frugal-student --dtype f16
+$T export --tok "$OUT/tok.json" --model "$OUT/student_hard.pt" \
+  --out models/frugal-student-hard.gguf --name frugal-student-hard --dtype f16
+echo "train_all: done in $(( ($(date +%s) - start) / 60 )) min; work files in $OUT"
