@@ -97,3 +97,46 @@ def test_smoke_pipeline_writes_loadable_gguf_models(tmp_path):
     teacher_size = llama.load(str(tmp_path / "teacher.pt"))[0].n_params()
     student_size = llama.load(str(tmp_path / "student.pt"))[0].n_params()
     assert student_size < teacher_size
+
+
+def test_model_matches_transformers_llama_after_the_gguf_qk_permutation():
+    """Our weights are in GGUF llama layout (RoPE on adjacent pairs). Undoing the q/k row
+    permutation that GGUF converters apply must give Hugging Face's LlamaForCausalLM exactly,
+    which shows the exported files mean to other runtimes what they mean to us."""
+    torch = pytest.importorskip("torch")
+    transformers = pytest.importorskip("transformers")
+    import model as llama
+
+    torch.manual_seed(0)
+    cfg = llama.LlamaConfig(vocab_size=300, n_embd=48, n_layer=2, n_head=4, n_head_kv=2,
+                            n_ff=80, n_ctx=64)
+    ours = llama.Llama(cfg).eval()
+    hf_cfg = transformers.LlamaConfig(
+        vocab_size=cfg.vocab_size, hidden_size=cfg.n_embd, intermediate_size=cfg.n_ff,
+        num_hidden_layers=cfg.n_layer, num_attention_heads=cfg.n_head,
+        num_key_value_heads=cfg.n_head_kv, rms_norm_eps=cfg.norm_eps,
+        rope_theta=cfg.rope_theta, max_position_embeddings=cfg.n_ctx, tie_word_embeddings=True)
+    hf = transformers.LlamaForCausalLM(hf_cfg).eval()
+
+    def unpermute(w, n_head):  # GGUF row order -> Hugging Face (rotate-half) row order
+        return (w.reshape(n_head, cfg.head_dim // 2, 2, w.shape[1]).transpose(1, 2)
+                .reshape(w.shape))
+
+    sd = {"model.embed_tokens.weight": ours.tok_embd.weight,
+          "model.norm.weight": ours.out_norm.weight, "lm_head.weight": ours.tok_embd.weight}
+    for il, b in enumerate(ours.blocks):
+        p = f"model.layers.{il}."
+        sd.update({p + "input_layernorm.weight": b.attn_norm.weight,
+                   p + "post_attention_layernorm.weight": b.ffn_norm.weight,
+                   p + "self_attn.q_proj.weight": unpermute(b.wq.weight, cfg.n_head),
+                   p + "self_attn.k_proj.weight": unpermute(b.wk.weight, cfg.n_head_kv),
+                   p + "self_attn.v_proj.weight": b.wv.weight,
+                   p + "self_attn.o_proj.weight": b.wo.weight,
+                   p + "mlp.gate_proj.weight": b.w_gate.weight,
+                   p + "mlp.up_proj.weight": b.w_up.weight,
+                   p + "mlp.down_proj.weight": b.w_down.weight})
+    hf.load_state_dict({k: v.detach().clone() for k, v in sd.items()}, strict=False)
+    ids = torch.randint(0, cfg.vocab_size, (2, 40))
+    with torch.no_grad():
+        diff = (ours(ids) - hf(ids).logits).abs().max().item()
+    assert diff < 1e-4
