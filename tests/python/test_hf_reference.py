@@ -29,6 +29,7 @@ import convert_hf  # noqa: E402  (conftest puts tools/ on sys.path)
 
 PROMPT_LEN = 32
 INIT_STD = 0.15
+MIN_MARGIN = 0.5
 
 # Small models covering the families and the layout differences that matter:
 # GQA, tied embeddings, Llama-3 RoPE scaling, Mistral, Qwen2 QKV bias + NEOX RoPE.
@@ -65,7 +66,7 @@ def _hf_config(case):
 
 
 def _build_case(name, root):
-    """Returns (model_dir, f32 gguf path, prompt tokens, HF logits [T, n_vocab] float64)."""
+    """Returns (model_dir, f32 gguf path, tokens, HF logits [T, n_vocab] float64, HF model)."""
     case = CASES[name]
     torch.manual_seed(1234 + sum(map(ord, name)))
     config = _hf_config(case)
@@ -95,13 +96,18 @@ def _build_case(name, root):
         with open(cfg_path, 'w') as f:
             json.dump(raw, f)
 
-    rng = np.random.default_rng(99)
-    tokens = rng.integers(0, case['vocab'], PROMPT_LEN).tolist()
-    with torch.no_grad():
-        logits = model(torch.tensor([tokens])).logits[0].double().numpy()
+    # The greedy-token check needs a well-defined winner: take the first seeded prompt whose
+    # last-position top-2 margin is at least MIN_MARGIN x RMS(logits) (~7x the Q8_0 noise).
+    for seed in range(99, 199):
+        tokens = np.random.default_rng(seed).integers(0, case['vocab'], PROMPT_LEN).tolist()
+        with torch.no_grad():
+            logits = model(torch.tensor([tokens])).logits[0].double().numpy()
+        top2 = np.sort(logits[-1])[-2:]
+        if top2[1] - top2[0] >= MIN_MARGIN * np.sqrt(np.mean(logits ** 2)):
+            break
     gguf_path = os.path.join(root, name + '.f32.gguf')
     convert_hf.convert(model_dir, gguf_path, 'f32')
-    return model_dir, gguf_path, tokens, logits
+    return model_dir, gguf_path, tokens, logits, model
 
 
 _built = {}
@@ -145,21 +151,23 @@ def read_gguf(path):
 
 
 def _q8_0_roundtrip(x):
-    """x quantized to Q8_0 blocks of 32 along the last axis and back (activation path)."""
+    """x quantized to Q8_0 blocks of 32 along the last axis and back (activation path):
+    q = round(x / d) with d = amax / 127, dequantized with d rounded to fp16."""
     shape = x.shape
     b = x.reshape(-1, 32).astype(np.float32)
-    d = (np.abs(b).max(axis=1, keepdims=True) / 127).astype(np.float16).astype(np.float32)
-    q = np.where(d > 0, np.round(b / np.where(d > 0, d, 1)), 0)
-    return (q * d).reshape(shape)
+    d = np.abs(b).max(axis=1, keepdims=True) / 127
+    q = np.round(b / np.where(d > 0, d, 1))
+    return (q * d.astype(np.float16).astype(np.float32)).reshape(shape)
 
 
-def gguf_forward(path, tokens, quantize_activations=True):
+def gguf_forward(path, tokens, quantize_activations=True, model=None):
     """Logits [T, n_vocab] (float64) of the GGUF model at `path`, computed in numpy.
 
     Matrices stored as Q8_0/Q4_0 see their input rounded to Q8_0 blocks first, as the
-    engine's matmul does (quantize_activations=False turns that off).
+    engine's matmul does (quantize_activations=False turns that off). `model` may pass an
+    already read (meta, tensors) pair instead of a path.
     """
-    meta, ts = read_gguf(path)
+    meta, ts = model if model is not None else read_gguf(path)
     n_head, n_head_kv = meta['attention.head_count'], meta['attention.head_count_kv']
     hd = meta['rope.dimension_count']
     eps = meta['attention.layer_norm_rms_epsilon']
@@ -226,8 +234,207 @@ def rel_rms(got, want):
 
 # ---- converter checks (no engine needed) ------------------------------------------------------
 def test_gguf_file_matches_hf(case):
-    name, _, gguf_path, tokens, want = case
+    name, _, gguf_path, tokens, want, _ = case
     got = gguf_forward(gguf_path, tokens)
     print(f'\n[{name}] numpy-on-GGUF vs HF: rel_max {rel_max(got, want):.2e}')
     assert rel_max(got, want) < 1e-5
     assert np.array_equal(got.argmax(-1), want.argmax(-1))
+
+
+# ---- the quantisation error bound (derivation in docs/ACCURACY.md) -----------------------------
+QUANT_TYPES = ('f16', 'bf16', 'q8_0', 'q4_0')
+BLOCK_TYPES = ('q8_0', 'q4_0')
+N_PROBE = 32
+BOUND_MARGIN = 1.5  # over the first-order prediction; see docs/ACCURACY.md
+
+
+def _gguf_name(hf_linear, tied):
+    """GGUF weight name of an HF nn.Linear / embedding module name."""
+    if hf_linear == 'lm_head':
+        return 'token_embd.weight' if tied else 'output.weight'
+    if hf_linear == 'model.embed_tokens':
+        return 'token_embd.weight'
+    il = hf_linear.split('.')[2]
+    short = {'q_proj': 'attn_q', 'k_proj': 'attn_k', 'v_proj': 'attn_v', 'o_proj': 'attn_output',
+             'gate_proj': 'ffn_gate', 'up_proj': 'ffn_up', 'down_proj': 'ffn_down'}
+    return f'blk.{il}.{short[hf_linear.split(".")[-1]]}.weight'
+
+
+def logit_sensitivities(model, tokens, n_probe=N_PROBE, seed=0):
+    """Hutchinson estimates of the logits' squared sensitivities.
+
+    Returns (gw2, gx2, xs): gw2[module] [n_out, n_in] ~ sum_k (dL_k/dW_ij)^2 over all logits
+    L_k; gx2[module] [T, n_in] ~ sum_k (dL_k/dx_tj)^2 for that matmul's input x; xs[module]
+    the input x itself. Modules are HF Linear names plus 'model.embed_tokens'.
+    """
+    linears = {n: m for n, m in model.named_modules() if isinstance(m, torch.nn.Linear)}
+    inputs, xs = {}, {}
+
+    def hook(name):
+        def pre(_, args):
+            eps = torch.zeros_like(args[0], requires_grad=True)
+            inputs[name] = eps
+            xs[name] = args[0].detach()[0].double().numpy()
+            return (args[0] + eps,)
+        return pre
+
+    handles = [m.register_forward_pre_hook(hook(n)) for n, m in linears.items()]
+    weights = {n: m.weight for n, m in linears.items()}
+    weights['model.embed_tokens'] = model.model.embed_tokens.weight
+    gw2 = {n: np.zeros(w.shape) for n, w in weights.items()}
+    gx2 = {}
+    gen = torch.Generator().manual_seed(seed)
+    try:
+        for _ in range(n_probe):
+            model.zero_grad()
+            logits = model(torch.tensor([tokens])).logits[0]
+            z = torch.randn(logits.shape, generator=gen)
+            (logits * z).sum().backward()
+            for n, w in weights.items():  # a tied weight's grad sums both uses, as it should
+                gw2[n] += w.grad.double().numpy() ** 2 / n_probe
+            for n, eps in inputs.items():
+                g = eps.grad[0].double().numpy() ** 2 / n_probe
+                gx2[n] = gx2.get(n, 0) + g
+    finally:
+        for h in handles:
+            h.remove()
+        model.zero_grad()
+    return gw2, gx2, xs
+
+
+def _block_scales(t):
+    """Per-block scale d [n_rows, n_cols/32] of a Q8_0/Q4_0 reader tensor (fp16 at byte 0)."""
+    raw = np.asarray(t.data, dtype=np.uint8)
+    rows = raw.reshape(-1, raw.shape[-1])
+    block_bytes = {'Q8_0': 34, 'Q4_0': 18}[t.tensor_type.name]
+    blocks = rows.reshape(rows.shape[0], -1, block_bytes)
+    return blocks[:, :, :2].copy().view(np.float16)[:, :, 0].astype(np.float64)
+
+
+def _rounding_var(w, ty):
+    """Per-element variance of round-to-nearest error when float32 `w` is stored as `ty`."""
+    mant_bits = {'f16': 10, 'bf16': 7}[ty]
+    exp = np.floor(np.log2(np.maximum(np.abs(w), 1e-30)))
+    if ty == 'f16':
+        exp = np.maximum(exp, -14)  # subnormal spacing
+    ulp = 2.0 ** (exp - mant_bits)
+    return np.where(w == 0, 0.0, ulp ** 2 / 12)
+
+
+def _to_hf_rows(a, n_head):
+    """Inverse of convert_hf.unpermute_rows: GGUF llama row order -> HF row order."""
+    rows, n_in = a.shape
+    return a.reshape(n_head, rows // n_head // 2, 2, n_in).swapaxes(1, 2).reshape(rows, n_in)
+
+
+def predicted_error_rms(sens, f32_meta, f32_ts, quant_path):
+    """First-order RMS error of the logits caused by storing the model as in `quant_path`.
+
+    Each weight element's error is modelled as independent, zero-mean, uniform over one
+    quantisation step (variance step^2/12; step = the block's stored d for Q8_0/Q4_0, the ulp
+    for F16/BF16), and so is each activation element fed to a Q8_0/Q4_0 matmul (step =
+    block amax/127). Variances are weighted by the squared sensitivities and summed.
+    """
+    gw2, gx2, xs = sens
+    arch = f32_meta['arch']
+    r = gguf.GGUFReader(quant_path)
+    qtensors = {t.name: t for t in r.tensors}
+    tied = 'output.weight' not in f32_ts
+    heads = {'attn_q': f32_meta['attention.head_count'],
+             'attn_k': f32_meta['attention.head_count_kv']}
+    total = 0.0
+    for module, g2 in gw2.items():
+        gname = _gguf_name(module, tied)
+        if module == 'lm_head' and tied:
+            continue  # counted once, through model.embed_tokens (its grad covers both uses)
+        t = qtensors[gname]
+        ty = t.tensor_type.name.lower()
+        w = f32_ts[gname][0].astype(np.float64)
+        if ty in BLOCK_TYPES:
+            d = _block_scales(t)
+            var_w = np.repeat(d ** 2 / 12, 32, axis=1)
+        elif ty in ('f16', 'bf16'):
+            var_w = _rounding_var(w, ty)
+        else:
+            var_w = np.zeros_like(w)
+        short = gname.split('.')[-2]
+        if arch == 'llama' and short in heads:
+            var_w = _to_hf_rows(var_w, heads[short])
+        total += float((var_w * g2).sum())
+    for module, g2 in gx2.items():
+        gname = _gguf_name(module, tied)
+        if qtensors[gname].tensor_type.name.lower() not in BLOCK_TYPES:
+            continue
+        x = xs[module]
+        amax = np.abs(x.reshape(x.shape[0], -1, 32)).max(-1)
+        var_x = np.repeat((amax / 127) ** 2 / 12, 32, axis=1)
+        total += float((var_x * g2).sum())
+    n_logits = len(xs['lm_head']) * f32_ts['token_embd.weight'][0].shape[0]
+    return math.sqrt(total / n_logits)
+
+
+# ---- the engine -------------------------------------------------------------------------------
+F32_TOL = 1e-4        # max |Δ| / max |logit|, engine F32 vs HF; see docs/ACCURACY.md
+SAME_FILE_TOL = 0.25  # engine vs numpy on the same quantized file, as a fraction of the bound
+
+
+def run_engine(frugal_bin, model_path, tokens, out_path):
+    """Logits [T, n_vocab] float64 from `frugal run --dump-logits` on the prompt `tokens`."""
+    cmd = [frugal_bin, 'run', '-m', str(model_path), '--tokens', ' '.join(map(str, tokens)),
+           '--dump-logits', str(out_path), '-n', '0']
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, f'{" ".join(cmd)} failed ({res.returncode}):\n{res.stderr}'
+    logits = np.fromfile(out_path, dtype='<f4').astype(np.float64)
+    assert logits.size % len(tokens) == 0, f'{logits.size} floats for {len(tokens)} tokens'
+    return logits.reshape(len(tokens), -1)
+
+
+def engine_quantize(frugal_bin, src, dst, qtype):
+    cmd = [frugal_bin, 'quantize', str(src), str(dst), qtype]
+    res = subprocess.run(cmd, capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, f'{" ".join(cmd)} failed ({res.returncode}):\n{res.stderr}'
+
+
+_sens = {}
+
+
+def _sensitivities(name, model, tokens):
+    if name not in _sens:
+        _sens[name] = logit_sensitivities(model, tokens)
+    return _sens[name]
+
+
+def test_engine_f32_matches_hf(case, frugal_bin, tmp_path):
+    name, _, gguf_path, tokens, want, _ = case
+    got = run_engine(frugal_bin, gguf_path, tokens, tmp_path / 'logits.bin')
+    assert got.shape == want.shape
+    err = rel_max(got, want)
+    print(f'\n[{name}] engine f32 vs HF: rel_max {err:.2e} rel_rms {rel_rms(got, want):.2e}')
+    assert err < F32_TOL
+    assert np.array_equal(got.argmax(-1), want.argmax(-1))
+
+
+@pytest.mark.parametrize('qtype', QUANT_TYPES)
+def test_engine_quantized_within_derived_bound(case, qtype, frugal_bin, tmp_path):
+    name, _, gguf_path, tokens, want, model = case
+    qpath = tmp_path / f'{name}.{qtype}.gguf'
+    engine_quantize(frugal_bin, gguf_path, qpath, qtype)
+    got = run_engine(frugal_bin, qpath, tokens, tmp_path / 'logits.bin')
+    assert got.shape == want.shape
+
+    meta, f32_ts = read_gguf(gguf_path)
+    scale = math.sqrt(np.mean(want ** 2))
+    predicted = predicted_error_rms(_sensitivities(name, model, tokens), meta, f32_ts,
+                                    str(qpath)) / scale
+    bound = BOUND_MARGIN * predicted + F32_TOL
+    measured = rel_rms(got, want)
+    # The same quantized weights in numpy (float64, Q8_0 activations like the engine).
+    same_file = gguf_forward(None, tokens, model=(meta, read_gguf(str(qpath))[1]))
+    kernel_err = rel_rms(got, same_file)
+    print(f'\n[{name}] {qtype:5s} vs HF: rel_rms {measured:.2e} (predicted {predicted:.2e}, '
+          f'bound {bound:.2e}), rel_max {rel_max(got, want):.2e}; vs numpy on the same file '
+          f'{kernel_err:.2e}')
+    assert measured <= bound
+    assert kernel_err <= SAME_FILE_TOL * predicted + F32_TOL
+    if qtype != 'q4_0':
+        assert got[-1].argmax() == want[-1].argmax()
