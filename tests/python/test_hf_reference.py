@@ -438,3 +438,71 @@ def test_engine_quantized_within_derived_bound(case, qtype, frugal_bin, tmp_path
     assert kernel_err <= SAME_FILE_TOL * predicted + F32_TOL
     if qtype != 'q4_0':
         assert got[-1].argmax() == want[-1].argmax()
+
+
+# ---- converter command line and tokenizer export ----------------------------------------------
+def _strings(r, key):
+    f = r.fields[key]
+    return [bytes(f.parts[i]).decode('utf-8') for i in f.data]
+
+
+def _ints(r, key):
+    f = r.fields[key]
+    return [int(f.parts[i][0]) for i in f.data]
+
+
+def test_converter_cli_exports_bpe_tokenizer_and_types(tmp_path):
+    tokenizers = pytest.importorskip('tokenizers')
+    _, _, _, _, model = _built.get('llama_tied') or _build_case('llama_tied', str(tmp_path))
+    model_dir = tmp_path / 'with_tok'
+    model.save_pretrained(model_dir, safe_serialization=False)  # pytorch_model.bin path
+    tok = tokenizers.Tokenizer(tokenizers.models.BPE())
+    tok.pre_tokenizer = tokenizers.pre_tokenizers.ByteLevel(add_prefix_space=False)
+    tok.decoder = tokenizers.decoders.ByteLevel()
+    trainer = tokenizers.trainers.BpeTrainer(
+        vocab_size=290, special_tokens=['<|end|>'],
+        initial_alphabet=tokenizers.pre_tokenizers.ByteLevel.alphabet())
+    tok.train_from_iterator(['the cat sat on the mat', 'a cheap model answers first'] * 20,
+                            trainer)
+    tok.save(str(model_dir / 'tokenizer.json'))
+    out = tmp_path / 'tok.gguf'
+    script = os.path.join(os.path.dirname(convert_hf.__file__), 'convert_hf.py')
+    res = subprocess.run([os.sys.executable, script, str(model_dir), '--outfile', str(out),
+                          '--outtype', 'f16'], capture_output=True, text=True, timeout=120)
+    assert res.returncode == 0, res.stderr
+
+    r = gguf.GGUFReader(str(out))
+    assert _field(r, 'tokenizer.ggml.model') == 'gpt2'
+    assert _field(r, 'tokenizer.ggml.pre') == 'gpt-2'
+    tokens = _strings(r, 'tokenizer.ggml.tokens')
+    assert len(tokens) == 300  # padded to the model's n_vocab
+    vocab = tok.get_vocab()
+    assert all(tokens[i] == piece for piece, i in vocab.items())
+    types = _ints(r, 'tokenizer.ggml.token_type')
+    assert types[vocab['<|end|>']] == convert_hf.TOKEN_CONTROL
+    assert types[-1] == convert_hf.TOKEN_UNUSED
+    assert len(_strings(r, 'tokenizer.ggml.merges')) == len(
+        json.load(open(model_dir / 'tokenizer.json'))['model']['merges'])
+    by_name = {t.name: t.tensor_type.name for t in r.tensors}
+    assert by_name['blk.0.attn_q.weight'] == 'F16' and by_name['blk.0.attn_norm.weight'] == 'F32'
+    assert 'output.weight' not in by_name  # tied embeddings
+
+
+def test_converter_placeholder_vocab_and_errors(tmp_path):
+    name = 'qwen2'
+    model_dir = (_built.get(name) or _build_case(name, str(tmp_path)))[0]
+    out = tmp_path / 'p.gguf'
+    convert_hf.convert(model_dir, str(out), 'bf16')
+    r = gguf.GGUFReader(str(out))
+    tokens = _strings(r, 'tokenizer.ggml.tokens')
+    types = _ints(r, 'tokenizer.ggml.token_type')
+    assert len(tokens) == CASES[name]['vocab']
+    assert tokens[:3] == ['<unk>', '<s>', '</s>'] and tokens[3 + 0x41] == '<0x41>'
+    assert types[3 + 0x41] == convert_hf.TOKEN_BYTE and types[1] == convert_hf.TOKEN_CONTROL
+    assert len(set(tokens)) == len(tokens)
+    assert {t.name for t in r.tensors} >= {'blk.1.attn_q.bias', 'blk.1.attn_k.bias',
+                                           'blk.1.attn_v.bias', 'output.weight'}
+    with pytest.raises(convert_hf.ConvertError):
+        convert_hf.convert(str(tmp_path), str(tmp_path / 'x.gguf'))  # no config.json
+    rc = convert_hf.main([str(tmp_path), '--outfile', str(tmp_path / 'x.gguf')])
+    assert rc == 1
