@@ -140,3 +140,19 @@ def test_model_matches_transformers_llama_after_the_gguf_qk_permutation():
     with torch.no_grad():
         diff = (ours(ids) - hf(ids).logits).abs().max().item()
     assert diff < 1e-4
+
+
+def test_chat_template_renders_like_the_training_prompts():
+    import train
+
+    messages = [{"role": "system", "content": "Be brief."},
+                {"role": "user", "content": "What is 2 + 3?"}]
+    assert train.render_prompt(messages[1:]) == \
+        "<|im_start|>user\nWhat is 2 + 3?<|im_end|>\n<|im_start|>assistant\n"
+    try:
+        import jinja2
+    except ImportError:  # the template string itself is checked by the engine's tests
+        return
+    template = jinja2.Environment().from_string(train.CHAT_TEMPLATE)
+    assert template.render(messages=messages, add_generation_prompt=True) == \
+        train.render_prompt(messages)
