@@ -37,14 +37,14 @@ CASES = {
     'llama': dict(cls='LlamaForCausalLM', hidden=96, layers=3, inter=288, vocab=300),
     'llama_tied': dict(cls='LlamaForCausalLM', hidden=64, layers=2, inter=192, vocab=300,
                        tied=True),
-    # Positions 0..31 with original_max_position_embeddings 8: wavelengths above 8/1 = 8
-    # tokens are divided by `factor`, those between 2 and 8 are smoothed, so every branch of
-    # the Llama-3 rule is used inside the prompt.
+    # head_dim 32, theta 500000: pair 0 has wavelength 2*pi < 16/2 (kept), pair 1 has 14.3,
+    # between 16/2 and 16/1 (smoothed), the rest exceed 16 (divided by 8), so every branch of
+    # the Llama-3 rule is used; the 32-token prompt runs to twice the original context.
     'llama3_rope': dict(cls='LlamaForCausalLM', hidden=128, layers=2, inter=384, vocab=300,
                         rope_theta=500000.0,
                         rope_scaling={'rope_type': 'llama3', 'factor': 8.0,
-                                      'low_freq_factor': 1.0, 'high_freq_factor': 4.0,
-                                      'original_max_position_embeddings': 8}),
+                                      'low_freq_factor': 1.0, 'high_freq_factor': 2.0,
+                                      'original_max_position_embeddings': 16}),
     'mistral': dict(cls='MistralForCausalLM', hidden=96, layers=2, inter=256, vocab=280),
     'qwen2': dict(cls='Qwen2ForCausalLM', hidden=96, layers=2, inter=288, vocab=320),
 }
