@@ -61,12 +61,21 @@ def test_tokenizer_training_is_deterministic(tokenizer):
     assert a.tokens == b.tokens and a.merges == b.merges
 
 
-def test_smoke_pipeline_writes_loadable_gguf_models(tmp_path):
-    torch = pytest.importorskip("torch")
-    pytest.importorskip("gguf")
-    env = dict(os.environ, OUT=str(tmp_path))
+@pytest.fixture(scope="module")
+def smoke_dir(tmp_path_factory):
+    """The output folder of one `train_all.sh --smoke` run."""
+    pytest.importorskip("torch")
+    out = tmp_path_factory.mktemp("smoke")
+    env = dict(os.environ, OUT=str(out))
     subprocess.run(["bash", os.path.join(ROOT, "tools", "train", "train_all.sh"), "--smoke"],
                    check=True, env=env, cwd=ROOT, capture_output=True, timeout=300)
+    return out
+
+
+def test_smoke_pipeline_writes_loadable_gguf_models(smoke_dir):
+    import torch
+    pytest.importorskip("gguf")
+    tmp_path = smoke_dir
     import model as llama
     import gguf
 
@@ -156,3 +165,25 @@ def test_chat_template_renders_like_the_training_prompts():
     template = jinja2.Environment().from_string(train.CHAT_TEMPLATE)
     assert template.render(messages=messages, add_generation_prompt=True) == \
         train.render_prompt(messages)
+
+
+def test_engine_tokenizer_encodes_like_the_training_tokenizer(smoke_dir):
+    """The C++ engine reads our GGUF vocabulary (gpt2 model, gpt-2 pre-tokenizer) and must
+    produce the very ids the models were trained on."""
+    binary = os.environ.get("FRUGAL_BIN")
+    if not binary or not os.path.exists(binary):
+        pytest.skip("FRUGAL_BIN not set")
+    import train
+
+    probe = subprocess.run([binary, "tokenize", "--help"], capture_output=True)
+    if probe.returncode != 0:
+        pytest.skip("this frugal has no tokenize command")
+    tok = bpe.Tokenizer.load(str(smoke_dir / "tok.json"))
+    texts = [train.render_prompt(it["messages"]) + it["reference"] + "<|im_end|>"
+             for it in tasks.generate(1234, 60)]
+    texts += ["Ünïcode ✓ 😀\n\t x  y   \n\n z's I'll", "  lead", "trail  ", "1,234.5 x  -7"]
+    for text in texts:
+        out = subprocess.run([binary, "tokenize", "-m", str(smoke_dir / "teacher.gguf"),
+                              "--parse-special"], input=text.encode("utf-8"),
+                             capture_output=True, check=True).stdout
+        assert [int(x) for x in out.split()] == tok.encode(text), repr(text)
