@@ -187,3 +187,23 @@ def test_engine_tokenizer_encodes_like_the_training_tokenizer(smoke_dir):
                               "--parse-special"], input=text.encode("utf-8"),
                              capture_output=True, check=True).stdout
         assert [int(x) for x in out.split()] == tok.encode(text), repr(text)
+
+
+BUNDLED = ["frugal-teacher.gguf", "frugal-student.gguf", "frugal-student-hard.gguf"]
+
+
+@pytest.mark.parametrize("name", BUNDLED)
+def test_engine_greedy_answers_equal_pytorch_on_bundled_models(name):
+    """CI does not retrain; it checks that the C++ engine's greedy tokens on held-out items
+    are PyTorch's, for every model shipped in models/."""
+    path = os.path.join(ROOT, "models", name)
+    binary = os.environ.get("FRUGAL_BIN")
+    if not os.path.exists(path):
+        pytest.skip(f"{name} not bundled yet")
+    if not binary or subprocess.run([binary, "run", "--help"], capture_output=True).returncode:
+        pytest.skip("FRUGAL_BIN has no run command")
+    rc = subprocess.run([sys.executable, os.path.join(ROOT, "tools", "train", "check_engine.py"),
+                         "--bin", binary, "--model", path, "--items",
+                         os.path.join(ROOT, "data", "heldout.jsonl"), "--compare", "20"],
+                        capture_output=True, text=True)
+    assert rc.returncode == 0, rc.stdout + rc.stderr
