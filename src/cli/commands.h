@@ -10,6 +10,8 @@ namespace frugal::cli {
 void register_run(CLI::App& app, int& exit_code);
 void register_tokenize(CLI::App& app, int& exit_code);
 void register_convert(CLI::App& app, int& exit_code);
+void register_inspect(CLI::App& app, int& exit_code);
+void register_quantize(CLI::App& app, int& exit_code);
 void register_bench(CLI::App& app, int& exit_code);
 void register_plan(CLI::App& app, int& exit_code);
 

@@ -11,6 +11,8 @@ int main(int argc, char** argv) {
   frugal::cli::register_run(app, exit_code);
   frugal::cli::register_tokenize(app, exit_code);
   frugal::cli::register_convert(app, exit_code);
+  frugal::cli::register_inspect(app, exit_code);
+  frugal::cli::register_quantize(app, exit_code);
   frugal::cli::register_bench(app, exit_code);
   frugal::cli::register_plan(app, exit_code);
   try {
