@@ -209,11 +209,18 @@ struct SpreadIndices {
 
 // Each row's fp16 block scale (the first two bytes of its block) spread over its lane group.
 HWY_INLINE VF32 RowScales(const uint8_t* const* p, const int32_t* spread) {
-  uint16_t s[4] = {0, 0, 0, 0};
-  for (int r = 0; r < kQRows; ++r) std::memcpy(&s[r], p[r], 2);
+  // Packed in a general register: four 2-byte stores read back as one 8-byte load would
+  // miss store forwarding.
+  uint64_t packed = 0;
+  for (int r = 0; r < kQRows; ++r) {
+    uint16_t s;
+    std::memcpy(&s, p[r], 2);
+    packed |= uint64_t{s} << (16 * r);
+  }
+  const hn::Simd<uint64_t, 1, 0> d64;
   const hn::Simd<hwy::float16_t, 4, 0> dh4;
   const hn::Full128<float> d4;
-  const auto v4 = hn::PromoteTo(d4, hn::LoadU(dh4, reinterpret_cast<const hwy::float16_t*>(s)));
+  const auto v4 = hn::PromoteTo(d4, hn::BitCast(dh4, hn::Set(d64, packed)));
 #if HWY_TARGET == HWY_AVX2
   const auto wide = hn::ZeroExtendVector(DF32(), v4);
 #else

@@ -10,7 +10,7 @@ HWY_BEFORE_NAMESPACE();
 namespace frugal::kernels::HWY_NAMESPACE {
 
 void MatmulBF16(const WeightView& w, const float* x, int64_t n_tokens, float* y,
-                  ThreadPool* pool) {
+                ThreadPool* pool) {
   MatmulFloat<hwy::bfloat16_t>(w, x, n_tokens, y, pool);
 }
 
@@ -23,7 +23,7 @@ namespace frugal::kernels {
 HWY_EXPORT(MatmulBF16);
 
 void matmul_bf16(const WeightView& w, const float* x, int64_t n_tokens, float* y,
-                   ThreadPool* pool) {
+                 ThreadPool* pool) {
   HWY_DYNAMIC_DISPATCH(MatmulBF16)(w, x, n_tokens, y, pool);
 }
 

@@ -10,7 +10,7 @@ HWY_BEFORE_NAMESPACE();
 namespace frugal::kernels::HWY_NAMESPACE {
 
 void MatmulQ4_0(const WeightView& w, const float* x, int64_t n_tokens, float* y,
-                  ThreadPool* pool) {
+                ThreadPool* pool) {
   MatmulQuant<Q4_0Kernel>(w, x, n_tokens, y, pool);
 }
 
@@ -23,7 +23,7 @@ namespace frugal::kernels {
 HWY_EXPORT(MatmulQ4_0);
 
 void matmul_q4_0(const WeightView& w, const float* x, int64_t n_tokens, float* y,
-                   ThreadPool* pool) {
+                 ThreadPool* pool) {
   HWY_DYNAMIC_DISPATCH(MatmulQ4_0)(w, x, n_tokens, y, pool);
 }
 
