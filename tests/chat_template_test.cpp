@@ -1,0 +1,162 @@
+// Chat template tests: each family's rendering of one conversation, recognition from the
+// families' Jinja sources and names, and the error for an unknown template.
+#include "engine/chat_template.h"
+
+#include <gtest/gtest.h>
+
+namespace frugal {
+namespace {
+
+const std::vector<ChatMessage> kConversation = {
+    {"system", "You are terse."},
+    {"user", "Hi"},
+    {"assistant", "Hello."},
+    {"user", "2+2?"},
+};
+
+std::string render(std::string_view name, const std::vector<ChatMessage>& messages,
+                   bool add_generation_prompt) {
+  auto r = apply_chat_template(name, messages, add_generation_prompt);
+  EXPECT_TRUE(r.is_ok()) << r.status().to_string();
+  return r.is_ok() ? *r : std::string();
+}
+
+TEST(ChatTemplate, Chatml) {
+  EXPECT_EQ(render("chatml", kConversation, true),
+            "<|im_start|>system\nYou are terse.<|im_end|>\n"
+            "<|im_start|>user\nHi<|im_end|>\n"
+            "<|im_start|>assistant\nHello.<|im_end|>\n"
+            "<|im_start|>user\n2+2?<|im_end|>\n"
+            "<|im_start|>assistant\n");
+  EXPECT_EQ(render("chatml", {{"user", "Hi"}}, false), "<|im_start|>user\nHi<|im_end|>\n");
+}
+
+TEST(ChatTemplate, Llama2FoldsTheSystemPromptIntoTheFirstTurn) {
+  EXPECT_EQ(render("llama2", kConversation, true),
+            "[INST] <<SYS>>\nYou are terse.\n<</SYS>>\n\nHi [/INST] Hello. </s>"
+            "<s>[INST] 2+2? [/INST]");
+  EXPECT_EQ(render("llama2", {{"user", "  Hi  "}}, true), "[INST] Hi [/INST]");
+}
+
+TEST(ChatTemplate, Mistral) {
+  EXPECT_EQ(render("mistral", kConversation, true),
+            "[INST] You are terse.\n\nHi [/INST]Hello.</s>[INST] 2+2? [/INST]");
+}
+
+TEST(ChatTemplate, Llama3) {
+  EXPECT_EQ(render("llama3", kConversation, true),
+            "<|start_header_id|>system<|end_header_id|>\n\nYou are terse.<|eot_id|>"
+            "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\nHello.<|eot_id|>"
+            "<|start_header_id|>user<|end_header_id|>\n\n2+2?<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\n");
+  EXPECT_EQ(render("llama3", {{"user", "Hi"}}, false),
+            "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>");
+}
+
+TEST(ChatTemplate, Zephyr) {
+  EXPECT_EQ(render("zephyr", kConversation, true),
+            "<|system|>\nYou are terse.</s>\n<|user|>\nHi</s>\n<|assistant|>\nHello.</s>\n"
+            "<|user|>\n2+2?</s>\n<|assistant|>\n");
+}
+
+TEST(ChatTemplate, Phi3) {
+  EXPECT_EQ(render("phi3", kConversation, true),
+            "<|system|>\nYou are terse.<|end|>\n<|user|>\nHi<|end|>\n<|assistant|>\nHello.<|end|>\n"
+            "<|user|>\n2+2?<|end|>\n<|assistant|>\n");
+}
+
+TEST(ChatTemplate, GemmaCallsTheAssistantModel) {
+  EXPECT_EQ(render("gemma", kConversation, true),
+            "<start_of_turn>user\nYou are terse.\n\nHi<end_of_turn>\n"
+            "<start_of_turn>model\nHello.<end_of_turn>\n"
+            "<start_of_turn>user\n2+2?<end_of_turn>\n"
+            "<start_of_turn>model\n");
+  EXPECT_EQ(render("gemma", {{"user", "Hi"}}, false), "<start_of_turn>user\nHi<end_of_turn>\n");
+}
+
+TEST(ChatTemplate, Deepseek) {
+  EXPECT_EQ(render("deepseek", kConversation, true),
+            "You are terse.\n\nUser: Hi\n\nAssistant: Hello.<｜end▁of▁sentence｜>User: 2+2?\n\n"
+            "Assistant:");
+}
+
+TEST(ChatTemplate, RecognisesTheFamiliesJinjaSources) {
+  struct Case {
+    const char* source;
+    ChatFormat expected;
+  };
+  const Case cases[] = {
+      {"{% for message in messages %}{{'<|im_start|>' + message['role'] + '\\n' + "
+       "message['content'] + '<|im_end|>' + '\\n'}}{% endfor %}",
+       ChatFormat::kChatml},
+      {"{% if messages[0]['role'] == 'system' %}{% set system_message = messages[0]['content'] "
+       "%}{% endif %}{% if loop.index0 == 0 and system_message != false %}{% set content = "
+       "'<<SYS>>\\n' + system_message + '\\n<</SYS>>\\n\\n' + message['content'] %}{% endif %}"
+       "{{ bos_token + '[INST] ' + content.strip() + ' [/INST]' }}",
+       ChatFormat::kLlama2},
+      {"{{ bos_token }}{% for message in messages %}{% if message['role'] == 'user' %}{{ "
+       "'[INST] ' + message['content'] + ' [/INST]' }}{% elif message['role'] == 'assistant' %}"
+       "{{ message['content'] + eos_token}}{% endif %}{% endfor %}",
+       ChatFormat::kMistral},
+      {"{% set content = '<|start_header_id|>' + message['role'] + '<|end_header_id|>\\n\\n'+ "
+       "message['content'] | trim + '<|eot_id|>' %}",
+       ChatFormat::kLlama3},
+      {"{% for message in messages %}{% if message['role'] == 'user' %}{{ '<|user|>\\n' + "
+       "message['content'] + eos_token }}{% endif %}{% endfor %}",
+       ChatFormat::kZephyr},
+      {"{% for message in messages %}{{'<|' + message['role'] + '|>' + '\\n' + "
+       "message['content'] + '<|end|>\\n' }}{% endfor %}{% if add_generation_prompt %}"
+       "{{ '<|assistant|>\\n' }}{% endif %}",
+       ChatFormat::kPhi3},
+      {"{{ '<start_of_turn>' + role + '\\n' + message['content'] | trim + '<end_of_turn>\\n' }}",
+       ChatFormat::kGemma},
+      {"{% if message['role'] == 'user' %}{{ 'User: ' + message['content'] + '\\n\\n' }}"
+       "{% elif message['role'] == 'assistant' %}{{ 'Assistant: ' + message['content'] + "
+       "eos_token }}",
+       ChatFormat::kDeepseek},
+  };
+  for (const Case& c : cases) {
+    auto f = detect_chat_format(c.source);
+    ASSERT_TRUE(f.is_ok()) << f.status().to_string();
+    EXPECT_EQ(*f, c.expected) << c.source;
+  }
+}
+
+TEST(ChatTemplate, NamesAndAliases) {
+  EXPECT_EQ(*detect_chat_format("qwen2"), ChatFormat::kChatml);
+  EXPECT_EQ(*detect_chat_format("llama-3"), ChatFormat::kLlama3);
+  for (const std::string& name : chat_format_names()) {
+    auto f = detect_chat_format(name);
+    ASSERT_TRUE(f.is_ok()) << name;
+    EXPECT_TRUE(apply_chat_template(name, kConversation, true).is_ok()) << name;
+  }
+}
+
+TEST(ChatTemplate, EmptyTemplateMeansChatml) {
+  EXPECT_EQ(render("", {{"user", "Hi"}}, true),
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+}
+
+TEST(ChatTemplate, UnknownTemplateNamesTheFix) {
+  auto r = apply_chat_template("{{ messages | tojson }}", kConversation, true);
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), ErrorCode::kUnsupported);
+  EXPECT_NE(r.status().message().find("--chat-template"), std::string::npos);
+  EXPECT_NE(r.status().message().find("chatml"), std::string::npos);
+  EXPECT_FALSE(apply_chat_template("vicuna-9000", kConversation, true).is_ok());
+}
+
+TEST(ChatTemplate, RoleTheFormatCannotExpressIsRefused) {
+  const std::vector<ChatMessage> with_tool = {{"user", "Hi"}, {"tool", "42"}};
+  for (const char* name : {"llama2", "mistral", "gemma", "deepseek"}) {
+    auto r = apply_chat_template(name, with_tool, true);
+    EXPECT_EQ(r.status().code(), ErrorCode::kInvalidArgument) << name;
+  }
+  // chatml writes any role as it is.
+  EXPECT_EQ(render("chatml", with_tool, false),
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>tool\n42<|im_end|>\n");
+}
+
+}  // namespace
+}  // namespace frugal
