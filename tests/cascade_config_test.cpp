@@ -1,0 +1,127 @@
+// The TOML cascade config: the shipped frugal.toml, defaults, and errors that name key and line.
+#include <gtest/gtest.h>
+
+#include <string>
+
+#include "cascade/config.h"
+
+namespace frugal::cascade {
+namespace {
+
+Result<CascadeConfig> parse(const std::string& text) {
+  return parse_cascade_config(text, "test.toml", "/cfg");
+}
+
+std::string error_of(const std::string& text) {
+  auto config = parse(text);
+  EXPECT_FALSE(config.is_ok()) << "accepted:\n" << text;
+  return config.is_ok() ? "" : config.status().message();
+}
+
+TEST(CascadeConfig, LoadsTheShippedExample) {
+  auto config = load_cascade_config(std::string(FRUGAL_SOURCE_DIR) + "/frugal.toml");
+  ASSERT_TRUE(config.is_ok()) << config.status().to_string();
+  ASSERT_EQ(config->tiers.size(), 3u);
+  EXPECT_EQ(config->tiers[0].kind, TierKind::kCache);
+  ASSERT_NE(config->cache_tier(), nullptr);
+  auto models = config->model_tiers();
+  ASSERT_EQ(models.size(), 2u);
+  EXPECT_EQ(models[0]->name, "small");
+  EXPECT_EQ(models[1]->name, "large");
+  // Model paths resolve against the config file's folder.
+  EXPECT_EQ(models[0]->model, std::string(FRUGAL_SOURCE_DIR) + "/models/student.gguf");
+  EXPECT_TRUE(models[1]->price_set);
+  EXPECT_GT(models[1]->price_out_per_mtok, models[0]->price_out_per_mtok);
+  EXPECT_GE(config->threshold, 0.0);
+  EXPECT_LE(config->threshold, 1.0);
+}
+
+TEST(CascadeConfig, UnknownKeyIsNamedWithItsLine) {
+  std::string msg = error_of(
+      "[[tier]]\n"
+      "name = \"small\"\n"
+      "kind = \"local\"\n"
+      "model = \"s.gguf\"\n"
+      "pricein = 0.1\n");
+  EXPECT_NE(msg.find("test.toml:5"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("'pricein'"), std::string::npos) << msg;
+  std::string top = error_of("[server]\nport = 1\n");
+  EXPECT_NE(top.find("test.toml:1"), std::string::npos) << top;
+  EXPECT_NE(top.find("'server'"), std::string::npos) << top;
+  std::string cascade = error_of("[cascade]\nthreshhold = 0.5\n");
+  EXPECT_NE(cascade.find("test.toml:2"), std::string::npos) << cascade;
+}
+
+TEST(CascadeConfig, MissingPriceWithoutModelFileSaysToSetPrices) {
+  std::string msg = error_of(
+      "[[tier]]\n"
+      "name = \"small\"\n"
+      "kind = \"local\"\n"
+      "model = \"absent.gguf\"\n");
+  EXPECT_NE(msg.find("price_in"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("price_out"), std::string::npos) << msg;
+  EXPECT_NE(msg.find("/cfg/absent.gguf"), std::string::npos) << msg;
+}
+
+// 2 · 1e9 FLOPs per token · 1e6 tokens · 2.8087e-18 $/FLOP = $0.0056173 per million tokens.
+TEST(CascadeConfig, DefaultLocalPriceFromParameterCount) {
+  auto config = parse(
+      "[[tier]]\n"
+      "name = \"small\"\n"
+      "kind = \"local\"\n"
+      "model = \"absent.gguf\"\n"
+      "params = 1e9\n");
+  ASSERT_TRUE(config.is_ok()) << config.status().to_string();
+  const TierConfig& t = config->tiers[0];
+  EXPECT_FALSE(t.price_set);
+  EXPECT_NEAR(t.price_in_per_mtok, 0.0056173, 1e-7);
+  EXPECT_DOUBLE_EQ(t.price_out_per_mtok, t.price_in_per_mtok);
+  // The $/FLOP is configurable.
+  auto cheap = parse(
+      "[cascade]\nlocal_price_per_flop = 1e-18\n"
+      "[[tier]]\nname = \"s\"\nkind = \"local\"\nmodel = \"a.gguf\"\nparams = 1e9\n");
+  ASSERT_TRUE(cheap.is_ok());
+  EXPECT_NEAR(cheap->tiers[0].price_in_per_mtok, 0.002, 1e-12);
+}
+
+TEST(CascadeConfig, RefusesInconsistentTiers) {
+  EXPECT_NE(error_of("[[tier]]\nname = \"s\"\nkind = \"local\"\nmodel = \"a.gguf\"\n"
+                     "price_in = 0.1\n")
+                .find("only one of price_in / price_out"),
+            std::string::npos);
+  EXPECT_NE(error_of("[[tier]]\nname = \"s\"\nkind = \"local\"\nmodel = \"a.gguf\"\n"
+                     "price_in = -0.1\nprice_out = 0.1\n")
+                .find(">= 0"),
+            std::string::npos);
+  EXPECT_NE(error_of("[[tier]]\nname = \"r\"\nkind = \"remote\"\nprice_in = 1\nprice_out = 1\n")
+                .find("url"),
+            std::string::npos);
+  EXPECT_NE(error_of("[[tier]]\nname = \"s\"\nkind = \"gpu\"\n").find("\"cache\", \"local\""),
+            std::string::npos);
+  EXPECT_NE(error_of("[[tier]]\nname = \"a\"\nkind = \"remote\"\nurl = \"u\"\nprice_in = 1\n"
+                     "price_out = 1\n[[tier]]\nname = \"c\"\nkind = \"cache\"\n")
+                .find("must be the first"),
+            std::string::npos);
+  EXPECT_NE(error_of("[[tier]]\nname = \"a\"\nkind = \"remote\"\nurl = \"u\"\nprice_in = 1\n"
+                     "price_out = 1\n[[tier]]\nname = \"a\"\nkind = \"remote\"\nurl = \"v\"\n"
+                     "price_in = 1\nprice_out = 1\n")
+                .find("duplicate tier name 'a'"),
+            std::string::npos);
+  EXPECT_NE(error_of("[[tier]]\nname = \"c\"\nkind = \"cache\"\n").find("no model tier"),
+            std::string::npos);
+  EXPECT_NE(error_of("[cascade]\nthreshold = 1.5\n").find("[0, 1]"), std::string::npos);
+  EXPECT_NE(error_of("[[tier]]\nname = \"c\"\nkind = \"cache\"\nurl = \"x\"\n")
+                .find("only applies to remote"),
+            std::string::npos);
+}
+
+TEST(CascadeConfig, SyntaxErrorsAndMissingFilesAreReported) {
+  std::string msg = error_of("[[tier]]\nname = \"s\n");
+  EXPECT_NE(msg.find("test.toml:2"), std::string::npos) << msg;
+  auto missing = load_cascade_config("/nonexistent/frugal.toml");
+  ASSERT_FALSE(missing.is_ok());
+  EXPECT_EQ(missing.status().code(), ErrorCode::kNotFound);
+}
+
+}  // namespace
+}  // namespace frugal::cascade
