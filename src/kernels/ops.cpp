@@ -19,7 +19,7 @@ namespace hn = hwy::HWY_NAMESPACE;
 using DF = hn::ScalableTag<float>;
 using VF = hn::VFromD<DF>;
 
-// Sum of a[i] * b[i] with four accumulators; the tail goes through a masked-free scalar loop.
+// Sum of a[i] * b[i] with four accumulators; the tail goes through a scalar loop.
 float Dot(const float* a, const float* b, int64_t n) {
   const DF df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
