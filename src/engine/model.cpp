@@ -1,0 +1,227 @@
+// The forward pass of the llama family (Llama 2/3, Mistral, Qwen2), read top to bottom:
+// embed → per layer [RMSNorm → Q,K,V (+bias) → RoPE → KV cache → attention → wo → residual →
+// RMSNorm → SwiGLU FFN → residual] → final RMSNorm → logits.
+// Reference: Hugging Face transformers' LlamaModel / Qwen2Model (tests/python compare logits).
+#include "engine/model.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstring>
+
+#include "engine/gguf.h"
+#include "engine/tokenizer.h"
+#include "kernels/ops.h"
+
+namespace frugal {
+
+Model::~Model() = default;
+
+Result<std::unique_ptr<Model>> Model::load(const std::string& path, const ModelOptions& options) {
+  std::unique_ptr<Model> m(new Model());
+  m->path_ = path;
+  FRUGAL_ASSIGN_OR_RETURN(m->file_, GgufFile::open(path));
+  FRUGAL_ASSIGN_OR_RETURN(m->config_, ModelConfig::from_gguf(*m->file_));
+  FRUGAL_ASSIGN_OR_RETURN(m->weights_, Weights::bind(*m->file_, m->config_));
+  FRUGAL_ASSIGN_OR_RETURN(m->tokenizer_, Tokenizer::from_gguf(*m->file_));
+  if (m->tokenizer_->n_vocab() != m->config_.n_vocab) {
+    return corrupt(path + ": the tokenizer has " + std::to_string(m->tokenizer_->n_vocab()) +
+                   " tokens but token_embd.weight has " + std::to_string(m->config_.n_vocab) +
+                   " rows");
+  }
+  const int threads = options.n_threads > 0 ? options.n_threads : default_thread_count();
+  m->pool_ = std::make_unique<ThreadPool>(threads);
+
+  // θ_i = base^(-2i/d), divided by Llama-3's per-frequency factors and the linear scale.
+  const ModelConfig& c = m->config_;
+  m->inv_freq_.resize(c.head_dim / 2);
+  for (int64_t i = 0; i < c.head_dim / 2; ++i) {
+    double f = std::pow(static_cast<double>(c.rope_freq_base),
+                        -2.0 * static_cast<double>(i) / static_cast<double>(c.head_dim));
+    if (!m->weights_.rope_freqs.empty()) f /= m->weights_.rope_freqs[i];
+    f /= c.rope_linear_scale;
+    m->inv_freq_[i] = static_cast<float>(f);
+  }
+  return m;
+}
+
+std::unique_ptr<KvCache> Model::make_kv_cache(int64_t n_positions, int block_size) const {
+  const int64_t n_blocks = std::max<int64_t>(1, (n_positions + block_size - 1) / block_size);
+  return std::make_unique<KvCache>(config_, n_blocks, block_size);
+}
+
+void Model::ensure_state(int64_t n_tokens, int64_t n_positions) {
+  const ModelConfig& c = config_;
+  auto grow = [](std::vector<float>& v, int64_t n) {
+    if (static_cast<int64_t>(v.size()) < n) v.resize(n);
+  };
+  grow(s_.x, n_tokens * c.n_embd);
+  grow(s_.xn, n_tokens * c.n_embd);
+  grow(s_.q, n_tokens * c.n_embd_q());
+  grow(s_.k, n_tokens * c.n_embd_kv());
+  grow(s_.v, n_tokens * c.n_embd_kv());
+  grow(s_.attn, n_tokens * c.n_embd_q());
+  grow(s_.gate, n_tokens * c.n_ff);
+  grow(s_.up, n_tokens * c.n_ff);
+  grow(s_.proj, n_tokens * c.n_embd);
+  grow(s_.scores, static_cast<int64_t>(pool_->n_threads()) * n_positions);
+  grow(s_.xo, n_tokens * c.n_embd);
+}
+
+Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<float>& logits) {
+  const ModelConfig& c = config_;
+  const Weights& w = weights_;
+  ThreadPool* pool = pool_.get();
+
+  // Validate everything before touching the cache, so an error leaves it unchanged.
+  int64_t n_tokens = 0;
+  for (const SeqBatch& e : batch) {
+    if (e.tokens.empty()) return invalid_argument("a batch entry has no tokens");
+    for (int32_t t : e.tokens) {
+      if (t < 0 || t >= c.n_vocab) {
+        return invalid_argument("token id " + std::to_string(t) + " is outside the vocabulary [0, " +
+                                std::to_string(c.n_vocab) + ")");
+      }
+    }
+    n_tokens += static_cast<int64_t>(e.tokens.size());
+  }
+  if (n_tokens == 0) return invalid_argument("empty batch");
+  for (const SeqBatch& e : batch) {
+    FRUGAL_RETURN_IF_ERROR(kv.reserve(e.seq, static_cast<int64_t>(e.tokens.size())));
+  }
+
+  const int64_t n_positions = kv.n_blocks() * kv.block_size();
+  ensure_state(n_tokens, n_positions);
+  s_.tok_seq.resize(n_tokens);
+  s_.tok_pos.resize(n_tokens);
+  s_.tok_entry.resize(n_tokens);
+  s_.out_tokens.clear();
+  {
+    int64_t t = 0;
+    for (size_t ei = 0; ei < batch.size(); ++ei) {
+      const SeqBatch& e = batch[ei];
+      const int64_t n_past = kv.n_past(e.seq);
+      const int64_t n = static_cast<int64_t>(e.tokens.size());
+      for (int64_t i = 0; i < n; ++i, ++t) {
+        s_.tok_seq[t] = e.seq;
+        s_.tok_pos[t] = static_cast<int32_t>(n_past + i);
+        s_.tok_entry[t] = static_cast<int32_t>(ei);
+        if (e.all_logits || i == n - 1) s_.out_tokens.push_back(static_cast<int32_t>(t));
+      }
+    }
+  }
+
+  const int64_t n_embd = c.n_embd, nq = c.n_embd_q(), nkv = c.n_embd_kv(), hd = c.head_dim;
+  float* x = s_.x.data();    // [T, n_embd]
+  float* xn = s_.xn.data();  // [T, n_embd]
+
+  // Token embeddings: one row of token_embd each.
+  {
+    int64_t t = 0;
+    const int64_t row_bytes = w.token_embd.row_bytes();
+    for (const SeqBatch& e : batch) {
+      for (int32_t tok : e.tokens) {
+        const auto* row = static_cast<const uint8_t*>(w.token_embd.data) + tok * row_bytes;
+        kernels::dequantize_row(w.token_embd.type, row, x + t * n_embd, n_embd);
+        ++t;
+      }
+    }
+  }
+
+  for (int64_t il = 0; il < c.n_layer; ++il) {
+    const LayerWeights& l = w.layers[il];
+
+    // Attention block.
+    pool->parallel_for(n_tokens, 1, [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; ++t)
+        kernels::rms_norm(x + t * n_embd, l.attn_norm.data(), c.rms_eps, n_embd, xn + t * n_embd);
+    });
+    kernels::matmul(l.wq, xn, n_tokens, s_.q.data(), pool);
+    kernels::matmul(l.wk, xn, n_tokens, s_.k.data(), pool);
+    kernels::matmul(l.wv, xn, n_tokens, s_.v.data(), pool);
+    pool->parallel_for(n_tokens, 1, [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; ++t) {
+        float* q = s_.q.data() + t * nq;
+        float* k = s_.k.data() + t * nkv;
+        float* v = s_.v.data() + t * nkv;
+        if (c.qkv_bias) {
+          kernels::add_inplace(q, l.bq.data(), nq);
+          kernels::add_inplace(k, l.bk.data(), nkv);
+          kernels::add_inplace(v, l.bv.data(), nkv);
+        }
+        const int64_t pos = s_.tok_pos[t];
+        for (int64_t h = 0; h < c.n_head; ++h)
+          kernels::rope(q + h * hd, hd, pos, inv_freq_.data(), c.rope_style);
+        for (int64_t h = 0; h < c.n_head_kv; ++h)
+          kernels::rope(k + h * hd, hd, pos, inv_freq_.data(), c.rope_style);
+        // Store this token's K and V at its position in the sequence's block table.
+        const std::vector<int32_t>& blocks = kv.block_table(s_.tok_seq[t]);
+        const int32_t block = blocks[pos / kv.block_size()];
+        const int64_t slot = pos % kv.block_size();
+        for (int64_t h = 0; h < c.n_head_kv; ++h) {
+          std::memcpy(kv.k(il, block, h) + slot * hd, k + h * hd, hd * sizeof(float));
+          std::memcpy(kv.v(il, block, h) + slot * hd, v + h * hd, hd * sizeof(float));
+        }
+      }
+    });
+    attention(il, n_tokens, batch, kv);
+    kernels::matmul(l.wo, s_.attn.data(), n_tokens, s_.proj.data(), pool);
+    kernels::add_inplace(x, s_.proj.data(), n_tokens * n_embd);
+
+    // Feed-forward block: down(silu(gate(x)) * up(x)).
+    pool->parallel_for(n_tokens, 1, [&](int64_t b, int64_t e, int) {
+      for (int64_t t = b; t < e; ++t)
+        kernels::rms_norm(x + t * n_embd, l.ffn_norm.data(), c.rms_eps, n_embd, xn + t * n_embd);
+    });
+    kernels::matmul(l.w_gate, xn, n_tokens, s_.gate.data(), pool);
+    kernels::matmul(l.w_up, xn, n_tokens, s_.up.data(), pool);
+    kernels::silu_mul(s_.gate.data(), s_.up.data(), n_tokens * c.n_ff, s_.gate.data());
+    kernels::matmul(l.w_down, s_.gate.data(), n_tokens, s_.proj.data(), pool);
+    kernels::add_inplace(x, s_.proj.data(), n_tokens * n_embd);
+  }
+
+  // Logits only for the rows asked for.
+  const int64_t n_rows = static_cast<int64_t>(s_.out_tokens.size());
+  for (int64_t r = 0; r < n_rows; ++r) {
+    kernels::rms_norm(x + s_.out_tokens[r] * n_embd, w.output_norm.data(), c.rms_eps, n_embd,
+                      s_.xo.data() + r * n_embd);
+  }
+  logits.resize(n_rows * c.n_vocab);
+  kernels::matmul(w.output, s_.xo.data(), n_rows, logits.data(), pool);
+
+  for (const SeqBatch& e : batch) kv.commit(e.seq, e.tokens);
+  return Status::ok();
+}
+
+// Causal attention of every batch token over its own sequence's cached positions 0..pos,
+// one (token, head) pair per work item. Query heads share KV heads in groups (GQA).
+void Model::attention(int64_t il, int64_t n_tokens, std::span<const SeqBatch> batch, KvCache& kv) {
+  (void)batch;
+  const ModelConfig& c = config_;
+  const int64_t hd = c.head_dim, nq = c.n_embd_q();
+  const int64_t group = c.n_head / c.n_head_kv;
+  const int64_t bs = kv.block_size();
+  const int64_t n_positions = kv.n_blocks() * bs;
+  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  pool_->parallel_for(n_tokens * c.n_head, 1, [&](int64_t b, int64_t e, int thread) {
+    float* scores = s_.scores.data() + thread * n_positions;
+    for (int64_t item = b; item < e; ++item) {
+      const int64_t t = item / c.n_head, h = item % c.n_head, kvh = h / group;
+      const int64_t n_ctx = s_.tok_pos[t] + 1;
+      const std::vector<int32_t>& blocks = kv.block_table(s_.tok_seq[t]);
+      const float* q = s_.q.data() + t * nq + h * hd;
+      for (int64_t j = 0; j < n_ctx; ++j) {
+        const float* k = kv.k(il, blocks[j / bs], kvh) + (j % bs) * hd;
+        scores[j] = kernels::dot(q, k, hd) * scale;
+      }
+      kernels::softmax(scores, n_ctx);
+      float* out = s_.attn.data() + t * nq + h * hd;
+      std::fill(out, out + hd, 0.0f);
+      for (int64_t j = 0; j < n_ctx; ++j) {
+        const float* v = kv.v(il, blocks[j / bs], kvh) + (j % bs) * hd;
+        kernels::axpy(scores[j], v, out, hd);
+      }
+    }
+  });
+}
+
+}  // namespace frugal

@@ -1,0 +1,202 @@
+// Model: greedy golden output of a real pretrained Llama (llama2.c's stories260K, converted by
+// `frugal convert`) token for token against llama2.c's reference run.c, and the batched
+// forward pass agreeing with itself across batching, chunking and prefix reuse.
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "engine/generate.h"
+#include "engine/model.h"
+#include "engine/tokenizer.h"
+
+namespace frugal {
+namespace {
+
+namespace fs = std::filesystem;
+
+struct Reference {
+  std::string prompt;
+  std::vector<int32_t> prompt_tokens, greedy_tokens;
+  std::vector<float> chosen_logits;
+};
+
+class StoriesTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    const std::string dir = std::string(FRUGAL_SHARED_DIR) + "/models/stories260K";
+    gguf_path_ = (fs::temp_directory_path() / "frugal_model_test_stories260K.gguf").string();
+    const std::string cmd = std::string(FRUGAL_BINARY) + " convert --llama2c " + dir +
+                            "/stories260K.bin --tokenizer " + dir + "/tok512.bin -o " +
+                            gguf_path_ + " > /dev/null";
+    ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+    std::ifstream in(dir + "/greedy_reference.jsonl");
+    std::string line;
+    while (std::getline(in, line)) {
+      auto j = nlohmann::json::parse(line);
+      refs_.push_back({j["prompt"], j["prompt_tokens"], j["greedy_tokens"], j["chosen_logits"]});
+    }
+    ASSERT_EQ(refs_.size(), 3u);
+  }
+  static void TearDownTestSuite() { fs::remove(gguf_path_); }
+
+  std::unique_ptr<Model> load(int threads = 2) {
+    ModelOptions o;
+    o.n_threads = threads;
+    auto m = Model::load(gguf_path_, o);
+    EXPECT_TRUE(m.is_ok()) << m.status().to_string();
+    return m.is_ok() ? std::move(m).value() : nullptr;
+  }
+
+  static std::string gguf_path_;
+  static std::vector<Reference> refs_;
+};
+std::string StoriesTest::gguf_path_;
+std::vector<Reference> StoriesTest::refs_;
+
+TEST_F(StoriesTest, TokenizerMatchesLlama2cEncoding) {
+  auto model = load();
+  ASSERT_TRUE(model);
+  for (const Reference& r : refs_) {
+    EXPECT_EQ(model->tokenizer().encode(r.prompt, true, false), r.prompt_tokens) << r.prompt;
+  }
+}
+
+TEST_F(StoriesTest, GreedyGenerationEqualsReferenceTokenForToken) {
+  auto model = load();
+  ASSERT_TRUE(model);
+  for (const Reference& r : refs_) {
+    auto kv = model->make_kv_cache(512);
+    GenerateParams p;
+    p.max_tokens = static_cast<int64_t>(r.greedy_tokens.size());
+    p.stop_at_eog = false;  // the reference stops only at BOS, which it never produced here
+    auto out = generate(*model, *kv, r.prompt_tokens, p);
+    ASSERT_TRUE(out.is_ok()) << out.status().to_string();
+    std::vector<int32_t> ids;
+    for (const auto& t : out->tokens) ids.push_back(t.id);
+    EXPECT_EQ(ids, r.greedy_tokens) << "prompt: '" << r.prompt << "'";
+  }
+}
+
+TEST_F(StoriesTest, LogitsOfWholeSequenceMatchReferenceChosenLogits) {
+  auto model = load(2);
+  ASSERT_TRUE(model);
+  for (const Reference& r : refs_) {
+    std::vector<int32_t> seq = r.prompt_tokens;
+    seq.insert(seq.end(), r.greedy_tokens.begin(), r.greedy_tokens.end() - 1);
+    auto kv = model->make_kv_cache(512);
+    const SeqBatch b{kv->create_sequence(), seq, true};
+    std::vector<float> logits;
+    ASSERT_TRUE(model->forward(std::span<const SeqBatch>(&b, 1), *kv, logits).is_ok());
+    const int64_t n_vocab = model->config().n_vocab;
+    const size_t first = r.prompt_tokens.size() - 1;
+    for (size_t i = 0; i < r.greedy_tokens.size(); ++i) {
+      const float* row = logits.data() + (first + i) * n_vocab;
+      EXPECT_NEAR(row[r.greedy_tokens[i]], r.chosen_logits[i], 2e-3f) << "position " << first + i;
+    }
+  }
+}
+
+TEST_F(StoriesTest, BatchingChunkingAndPrefixReuseGiveTheSameLogits) {
+  auto model = load(2);
+  ASSERT_TRUE(model);
+  const int64_t n_vocab = model->config().n_vocab;
+  const Reference& a = refs_[0];
+  const Reference& b = refs_[1];
+  std::vector<int32_t> sa = a.prompt_tokens, sb = b.prompt_tokens;
+  sa.insert(sa.end(), a.greedy_tokens.begin(), a.greedy_tokens.begin() + 40);
+  sb.insert(sb.end(), b.greedy_tokens.begin(), b.greedy_tokens.begin() + 30);
+
+  // Each sequence alone, all positions.
+  auto alone = [&](const std::vector<int32_t>& s) {
+    auto kv = model->make_kv_cache(256);
+    const SeqBatch e{kv->create_sequence(), s, true};
+    std::vector<float> logits;
+    EXPECT_TRUE(model->forward(std::span<const SeqBatch>(&e, 1), *kv, logits).is_ok());
+    return logits;
+  };
+  const std::vector<float> la = alone(sa), lb = alone(sb);
+
+  // Both in one batch, each split into a prefill chunk and then decode-sized chunks mixed.
+  auto kv = model->make_kv_cache(256);
+  auto qa = kv->create_sequence(), qb = kv->create_sequence();
+  std::vector<float> got_a, got_b, logits;
+  size_t ia = 0, ib = 0;
+  const size_t chunks[] = {7, 1, 1, 13, 2, 100};
+  for (size_t c : chunks) {
+    std::vector<SeqBatch> batch;
+    size_t na = std::min(c, sa.size() - ia), nb = std::min(c + 3, sb.size() - ib);
+    if (na) batch.push_back({qa, std::span<const int32_t>(sa.data() + ia, na), true});
+    if (nb) batch.push_back({qb, std::span<const int32_t>(sb.data() + ib, nb), true});
+    if (batch.empty()) break;
+    ASSERT_TRUE(model->forward(batch, *kv, logits).is_ok());
+    got_a.insert(got_a.end(), logits.begin(), logits.begin() + na * n_vocab);
+    got_b.insert(got_b.end(), logits.begin() + na * n_vocab, logits.end());
+    ia += na;
+    ib += nb;
+  }
+  ASSERT_EQ(got_a.size(), la.size());
+  ASSERT_EQ(got_b.size(), lb.size());
+  for (size_t i = 0; i < la.size(); ++i) ASSERT_NEAR(got_a[i], la[i], 1e-4f) << i;
+  for (size_t i = 0; i < lb.size(); ++i) ASSERT_NEAR(got_b[i], lb[i], 1e-4f) << i;
+
+  // A new sequence sharing sa's first 32 tokens reuses two cached blocks, same logits after.
+  auto qc = kv->create_sequence();
+  const int64_t reused = kv->reuse_prefix(qc, sa);
+  EXPECT_EQ(reused, 32);
+  const SeqBatch rest{qc, std::span<const int32_t>(sa.data() + reused, sa.size() - reused), true};
+  ASSERT_TRUE(model->forward(std::span<const SeqBatch>(&rest, 1), *kv, logits).is_ok());
+  for (size_t i = 0; i < logits.size(); ++i)
+    ASSERT_NEAR(logits[i], la[reused * n_vocab + i], 1e-4f) << i;
+}
+
+TEST_F(StoriesTest, BadInputsGetClearErrors) {
+  auto model = load(1);
+  ASSERT_TRUE(model);
+  auto kv = model->make_kv_cache(64);
+  std::vector<int32_t> too_long(80, 5);
+  auto r = generate(*model, *kv, too_long, GenerateParams{});
+  ASSERT_FALSE(r.is_ok());
+  EXPECT_EQ(r.status().code(), ErrorCode::kOutOfRange);
+  EXPECT_NE(r.status().message().find("shorten the prompt"), std::string::npos);
+
+  std::vector<int32_t> bad{1, 9999};
+  const SeqBatch b{kv->create_sequence(), bad, false};
+  std::vector<float> logits;
+  Status st = model->forward(std::span<const SeqBatch>(&b, 1), *kv, logits);
+  EXPECT_EQ(st.code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(st.message().find("9999"), std::string::npos);
+  EXPECT_EQ(kv->n_past(b.seq), 0) << "a refused batch leaves the cache unchanged";
+}
+
+TEST_F(StoriesTest, StopStringsEndGenerationBeforeTheStopText) {
+  auto model = load(1);
+  ASSERT_TRUE(model);
+  auto kv = model->make_kv_cache(512);
+  GenerateParams p;
+  p.max_tokens = 60;
+  p.stop_at_eog = false;
+  auto full = generate(*model, *kv, refs_[0].prompt_tokens, p);
+  ASSERT_TRUE(full.is_ok());
+  const std::string& text = full->text;
+  ASSERT_GT(text.size(), 30u);
+  const std::string stop = text.substr(20, 5);
+  p.stop = {stop};
+  std::string streamed;
+  auto cut = generate(*model, *kv, refs_[0].prompt_tokens, p, [&](const GeneratedToken& t) {
+    streamed += t.text;
+    return true;
+  });
+  ASSERT_TRUE(cut.is_ok());
+  EXPECT_EQ(cut->finish, FinishReason::kStop);
+  EXPECT_EQ(cut->text, text.substr(0, text.find(stop)));
+  EXPECT_EQ(streamed, cut->text) << "streamed text never shows any part of the stop string";
+}
+
+}  // namespace
+}  // namespace frugal
