@@ -111,6 +111,22 @@ TEST(PlanSize, InferenceAwareOptimumShrinksTheModelUnderHeavyTraffic) {
   }
 }
 
+// Unconstrained, the heavy-traffic optimum trains on ~15T tokens; capped at 1T tokens the cap
+// binds, so the optimum sits exactly on it (a larger model than the uncapped one).
+TEST(PlanSize, DataCapBindsTheInferenceAwareOptimum) {
+  double target = chinchilla_loss(kFit, 10e9, 200e9);
+  Workload heavy{100e9, 1000};
+  auto free = inference_aware_for_loss(kFit, target, FlopPrices{}, heavy);
+  auto capped = inference_aware_for_loss(kFit, target, FlopPrices{}, heavy, 1e12);
+  ASSERT_TRUE(free.is_ok() && capped.is_ok());
+  EXPECT_GT(free->n_tokens, 1e12);
+  EXPECT_NEAR(capped->n_tokens / 1e12, 1, 1e-6);
+  EXPECT_GT(capped->n_params, free->n_params);
+  EXPECT_NEAR(capped->loss, target, 1e-9);
+  // 1B tokens cannot reach this loss at any size.
+  EXPECT_FALSE(inference_aware_for_loss(kFit, target, FlopPrices{}, heavy, 1e9).is_ok());
+}
+
 TEST(PlanSize, InferenceAwareEqualsComputeOptimalWithoutTraffic) {
   double target = chinchilla_loss(kFit, 10e9, 200e9);
   auto opt = compute_optimal_for_loss(kFit, target, FlopPrices{}, Workload{});
@@ -451,6 +467,40 @@ TEST(PlanCli, MemoryJsonEndToEnd) {
   RunResult g = run_frugal("plan memory --gguf " + write_toy_gguf() + " --json");
   ASSERT_EQ(g.exit_code, 0) << g.out;
   EXPECT_EQ(nlohmann::json::parse(g.out)["kv_bytes_per_token"].get<double>(), 64.0);
+}
+
+TEST(PlanCli, SizeAndCompareJson) {
+  RunResult r = run_frugal("plan size --ref-params 10B --ref-tokens 200B --requests 100B --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_NEAR(j["target_loss"].get<double>(), 2.13313, 5e-5);
+  EXPECT_DOUBLE_EQ(j["fit"]["alpha"].get<double>(), 0.34);
+  EXPECT_NEAR(j["compute_optimal"]["tokens_per_param"].get<double>(), 63.07, 0.01);
+  EXPECT_LT(j["inference_aware"]["params"].get<double>(),
+            j["compute_optimal"]["params"].get<double>());
+  EXPECT_GT(j["saving_vs_compute_optimal"].get<double>(), 0);
+
+  RunResult c = run_frugal("plan compare 3B:600B 10B:200B --requests 100B --json");
+  ASSERT_EQ(c.exit_code, 0) << c.out;
+  nlohmann::json cj = nlohmann::json::parse(c.out);
+  ASSERT_EQ(cj["configs"].size(), 2u);
+  EXPECT_NEAR(cj["configs"][0]["loss"].get<double>(), 2.14047, 5e-5);
+  EXPECT_NEAR(cj["configs"][1]["total_vs_first"].get<double>(), 5634198.0 / 1700371.0, 1e-4);
+}
+
+// frugal.toml: small $0.05 / $0.10, large $0.50 / $1.50 per million tokens. At 500 in, 200 out
+// c1 = 4.5e-5, c2 = 5.5e-4. The eval file says r = 0.3, h = 0.25: the cascade costs
+// 0.75 · (4.5e-5 + 0.3 · 5.5e-4) = 1.575e-4 $ per query, $157.5 per million.
+TEST(PlanCli, CascadeReadsEvalResult) {
+  std::string eval = testing::TempDir() + "/plan_cli_eval.json";
+  std::ofstream(eval) << R"({"cascade": {"escalation_rate": 0.3, "cache_hit_rate": 0.25}})";
+  RunResult r = run_frugal("plan cascade --config " + std::string(FRUGAL_SOURCE_DIR) +
+                           "/frugal.toml --eval " + eval + " --json");
+  ASSERT_EQ(r.exit_code, 0) << r.out;
+  nlohmann::json j = nlohmann::json::parse(r.out);
+  EXPECT_NEAR(j["cascade"]["cost_per_million"].get<double>(), 157.5, 1e-9);
+  EXPECT_NEAR(j["top_only"]["cost_per_million"].get<double>(), 550, 1e-9);
+  EXPECT_NEAR(j["break_even_escalation_rate"].get<double>(), 1 - 4.5e-5 / 5.5e-4, 1e-12);
 }
 
 TEST(PlanCli, BadInputExitsWithTwoAndSaysWhatToFix) {

@@ -44,6 +44,7 @@ std::string human_count(double v) {
 // "$1.69M", "$15.2k", "$412", "$0.000345".
 std::string money(double v) {
   if (std::abs(v) >= 1e3) return "$" + human_count(v);
+  if (std::abs(v) < 1e-9) return "$0";  // rounding noise of the optimiser
   char buf[64];
   std::snprintf(buf, sizeof(buf), "$%.3g", v);
   return buf;
@@ -130,7 +131,9 @@ Result<Economy> economy_from_flags(const PriceFlags& f) {
                          std::pair{"--train-utilization", f.train_utilization},
                          std::pair{"--infer-utilization", f.infer_utilization}}) {
     if (!std::isfinite(v) || v <= 0) {
-      return invalid_argument(std::string(what) + " must be > 0 (got " + std::to_string(v) + ")");
+      char buf[64];
+      std::snprintf(buf, sizeof(buf), "%g", v);
+      return invalid_argument(std::string(what) + " must be > 0 (got " + buf + ")");
     }
   }
   if (f.train_utilization > 1 || f.infer_utilization > 1) {
@@ -217,6 +220,7 @@ struct SizeFlags {
   std::string ref;
   std::string ref_params;
   std::string ref_tokens;
+  std::string max_tokens;
 };
 
 Status run_size(const SizeFlags& f) {
@@ -251,8 +255,16 @@ Status run_size(const SizeFlags& f) {
                           plan::compute_optimal_for_loss(fit, target, e.prices, e.workload));
   FRUGAL_ASSIGN_OR_RETURN(plan::SizeChoice rule,
                           plan::fixed_ratio_for_loss(fit, target, 20, e.prices, e.workload));
-  FRUGAL_ASSIGN_OR_RETURN(plan::SizeChoice aware,
-                          plan::inference_aware_for_loss(fit, target, e.prices, e.workload));
+  double max_tokens = 0;
+  if (!f.max_tokens.empty()) {
+    auto m = plan::parse_count(f.max_tokens);
+    if (!m.is_ok()) return invalid_argument("--max-tokens: " + m.status().message());
+    if (*m <= 0) return invalid_argument("--max-tokens must be > 0");
+    max_tokens = *m;
+  }
+  FRUGAL_ASSIGN_OR_RETURN(
+      plan::SizeChoice aware,
+      plan::inference_aware_for_loss(fit, target, e.prices, e.workload, max_tokens));
   const double saving = opt.total_cost - aware.total_cost;
   const double saving_rule = rule.total_cost - aware.total_cost;
 
@@ -264,6 +276,7 @@ Status run_size(const SizeFlags& f) {
               {"compute_optimal", choice_json(opt)},
               {"twenty_tokens_per_param", choice_json(rule)},
               {"inference_aware", choice_json(aware)},
+              {"max_tokens", max_tokens},
               {"saving_vs_compute_optimal", saving},
               {"saving_vs_compute_optimal_fraction",
                opt.total_cost > 0 ? saving / opt.total_cost : 0.0},
@@ -276,9 +289,21 @@ Status run_size(const SizeFlags& f) {
   std::printf("Target loss %.4f (%s)\n", target, target_source.c_str());
   print_preamble(fit, e);
   print_choice_header("choice");
-  print_choice_row("compute-optimal (fit)", opt);
-  print_choice_row("20 tokens/param rule", rule);
+  auto over_cap = [&](const plan::SizeChoice& c) {
+    return max_tokens > 0 && c.n_tokens > max_tokens * (1 + 1e-9) ? " *" : "";
+  };
+  print_choice_row(std::string("compute-optimal (fit)") + over_cap(opt), opt);
+  print_choice_row(std::string("20 tokens/param rule") + over_cap(rule), rule);
   print_choice_row("inference-aware optimum", aware);
+  if (*over_cap(opt) != 0 || *over_cap(rule) != 0) {
+    std::printf("* needs more than --max-tokens %s training tokens\n",
+                human_count(max_tokens).c_str());
+  }
+  // Hoffmann et al. fitted runs of 70M to 16B parameters on 5B to 500B tokens.
+  if (aware.n_tokens > 500e9 || aware.tokens_per_param > 1000 || opt.n_params > 16e9) {
+    std::printf("\nNote: the fit was measured on 70M-16B parameters and 5B-500B tokens; choices "
+                "outside that range are extrapolations (--max-tokens caps the data).\n");
+  }
   std::printf("\nInference-aware saving: %s (%s) vs compute-optimal, %s (%s) vs 20 tokens/param\n",
               money(saving).c_str(), pct(opt.total_cost > 0 ? saving / opt.total_cost : 0).c_str(),
               money(saving_rule).c_str(),
@@ -465,11 +490,18 @@ Status run_memory(const MemoryFlags& f) {
     }
     std::printf("%-10s %8s %12s %12s\n\n", "total", "", "", bytes_text(p.weight_bytes).c_str());
   }
-  std::printf("KV cache (%s, %.4g bytes per element): 2 x %lld layers x %lld KV heads x %lld x "
-              "%.4g = %.0f bytes per token (%s)\n",
-              p.kv_type.c_str(), p.kv_bytes_per_element, (long long)d.n_layer,
-              (long long)d.n_head_kv, (long long)d.head_dim_k, p.kv_bytes_per_element,
-              p.kv_bytes_per_token, bytes_text(p.kv_bytes_per_token).c_str());
+  std::string dims_text = d.head_dim_v == d.head_dim_k
+                              ? "2 x " + std::to_string(d.n_layer) + " layers x " +
+                                    std::to_string(d.n_head_kv) + " KV heads x " +
+                                    std::to_string(d.head_dim_k)
+                              : std::to_string(d.n_layer) + " layers x " +
+                                    std::to_string(d.n_head_kv) + " KV heads x (" +
+                                    std::to_string(d.head_dim_k) + " + " +
+                                    std::to_string(d.head_dim_v) + ")";
+  std::printf("KV cache (%s, %.5g bytes per element): %s x %.5g = %.0f bytes per token (%s)\n",
+              p.kv_type.c_str(), p.kv_bytes_per_element, dims_text.c_str(),
+              p.kv_bytes_per_element, p.kv_bytes_per_token,
+              bytes_text(p.kv_bytes_per_token).c_str());
   std::printf("At %lld tokens of context: %s per sequence. Budget %s, weights %s, left for KV "
               "%s: %lld concurrent sequences\n\n",
               (long long)p.context, bytes_text(p.kv_bytes_per_sequence).c_str(),
@@ -613,6 +645,8 @@ void register_plan(CLI::App& app, int& exit_code) {
                        "Target the loss of a named configuration (chinchilla-70b, llama2-7b, ...)");
   size_cmd->add_option("--ref-params", size->ref_params, "Target the loss of N parameters ...");
   size_cmd->add_option("--ref-tokens", size->ref_tokens, "... trained on D tokens");
+  size_cmd->add_option("--max-tokens", size->max_tokens,
+                       "Cap on training tokens for the inference-aware choice (e.g. 15T)");
   add_price_flags(size_cmd, size->prices);
   size_cmd->callback([size, &exit_code] {
     Status s = run_size(*size);

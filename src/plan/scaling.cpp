@@ -170,8 +170,21 @@ Result<SizeChoice> fixed_ratio_for_loss(const ChinchillaFit& fit, double target_
   return evaluate_size(fit, n, tokens_per_param * n, prices, workload);
 }
 
+Result<double> min_params_for_data(const ChinchillaFit& fit, double target_loss,
+                                   double max_tokens) {
+  FRUGAL_RETURN_IF_ERROR(validate_target_loss(fit, target_loss));
+  FRUGAL_RETURN_IF_ERROR(require_positive("maximum training tokens", max_tokens));
+  double rest = target_loss - fit.e - fit.b / std::pow(max_tokens, fit.beta);
+  if (rest <= 0) {
+    return invalid_argument(fmt_num(max_tokens) + " training tokens cannot reach loss " +
+                            fmt_num(target_loss) + " at any model size");
+  }
+  return std::pow(fit.a / rest, 1.0 / fit.alpha);
+}
+
 Result<SizeChoice> inference_aware_for_loss(const ChinchillaFit& fit, double target_loss,
-                                            const FlopPrices& prices, const Workload& workload) {
+                                            const FlopPrices& prices, const Workload& workload,
+                                            double max_tokens) {
   FRUGAL_ASSIGN_OR_RETURN(SizeChoice compute_opt,
                           compute_optimal_for_loss(fit, target_loss, prices, workload));
   FRUGAL_ASSIGN_OR_RETURN(double n_min, min_params_for_loss(fit, target_loss));
@@ -185,7 +198,13 @@ Result<SizeChoice> inference_aware_for_loss(const ChinchillaFit& fit, double tar
   // Just above n_min the data needed explodes; the search starts a hair inside.
   double lo = std::log(n_min) + 1e-9;
   double hi = std::log(compute_opt.n_params);
-  double log_n = minimize_1d(cost_at, lo, hi);
+  if (max_tokens != 0) {
+    FRUGAL_ASSIGN_OR_RETURN(double n_data, min_params_for_data(fit, target_loss, max_tokens));
+    lo = std::max(lo, std::log(n_data));
+  }
+  // When the data cap binds beyond the compute optimum, both costs grow with N: take the
+  // smallest allowed N.
+  double log_n = lo >= hi ? lo : minimize_1d(cost_at, lo, hi);
   double n = std::exp(log_n);
   FRUGAL_ASSIGN_OR_RETURN(double d, tokens_for_loss(fit, n, target_loss));
   return evaluate_size(fit, n, d, prices, workload);

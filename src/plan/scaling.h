@@ -82,8 +82,16 @@ Result<SizeChoice> fixed_ratio_for_loss(const ChinchillaFit& fit, double target_
 // Minimises train_per_flop·6·N·D + infer_per_flop·2·N·tokens subject to L(N, D) =
 // target_loss: a one-dimensional search over log N between the smallest feasible N and the
 // compute-optimal N (the inference term only grows with N, so the optimum is never larger).
+// max_tokens > 0 caps the training data (what exists): N then cannot fall below the size
+// that reaches the loss on max_tokens. kInvalidArgument when the cap makes the loss
+// unreachable.
 Result<SizeChoice> inference_aware_for_loss(const ChinchillaFit& fit, double target_loss,
-                                            const FlopPrices& prices, const Workload& workload);
+                                            const FlopPrices& prices, const Workload& workload,
+                                            double max_tokens = 0);
+
+// Smallest N that reaches target_loss on at most max_tokens training tokens.
+Result<double> min_params_for_data(const ChinchillaFit& fit, double target_loss,
+                                   double max_tokens);
 
 // Published training configurations whose loss can serve as a target.
 struct ReferenceModel {
