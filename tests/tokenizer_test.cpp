@@ -365,6 +365,46 @@ TEST(PreTokenizer, UnknownNameIsNotKnown) {
   EXPECT_FALSE(PreTokenizer::from_patterns({"(unclosed"}).is_ok());
 }
 
+// The gpt-2 vocabulary under another family's pre-tokenizer name (metadata overridden).
+Result<std::unique_ptr<Tokenizer>> gpt2_vocab_with_pre(const GgufFile& gguf, std::string pre) {
+  const GgufValue value = GgufValue::from_string(std::move(pre));
+  return Tokenizer::from_metadata([&](std::string_view key) -> const GgufValue* {
+    return key == "tokenizer.ggml.pre" ? &value : gguf.find(key);
+  });
+}
+
+TEST(Tokenizer, PreTokenizerNameChangesTheIdsAndTheBosDefault) {
+  auto gpt2 = load("gpt-2.gguf");
+  ASSERT_TRUE(gpt2.tok);
+  auto id = [&](const char* text) { return *gpt2.tok->token_id(text); };
+  // gpt-2 keeps the digit run whole and lets the merges cut it (as Hugging Face's does).
+  EXPECT_EQ(gpt2.tok->encode("1234567", false, false),
+            (std::vector<int32_t>{id("123"), id("45"), id("67")}));
+
+  auto llama3 = gpt2_vocab_with_pre(*gpt2.gguf, "llama-bpe");
+  ASSERT_TRUE(llama3.is_ok()) << llama3.status().to_string();
+  EXPECT_EQ((*llama3)->encode("1234567", false, false),
+            (std::vector<int32_t>{id("123"), id("456"), id("7")}));
+  EXPECT_TRUE((*llama3)->add_bos());  // Llama 3's default, absent add_bos_token
+  EXPECT_EQ((*llama3)->encode("7", true, false), (std::vector<int32_t>{50256, id("7")}));
+
+  auto qwen2 = gpt2_vocab_with_pre(*gpt2.gguf, "qwen2");
+  ASSERT_TRUE(qwen2.is_ok()) << qwen2.status().to_string();
+  EXPECT_EQ((*qwen2)->encode("2024", false, false),
+            (std::vector<int32_t>{id("2"), id("0"), id("2"), id("4")}));
+  EXPECT_FALSE((*qwen2)->add_bos());
+}
+
+TEST(Tokenizer, OutOfRangeIdsDecodeToNothing) {
+  auto gpt2 = load("gpt-2.gguf");
+  ASSERT_TRUE(gpt2.tok);
+  const int32_t hello = *gpt2.tok->token_id("Hello");
+  EXPECT_EQ(gpt2.tok->decode({-1, hello, 50257, 1 << 30}), "Hello");
+  StreamingDetokenizer stream(*gpt2.tok);
+  EXPECT_EQ(stream.push(-5), "");
+  EXPECT_EQ(stream.push(hello), "Hello");
+}
+
 // Bad metadata: a map-backed lookup around a tiny valid BPE vocabulary.
 class BadMetadata : public ::testing::Test {
  protected:
