@@ -505,7 +505,8 @@ Status run_memory(const MemoryFlags& f) {
   std::printf("At %lld tokens of context: %s per sequence. Budget %s, weights %s, left for KV "
               "%s: %lld concurrent sequences\n\n",
               (long long)p.context, bytes_text(p.kv_bytes_per_sequence).c_str(),
-              bytes_text(p.budget_bytes).c_str(), bytes_text(p.weight_bytes).c_str(),
+              bytes_text(p.budget_bytes).c_str(),
+              p.weights.empty() ? "not counted" : bytes_text(p.weight_bytes).c_str(),
               bytes_text(p.kv_budget_bytes).c_str(), (long long)p.max_sequences);
   std::printf("%-10s %8s %14s %14s %10s\n", "attention", "KV heads", "KV per token",
               "per sequence", "sequences");
