@@ -319,7 +319,8 @@ std::string write_toy_gguf() {
   std::vector<uint8_t> bytes = b.build();
   std::string path = testing::TempDir() + "/plan_toy.gguf";
   std::ofstream(path, std::ios::binary)
-      .write(reinterpret_cast<const char*>(bytes.data()), static_cast<std::streamsize>(bytes.size()));
+      .write(reinterpret_cast<const char*>(bytes.data()),
+             static_cast<std::streamsize>(bytes.size()));
   return path;
 }
 

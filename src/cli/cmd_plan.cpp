@@ -226,7 +226,8 @@ struct SizeFlags {
 Status run_size(const SizeFlags& f) {
   const plan::ChinchillaFit& fit = plan::kHoffmann2022;
   FRUGAL_ASSIGN_OR_RETURN(Economy e, economy_from_flags(f.prices));
-  int targets = (f.loss_opt->count() > 0) + !f.ref.empty() + (!f.ref_params.empty() || !f.ref_tokens.empty());
+  int targets = (f.loss_opt->count() > 0) + !f.ref.empty() +
+                (!f.ref_params.empty() || !f.ref_tokens.empty());
   if (targets != 1) {
     return invalid_argument("give exactly one target: --loss L, --ref NAME, or --ref-params N "
                             "with --ref-tokens D");
@@ -604,7 +605,8 @@ Status run_cascade(const CascadeFlags& f) {
     std::printf("%-12s %-7s %12.4g %12.4g %14.4g%s\n", t.name.c_str(),
                 cascade::tier_kind_name(t.kind), t.price_in_per_mtok, t.price_out_per_mtok,
                 cascade::tier_query_cost(t, in.tokens_in, in.tokens_out),
-                t.price_set || t.kind == cascade::TierKind::kCache ? "" : "  (default from params)");
+                t.price_set || t.kind == cascade::TierKind::kCache ? ""
+                                                                   : "  (default from params)");
   }
   std::printf("\n%-26s %14s %16s %10s\n", "deployment", "$/query", "$/million queries",
               "saving");
@@ -641,7 +643,8 @@ void register_plan(CLI::App& app, int& exit_code) {
   auto size = std::make_shared<SizeFlags>();
   auto* size_cmd = plan_cmd->add_subcommand(
       "size", "Compute-optimal vs inference-aware model size for a target loss");
-  size->loss_opt = size_cmd->add_option("--loss", size->loss, "Target loss (nats per token, Chinchilla fit)");
+  size->loss_opt =
+      size_cmd->add_option("--loss", size->loss, "Target loss (nats per token, Chinchilla fit)");
   size_cmd->add_option("--ref", size->ref,
                        "Target the loss of a named configuration (chinchilla-70b, llama2-7b, ...)");
   size_cmd->add_option("--ref-params", size->ref_params, "Target the loss of N parameters ...");
@@ -694,16 +697,18 @@ void register_plan(CLI::App& app, int& exit_code) {
       "cascade", "Cost per query of the top tier alone vs the cascade; break-even; latency mix");
   cascade_cmd->add_option("--config", cascade_flags->config,
                           "Cascade config (default frugal.toml)");
-  cascade_flags->escalation_rate_opt = cascade_cmd->add_option("--escalation-rate", cascade_flags->escalation_rate,
-                          "Share of non-cached queries tier 1 escalates to the top tier");
+  cascade_flags->escalation_rate_opt =
+      cascade_cmd->add_option("--escalation-rate", cascade_flags->escalation_rate,
+                              "Share of non-cached queries tier 1 escalates to the top tier");
   cascade_cmd->add_option("--eval", cascade_flags->eval,
                           "Read cascade.escalation_rate from a `frugal eval` result JSON");
   cascade_cmd->add_option("--tokens-in", cascade_flags->tokens_in,
                           "Prompt tokens per query (default 500)");
   cascade_cmd->add_option("--tokens-out", cascade_flags->tokens_out,
                           "Generated tokens per query (default 200)");
-  cascade_flags->cache_hit_rate_opt = cascade_cmd->add_option("--cache-hit-rate", cascade_flags->cache_hit_rate,
-                          "Share of queries the cache answers (default 0)");
+  cascade_flags->cache_hit_rate_opt =
+      cascade_cmd->add_option("--cache-hit-rate", cascade_flags->cache_hit_rate,
+                              "Share of queries the cache answers (default 0)");
   cascade_cmd->add_flag("--json", cascade_flags->json, "Print one JSON object instead of tables");
   cascade_cmd->callback([cascade_flags, &exit_code] {
     Status s = run_cascade(*cascade_flags);
