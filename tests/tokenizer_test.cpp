@@ -8,6 +8,7 @@
 #include <filesystem>
 #include <fstream>
 #include <map>
+#include <random>
 #include <sstream>
 
 #include "engine/gguf.h"
@@ -136,6 +137,42 @@ TEST(TokenizerFixtures, DecodeOfEncodeGivesTheTextBack) {
       for (int32_t id : ids) streamed += stream.push(id);
       streamed += stream.flush();
       EXPECT_EQ(streamed, text);
+    }
+  }
+}
+
+TEST(TokenizerFixtures, ArbitraryBytesRoundTrip) {
+  // Invalid UTF-8 included: BPE spells every byte, SPM falls back to <0xXX> tokens.
+  std::mt19937 rng(1234);
+  const std::string alphabet = "ab \n\t<|>s/0123\xC3\xA9\xE6\x88\x91\xF0\x9F\xA6\x99\x80\xFF\xC3";
+  // deepseek-llm has user-defined tokens spelled like byte-alphabet characters ("ÿ" for
+  // byte 0xFF); they decode as their UTF-8 text, so only valid UTF-8 round-trips there.
+  for (const char* name : {"llama-spm.gguf", "gpt-2.gguf", "deepseek-llm.gguf"}) {
+    SCOPED_TRACE(name);
+    auto l = load(name);
+    ASSERT_TRUE(l.tok);
+    const bool any_bytes = std::string_view(name) != "deepseek-llm.gguf";
+    for (int i = 0; i < 200; ++i) {
+      std::string text;
+      const int len = 1 + static_cast<int>(rng() % 40);
+      for (int j = 0; j < len; ++j) {
+        if (any_bytes && rng() % 4 == 0) {
+          text.push_back(static_cast<char>(rng() % 256));
+        } else if (any_bytes) {
+          text.push_back(alphabet[rng() % alphabet.size()]);
+        } else {
+          const char* valid[] = {"a", " ", "\n", "<|", "s", "0", "\xC3\xA9", "\xE6\x88\x91",
+                                 "\xF0\x9F\xA6\x99", "\xC3\xBF"};
+          text += valid[rng() % 10];
+        }
+      }
+      for (bool parse_special : {false, true}) {
+        const auto ids = l.tok->encode(text, false, parse_special);
+        for (int32_t id : ids) ASSERT_TRUE(id >= 0 && id < l.tok->n_vocab());
+        if (!parse_special) {
+          EXPECT_EQ(l.tok->decode(ids), text);
+        }
+      }
     }
   }
 }

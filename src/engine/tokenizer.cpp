@@ -416,8 +416,11 @@ void Tokenizer::encode_spm_text(std::string_view text, std::vector<int32_t>& out
   std::vector<Symbol> symbols;
   symbols.reserve(text.size());
   for (size_t offset = 0; offset < text.size();) {
-    const size_t len =
-        std::min(text.size() - offset, utf8_sequence_length(static_cast<uint8_t>(text[offset])));
+    // One symbol per character; each byte of invalid UTF-8 is a symbol of its own (llama.cpp
+    // would let a broken lead byte swallow the next character's first byte).
+    uint32_t cp = 0;
+    const int n = utf8_decode_one(text.substr(offset), &cp);
+    const size_t len = n > 0 ? static_cast<size_t>(n) : 1;
     const int index = static_cast<int>(symbols.size());
     symbols.push_back({offset, len, index - 1, offset + len == text.size() ? -1 : index + 1});
     offset += len;
