@@ -123,6 +123,54 @@ TEST(ChatTemplate, RecognisesTheFamiliesJinjaSources) {
   }
 }
 
+TEST(ChatTemplate, QwenTemplatesInsertTheirDefaultSystemPrompt) {
+  // Qwen2-Instruct's template (a real newline inside the Jinja literal).
+  const std::string qwen2 =
+      "{% for message in messages %}{% if loop.first and messages[0]['role'] != 'system' %}"
+      "{{ '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n' }}{% endif %}"
+      "{{'<|im_start|>' + message['role'] + '\n' + message['content'] + '<|im_end|>' + '\n'}}"
+      "{% endfor %}{% if add_generation_prompt %}{{ '<|im_start|>assistant\n' }}{% endif %}";
+  EXPECT_EQ(render(qwen2, {{"user", "Hi"}}, true),
+            "<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n"
+            "<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+  // A system message of the caller's replaces the default.
+  EXPECT_EQ(render(qwen2, {{"system", "Be brief."}, {"user", "Hi"}}, false),
+            "<|im_start|>system\nBe brief.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n");
+
+  // Qwen2.5's (escaped "\n" in the literal; the tools branch comes first and has no literal).
+  const std::string qwen25 =
+      "{%- if tools %}{{- '<|im_start|>system\\n' }}{%- if messages[0]['role'] == 'system' %}"
+      "{{- messages[0]['content'] }}{%- endif %}{%- else %}{%- if messages[0]['role'] == "
+      "'system' %}{{- '<|im_start|>system\\n' + messages[0]['content'] + '<|im_end|>\\n' }}"
+      "{%- else %}{{- '<|im_start|>system\\nYou are Qwen, created by Alibaba Cloud. You are a "
+      "helpful assistant.<|im_end|>\\n' }}{%- endif %}{%- endif %}";
+  auto t = parse_chat_template(qwen25);
+  ASSERT_TRUE(t.is_ok());
+  EXPECT_EQ(t->format, ChatFormat::kChatml);
+  EXPECT_EQ(t->default_system,
+            "You are Qwen, created by Alibaba Cloud. You are a helpful assistant.");
+
+  // Plain chatml (by name or template) has no default.
+  EXPECT_EQ(parse_chat_template("chatml")->default_system, "");
+}
+
+TEST(ChatTemplate, Llama31OpensWithADatedSystemTurn) {
+  const std::string source =
+      "{{- bos_token }}{%- if not date_string is defined %}{%- set date_string = \"26 Jul 2024\" "
+      "%}{%- endif %}{{- \"<|start_header_id|>system<|end_header_id|>\\n\\n\" }}{{- \"Cutting "
+      "Knowledge Date: December 2023\\n\" }}";
+  ASSERT_EQ(*detect_chat_format(source), ChatFormat::kLlama31);
+  EXPECT_EQ(render(source, {{"user", "Hi"}}, true),
+            "<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
+            "Today Date: 26 Jul 2024\n\n<|eot_id|>"
+            "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>"
+            "<|start_header_id|>assistant<|end_header_id|>\n\n");
+  EXPECT_EQ(render("llama3.1", {{"system", " Be brief. "}, {"user", "Hi"}}, false),
+            "<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
+            "Today Date: 26 Jul 2024\n\nBe brief.<|eot_id|>"
+            "<|start_header_id|>user<|end_header_id|>\n\nHi<|eot_id|>");
+}
+
 TEST(ChatTemplate, NamesAndAliases) {
   EXPECT_EQ(*detect_chat_format("qwen2"), ChatFormat::kChatml);
   EXPECT_EQ(*detect_chat_format("llama-3"), ChatFormat::kLlama3);

@@ -354,7 +354,8 @@ std::vector<std::string> split_with(std::string_view pre, std::string_view text)
 using Words = std::vector<std::string>;
 
 TEST(PreTokenizer, EveryKnownFamilyCompilesAndCoversTheText) {
-  const std::string text = "Hello, y'all! 1234567 ½ 我想在apple工作\n\n  \tend 🦙 ---== 'RE x\xff\xfe";
+  const std::string text =
+      "Hello, y'all! 1234567 ½ 我想在apple工作\n\n  \tend 🦙 ---== 'RE x\xff\xfe";
   for (const std::string& name : PreTokenizer::known_names()) {
     SCOPED_TRACE(name);
     const auto words = split_with(name, text);

@@ -19,7 +19,8 @@ constexpr NamedFormat kNames[] = {
     {"qwen", ChatFormat::kChatml},       {"llama2", ChatFormat::kLlama2},
     {"llama-2", ChatFormat::kLlama2},    {"mistral", ChatFormat::kMistral},
     {"mistral-v1", ChatFormat::kMistral}, {"llama3", ChatFormat::kLlama3},
-    {"llama-3", ChatFormat::kLlama3},    {"zephyr", ChatFormat::kZephyr},
+    {"llama-3", ChatFormat::kLlama3},    {"llama3.1", ChatFormat::kLlama31},
+    {"llama-3.1", ChatFormat::kLlama31}, {"zephyr", ChatFormat::kZephyr},
     {"phi3", ChatFormat::kPhi3},         {"phi-3", ChatFormat::kPhi3},
     {"gemma", ChatFormat::kGemma},       {"gemma2", ChatFormat::kGemma},
     {"deepseek", ChatFormat::kDeepseek},
@@ -149,6 +150,61 @@ Result<std::string> render_deepseek(const std::vector<ChatMessage>& messages,
   return out;
 }
 
+// Qwen-style chatml templates spell out the system turn they insert when the conversation has
+// none: '<|im_start|>system\nYou are a helpful assistant.<|im_end|>\n'. Returns that text, or
+// "" when the template has no such literal.
+std::string default_chatml_system(std::string_view source) {
+  constexpr std::string_view kOpen = "<|im_start|>system";
+  constexpr std::string_view kClose = "<|im_end|>";
+  for (size_t pos = source.find(kOpen); pos != std::string_view::npos;
+       pos = source.find(kOpen, pos + 1)) {
+    size_t begin = pos + kOpen.size();
+    if (source.substr(begin, 2) == "\\n") {
+      begin += 2;  // the Jinja literal's escaped newline
+    } else if (source.substr(begin, 1) == "\n") {
+      begin += 1;
+    } else {
+      continue;
+    }
+    const size_t end = source.find(kClose, begin);
+    if (end == std::string_view::npos) continue;
+    const std::string_view literal = source.substr(begin, end - begin);
+    if (literal.empty() || literal.find_first_of("'\"+{}") != std::string_view::npos) continue;
+    std::string text;
+    for (size_t i = 0; i < literal.size(); ++i) {
+      if (literal[i] == '\\' && i + 1 < literal.size() && literal[i + 1] == 'n') {
+        text.push_back('\n');
+        ++i;
+      } else {
+        text.push_back(literal[i]);
+      }
+    }
+    return text;
+  }
+  return {};
+}
+
+// Llama 3.1's template always opens with a system turn carrying a knowledge cutoff and a date
+// ("26 Jul 2024" unless the caller passes date_string), then the caller's system prompt.
+std::string render_llama31(const std::vector<ChatMessage>& messages, bool add_generation_prompt) {
+  size_t first = 0;
+  std::string system;
+  if (!messages.empty() && messages[0].role == "system") {
+    system = trim(messages[0].content);
+    first = 1;
+  }
+  std::string out =
+      "<|start_header_id|>system<|end_header_id|>\n\nCutting Knowledge Date: December 2023\n"
+      "Today Date: 26 Jul 2024\n\n" +
+      system + "<|eot_id|>";
+  for (size_t i = first; i < messages.size(); ++i) {
+    out += "<|start_header_id|>" + messages[i].role + "<|end_header_id|>\n\n" +
+           trim(messages[i].content) + "<|eot_id|>";
+  }
+  if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
+  return out;
+}
+
 }  // namespace
 
 const char* chat_format_name(ChatFormat format) {
@@ -172,7 +228,9 @@ Result<ChatFormat> detect_chat_format(std::string_view source) {
   // Distinctive text of each family's Jinja template; order matters where they overlap
   // (phi3 and zephyr both use <|user|>; llama2 and mistral both use [INST]).
   if (contains(source, "<|im_start|>")) return ChatFormat::kChatml;
-  if (contains(source, "<|start_header_id|>")) return ChatFormat::kLlama3;
+  if (contains(source, "<|start_header_id|>")) {
+    return contains(source, "Cutting Knowledge Date") ? ChatFormat::kLlama31 : ChatFormat::kLlama3;
+  }
   if (contains(source, "<start_of_turn>")) return ChatFormat::kGemma;
   if (contains(source, "<|user|>") || contains(source, "<|assistant|>")) {
     return contains(source, "<|end|>") ? ChatFormat::kPhi3 : ChatFormat::kZephyr;
@@ -197,19 +255,38 @@ Result<ChatFormat> detect_chat_format(std::string_view source) {
                      "); pass --chat-template NAME with one of: " + names);
 }
 
+Result<ChatTemplate> parse_chat_template(std::string_view template_source_or_name) {
+  ChatTemplate t;
+  FRUGAL_ASSIGN_OR_RETURN(t.format, detect_chat_format(template_source_or_name));
+  if (t.format == ChatFormat::kChatml) {
+    t.default_system = default_chatml_system(template_source_or_name);
+  }
+  return t;
+}
+
 Result<std::string> apply_chat_template(std::string_view template_source_or_name,
                                         const std::vector<ChatMessage>& messages,
                                         bool add_generation_prompt) {
-  FRUGAL_ASSIGN_OR_RETURN(ChatFormat format, detect_chat_format(template_source_or_name));
-  return apply_chat_template(format, messages, add_generation_prompt);
+  FRUGAL_ASSIGN_OR_RETURN(ChatTemplate t, parse_chat_template(template_source_or_name));
+  return apply_chat_template(t, messages, add_generation_prompt);
 }
 
 Result<std::string> apply_chat_template(ChatFormat format,
                                         const std::vector<ChatMessage>& messages,
                                         bool add_generation_prompt) {
+  return apply_chat_template(ChatTemplate{format, ""}, messages, add_generation_prompt);
+}
+
+Result<std::string> apply_chat_template(const ChatTemplate& chat_template,
+                                        const std::vector<ChatMessage>& messages,
+                                        bool add_generation_prompt) {
   std::string out;
-  switch (format) {
+  switch (chat_template.format) {
     case ChatFormat::kChatml:
+      if (!chat_template.default_system.empty() && !messages.empty() &&
+          messages[0].role != "system") {
+        out += "<|im_start|>system\n" + chat_template.default_system + "<|im_end|>\n";
+      }
       for (const ChatMessage& m : messages) {
         out += "<|im_start|>" + m.role + "\n" + m.content + "<|im_end|>\n";
       }
@@ -222,6 +299,8 @@ Result<std::string> apply_chat_template(ChatFormat format,
       }
       if (add_generation_prompt) out += "<|start_header_id|>assistant<|end_header_id|>\n\n";
       return out;
+    case ChatFormat::kLlama31:
+      return render_llama31(messages, add_generation_prompt);
     case ChatFormat::kZephyr:
       for (const ChatMessage& m : messages) {
         out += "<|" + m.role + "|>\n" + m.content + "</s>\n";
