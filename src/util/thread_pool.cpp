@@ -8,7 +8,11 @@
 namespace frugal {
 
 namespace {
+// Workers spin this long for the next job before sleeping on the generation counter; waits
+// yield the core after kYieldAfter spins so that an oversubscribed machine (parallel tests,
+// other processes) lets the thread being waited for run.
 constexpr int kSpinIterations = 200000;
+constexpr int kYieldAfter = 2000;
 
 inline void cpu_relax() {
 #if defined(__x86_64__) || defined(__i386__)
@@ -33,7 +37,11 @@ void ThreadPool::worker_loop(int index) {
   while (true) {
     uint64_t gen = generation_.load(std::memory_order_acquire);
     for (int spin = 0; gen == seen && spin < kSpinIterations; ++spin) {
-      cpu_relax();
+      if (spin < kYieldAfter) {
+        cpu_relax();
+      } else {
+        std::this_thread::yield();
+      }
       gen = generation_.load(std::memory_order_acquire);
     }
     if (gen == seen) {
@@ -58,7 +66,13 @@ void ThreadPool::run(const std::function<void(int)>& fn) {
   generation_.fetch_add(1, std::memory_order_acq_rel);
   generation_.notify_all();
   fn(0);
-  while (pending_.load(std::memory_order_acquire) != 0) cpu_relax();
+  for (int spin = 0; pending_.load(std::memory_order_acquire) != 0; ++spin) {
+    if (spin < kYieldAfter) {
+      cpu_relax();
+    } else {
+      std::this_thread::yield();
+    }
+  }
   job_ = nullptr;
 }
 
