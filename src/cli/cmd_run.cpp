@@ -154,6 +154,7 @@ int run(const RunArgs& a) {
     return result.status().code() == ErrorCode::kInternal ? 1 : 2;
   }
   if (!a.json) std::printf("\n");
+  std::fflush(stdout);
   if (a.verbose || !a.json) {
     const GenerateResult& r = *result;
     const double n_gen = static_cast<double>(r.tokens.size());
