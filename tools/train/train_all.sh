@@ -4,7 +4,10 @@
 #   tools/train/train_all.sh            full run (one CPU thread; see models/MODEL_CARD.md for time)
 #   tools/train/train_all.sh --smoke    a few steps of every stage on tiny models (< 60 s),
 #                                       into $OUT (default out/models/smoke); models/ untouched
-# Environment: OUT (work folder), THREADS (torch threads, default 1), PYTHON.
+#   tools/train/train_all.sh --after-teacher   the stages after the teacher, reusing
+#                                       $OUT/tok.json and $OUT/teacher.pt
+# Environment: OUT (work folder), THREADS (torch threads, default 1), PYTHON, MODELS_DIR
+# (where the GGUF files go, default models).
 set -euo pipefail
 cd "$(dirname "$0")/../.."
 export OPENBLAS_NUM_THREADS=1
@@ -35,11 +38,14 @@ if [ "${1:-}" = "--smoke" ]; then
 fi
 
 OUT=${OUT:-out/models/full}
-mkdir -p "$OUT" models
+MODELS_DIR=${MODELS_DIR:-models}
+mkdir -p "$OUT" "$MODELS_DIR"
 start=$(date +%s)
-$T tokenizer --out "$OUT/tok.json"
-$T teacher --tok "$OUT/tok.json" --out "$OUT/teacher.pt" --threads "$THREADS" \
-  2>&1 | tee "$OUT/teacher.log"
+if [ "${1:-}" != "--after-teacher" ]; then
+  $T tokenizer --out "$OUT/tok.json"
+  $T teacher --tok "$OUT/tok.json" --out "$OUT/teacher.pt" --threads "$THREADS" \
+    2>&1 | tee "$OUT/teacher.log"
+fi
 $T gen --tok "$OUT/tok.json" --teacher "$OUT/teacher.pt" --out "$OUT/tdata.jsonl" --n 40000 \
   --threads "$THREADS" 2>&1 | tee "$OUT/gen.log"
 $T student --tok "$OUT/tok.json" --teacher "$OUT/teacher.pt" --data "$OUT/tdata.jsonl" \
@@ -50,10 +56,10 @@ for m in teacher student student_hard; do
   $T eval --tok "$OUT/tok.json" --model "$OUT/$m.pt" --items data/heldout.jsonl \
     --answers "$OUT/${m}_answers.jsonl" --threads "$THREADS" | tee "$OUT/${m}_eval.json"
 done
-$T export --tok "$OUT/tok.json" --model "$OUT/teacher.pt" --out models/frugal-teacher.gguf \
+$T export --tok "$OUT/tok.json" --model "$OUT/teacher.pt" --out "$MODELS_DIR"/frugal-teacher.gguf \
   --name frugal-teacher --dtype f16
-$T export --tok "$OUT/tok.json" --model "$OUT/student.pt" --out models/frugal-student.gguf \
+$T export --tok "$OUT/tok.json" --model "$OUT/student.pt" --out "$MODELS_DIR"/frugal-student.gguf \
   --name frugal-student --dtype f16
 $T export --tok "$OUT/tok.json" --model "$OUT/student_hard.pt" \
-  --out models/frugal-student-hard.gguf --name frugal-student-hard --dtype f16
+  --out "$MODELS_DIR"/frugal-student-hard.gguf --name frugal-student-hard --dtype f16
 echo "train_all: done in $(( ($(date +%s) - start) / 60 )) min; work files in $OUT"
