@@ -298,6 +298,14 @@ HWY_NOINLINE void QuantTile(const uint8_t* const* rows, int64_t n_blocks,
   const uint8_t* p[kQRows];
   for (int r = 0; r < kQRows; ++r) p[r] = rows[r];
   for (int64_t b = 0; b < n_blocks; ++b) {
+    // Decode reads every weight once, from DRAM. The kQRows rows of a tile lie back to back,
+    // so the next tile's rows follow the last one: stream-prefetch them at the rate this tile
+    // consumes bytes. Four interleaved 18-byte streams alone keep too few misses in flight
+    // (1-thread Q4_0 decode: 8 GB/s without this, 19 GB/s with it).
+    if (kT == 1) {
+      const uint8_t* next = rows[kQRows - 1] + (n_blocks + b * kQRows) * K::kBlockBytes;
+      for (int64_t off = 0; off < kQRows * K::kBlockBytes; off += 64) __builtin_prefetch(next + off);
+    }
     const typename K::Regs regs = K::Load(p);
     const VF32 ws = RowScales(p, spread.idx);
     for (int r = 0; r < kQRows; ++r) p[r] += K::kBlockBytes;
