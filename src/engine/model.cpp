@@ -63,7 +63,9 @@ void Model::ensure_state(int64_t n_tokens, int64_t n_positions) {
   grow(s_.gate, n_tokens * c.n_ff);
   grow(s_.up, n_tokens * c.n_ff);
   grow(s_.proj, n_tokens * c.n_embd);
-  grow(s_.scores, static_cast<int64_t>(pool_->n_threads()) * n_positions);
+  grow(s_.scores, static_cast<int64_t>(pool_->n_threads()) * (c.n_head / c.n_head_kv) * n_positions);
+  const size_t ptrs = static_cast<size_t>(pool_->n_threads()) * 2 * (n_positions + 1);
+  if (s_.block_ptrs.size() < ptrs) s_.block_ptrs.resize(ptrs);
   grow(s_.xo, n_tokens * c.n_embd);
 }
 
@@ -84,6 +86,13 @@ Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<
     }
     n_tokens += static_cast<int64_t>(e.tokens.size());
   }
+  for (size_t i = 0; i < batch.size(); ++i) {
+    for (size_t j = 0; j < i; ++j) {
+      if (batch[i].seq == batch[j].seq)
+        return invalid_argument("sequence " + std::to_string(batch[i].seq) +
+                                " appears twice in one batch; give it one entry");
+    }
+  }
   if (n_tokens == 0) return invalid_argument("empty batch");
   for (const SeqBatch& e : batch) {
     FRUGAL_RETURN_IF_ERROR(kv.reserve(e.seq, static_cast<int64_t>(e.tokens.size())));
@@ -93,7 +102,6 @@ Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<
   ensure_state(n_tokens, n_positions);
   s_.tok_seq.resize(n_tokens);
   s_.tok_pos.resize(n_tokens);
-  s_.tok_entry.resize(n_tokens);
   s_.out_tokens.clear();
   {
     int64_t t = 0;
@@ -104,7 +112,6 @@ Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<
       for (int64_t i = 0; i < n; ++i, ++t) {
         s_.tok_seq[t] = e.seq;
         s_.tok_pos[t] = static_cast<int32_t>(n_past + i);
-        s_.tok_entry[t] = static_cast<int32_t>(ei);
         if (e.all_logits || i == n - 1) s_.out_tokens.push_back(static_cast<int32_t>(t));
       }
     }
@@ -163,7 +170,7 @@ Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<
         }
       }
     });
-    attention(il, n_tokens, batch, kv);
+    attention(il, n_tokens, kv);
     kernels::matmul(l.wo, s_.attn.data(), n_tokens, s_.proj.data(), pool);
     kernels::add_inplace(x, s_.proj.data(), n_tokens * n_embd);
 
@@ -192,34 +199,32 @@ Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<
   return Status::ok();
 }
 
-// Causal attention of every batch token over its own sequence's cached positions 0..pos,
-// one (token, head) pair per work item. Query heads share KV heads in groups (GQA).
-void Model::attention(int64_t il, int64_t n_tokens, std::span<const SeqBatch> batch, KvCache& kv) {
-  (void)batch;
+// Causal attention of every batch token over its own sequence's cached positions 0..pos.
+// One work item is a (token, KV head) pair: the `group` query heads sharing that KV head
+// (grouped-query attention) are computed together, reading each cached row once.
+void Model::attention(int64_t il, int64_t n_tokens, KvCache& kv) {
   const ModelConfig& c = config_;
   const int64_t hd = c.head_dim, nq = c.n_embd_q();
   const int64_t group = c.n_head / c.n_head_kv;
   const int64_t bs = kv.block_size();
   const int64_t n_positions = kv.n_blocks() * bs;
+  const int64_t max_blocks = kv.n_blocks();
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  pool_->parallel_for(n_tokens * c.n_head, 1, [&](int64_t b, int64_t e, int thread) {
-    float* scores = s_.scores.data() + thread * n_positions;
+  pool_->parallel_for(n_tokens * c.n_head_kv, 1, [&](int64_t b, int64_t e, int thread) {
+    float* scores = s_.scores.data() + thread * group * n_positions;
+    const float** k_blocks = s_.block_ptrs.data() + thread * 2 * max_blocks;
+    const float** v_blocks = k_blocks + max_blocks;
     for (int64_t item = b; item < e; ++item) {
-      const int64_t t = item / c.n_head, h = item % c.n_head, kvh = h / group;
+      const int64_t t = item / c.n_head_kv, kvh = item % c.n_head_kv;
       const int64_t n_ctx = s_.tok_pos[t] + 1;
       const std::vector<int32_t>& blocks = kv.block_table(s_.tok_seq[t]);
-      const float* q = s_.q.data() + t * nq + h * hd;
-      for (int64_t j = 0; j < n_ctx; ++j) {
-        const float* k = kv.k(il, blocks[j / bs], kvh) + (j % bs) * hd;
-        scores[j] = kernels::dot(q, k, hd) * scale;
+      for (int64_t i = 0; i < (n_ctx + bs - 1) / bs; ++i) {
+        k_blocks[i] = kv.k(il, blocks[i], kvh);
+        v_blocks[i] = kv.v(il, blocks[i], kvh);
       }
-      kernels::softmax(scores, n_ctx);
-      float* out = s_.attn.data() + t * nq + h * hd;
-      std::fill(out, out + hd, 0.0f);
-      for (int64_t j = 0; j < n_ctx; ++j) {
-        const float* v = kv.v(il, blocks[j / bs], kvh) + (j % bs) * hd;
-        kernels::axpy(scores[j], v, out, hd);
-      }
+      const int64_t h0 = kvh * group;  // first query head of this group
+      kernels::attention(s_.q.data() + t * nq + h0 * hd, group, k_blocks, v_blocks, bs, hd, n_ctx,
+                         scale, scores, s_.attn.data() + t * nq + h0 * hd);
     }
   });
 }

@@ -51,8 +51,9 @@ class Model {
 
   // Writes the K/V of every token of every entry into `kv` and returns logits, row-major
   // [n_rows, n_vocab]: all positions of an all_logits entry, else its last, in batch order.
-  // Errors (nothing is committed): kInvalidArgument for an empty entry or a token id outside
-  // the vocabulary; kOutOfRange when the cache has no room.
+  // Each sequence appears at most once per batch. Errors (nothing is committed):
+  // kInvalidArgument for an empty entry, a repeated sequence or a token id outside the
+  // vocabulary; kOutOfRange when the cache has no room.
   Status forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<float>& logits);
 
  private:
@@ -69,13 +70,14 @@ class Model {
     std::vector<float> gate;   // [T, n_ff]
     std::vector<float> up;     // [T, n_ff]
     std::vector<float> proj;   // [T, n_embd] output of wo / w_down before the residual add
-    std::vector<float> scores; // [n_threads, max positions] attention weights per thread
+    std::vector<float> scores; // [n_threads, n_head / n_head_kv, max positions] attention weights
     std::vector<float> xo;     // [n_rows, n_embd] final-normed rows that need logits
-    std::vector<int32_t> tok_seq, tok_pos, tok_entry;  // [T]
+    std::vector<const float*> block_ptrs;  // [n_threads, 2, n_blocks] K and V block pointers
+    std::vector<int32_t> tok_seq, tok_pos;  // [T] sequence and position of each token
     std::vector<int32_t> out_tokens;                   // [n_rows] token index per logits row
   };
   void ensure_state(int64_t n_tokens, int64_t n_positions);
-  void attention(int64_t il, int64_t n_tokens, std::span<const SeqBatch> batch, KvCache& kv);
+  void attention(int64_t il, int64_t n_tokens, KvCache& kv);
 
   std::string path_;
   std::unique_ptr<GgufFile> file_;

@@ -118,6 +118,23 @@ float Softmax(float* x, int64_t n) {
   return sum;
 }
 
+// n_q query heads sharing one KV head over n cached positions (see ops.h `attention`): the
+// whole group in one dispatched call, each key and value row read once for all n_q queries.
+void Attention(const float* q, int64_t n_q, const float* const* k_blocks,
+               const float* const* v_blocks, int64_t block_size, int64_t head_dim, int64_t n,
+               float scale, float* scores, float* out) {
+  for (int64_t j = 0; j < n; ++j) {
+    const float* k = k_blocks[j / block_size] + (j % block_size) * head_dim;
+    for (int64_t g = 0; g < n_q; ++g) scores[g * n + j] = Dot(q + g * head_dim, k, head_dim) * scale;
+  }
+  for (int64_t g = 0; g < n_q; ++g) Softmax(scores + g * n, n);
+  for (int64_t i = 0; i < n_q * head_dim; ++i) out[i] = 0.0f;
+  for (int64_t j = 0; j < n; ++j) {
+    const float* v = v_blocks[j / block_size] + (j % block_size) * head_dim;
+    for (int64_t g = 0; g < n_q; ++g) Axpy(scores[g * n + j], v, out + g * head_dim, head_dim);
+  }
+}
+
 const char* TargetName() { return hwy::TargetName(HWY_TARGET); }
 
 }  // namespace frugal::kernels::HWY_NAMESPACE
@@ -133,6 +150,7 @@ HWY_EXPORT(AddInplace);
 HWY_EXPORT(RmsNorm);
 HWY_EXPORT(SiluMul);
 HWY_EXPORT(Softmax);
+HWY_EXPORT(Attention);
 HWY_EXPORT(TargetName);
 
 void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool) {
@@ -172,6 +190,12 @@ float dot(const float* a, const float* b, int64_t n) { return HWY_DYNAMIC_DISPAT
 void axpy(float a, const float* x, float* y, int64_t n) { HWY_DYNAMIC_DISPATCH(Axpy)(a, x, y, n); }
 void scale(float* y, float a, int64_t n) { HWY_DYNAMIC_DISPATCH(Scale)(y, a, n); }
 float softmax(float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(Softmax)(x, n); }
+void attention(const float* q, int64_t n_q, const float* const* k_blocks,
+               const float* const* v_blocks, int64_t block_size, int64_t head_dim, int64_t n,
+               float scale, float* scores, float* out) {
+  HWY_DYNAMIC_DISPATCH(Attention)(q, n_q, k_blocks, v_blocks, block_size, head_dim, n, scale,
+                                  scores, out);
+}
 
 // Per head vector of 64-128 elements, next to the matmuls; the scalar loop is fast enough.
 void rope(float* x, int64_t head_dim, int64_t pos, const float* inv_freq, RopeStyle style) {

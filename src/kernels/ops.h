@@ -44,6 +44,15 @@ void scale(float* y, float a, int64_t n);
 // In place, numerically stable (subtracts the max). Returns the sum of exp before scaling.
 float softmax(float* x, int64_t n);
 
+// Causal attention of n_q query heads that share one KV head (grouped-query attention) over
+// n cached positions held in blocks: for each g < n_q, out[g] = softmax(scale · q[g]·Kᵀ) · V.
+// q and out are [n_q, head_dim]; position j's key is row j % block_size of
+// k_blocks[j / block_size] (each block [block_size, head_dim]), and likewise its value.
+// `scores` is scratch [n_q, n] (left holding the attention weights).
+void attention(const float* q, int64_t n_q, const float* const* k_blocks,
+               const float* const* v_blocks, int64_t block_size, int64_t head_dim, int64_t n,
+               float scale, float* scores, float* out);
+
 // Rotary position embedding on one head vector of head_dim elements at position `pos`.
 // `inv_freq` [head_dim / 2] holds each pair's frequency (Llama-3 scaling already applied).
 // kNormal rotates adjacent pairs (x[2i], x[2i+1]) — GGUF llama layout;

@@ -254,4 +254,20 @@ void rope_ref(float* x, int64_t head_dim, int64_t pos, const float* inv_freq, Ro
   }
 }
 
+void attention_ref(const float* q, int64_t n_q, const float* const* k_blocks,
+                   const float* const* v_blocks, int64_t block_size, int64_t head_dim, int64_t n,
+                   float scale, float* scores, float* out) {
+  for (int64_t g = 0; g < n_q; ++g) {
+    float* s = scores + g * n;
+    for (int64_t j = 0; j < n; ++j)
+      s[j] = dot_ref(q + g * head_dim, k_blocks[j / block_size] + (j % block_size) * head_dim,
+                     head_dim) * scale;
+    softmax_ref(s, n);
+    float* o = out + g * head_dim;
+    for (int64_t i = 0; i < head_dim; ++i) o[i] = 0.0f;
+    for (int64_t j = 0; j < n; ++j)
+      axpy_ref(s[j], v_blocks[j / block_size] + (j % block_size) * head_dim, o, head_dim);
+  }
+}
+
 }  // namespace frugal::kernels

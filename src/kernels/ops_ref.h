@@ -27,6 +27,9 @@ float dot_ref(const float* a, const float* b, int64_t n);
 void axpy_ref(float a, const float* x, float* y, int64_t n);
 void scale_ref(float* y, float a, int64_t n);
 float softmax_ref(float* x, int64_t n);
+void attention_ref(const float* q, int64_t n_q, const float* const* k_blocks,
+                   const float* const* v_blocks, int64_t block_size, int64_t head_dim, int64_t n,
+                   float scale, float* scores, float* out);
 void rope_ref(float* x, int64_t head_dim, int64_t pos, const float* inv_freq, RopeStyle style);
 
 }  // namespace frugal::kernels
