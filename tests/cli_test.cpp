@@ -68,6 +68,20 @@ TEST_F(CliTest, RunStreamsTextAndIsReproducibleWithASeed) {
       << "timing summary on stderr";
 }
 
+TEST_F(CliTest, PromptFromAFileOrStdinEqualsTheSameTextWithP) {
+  const std::string file = (dir_ / "prompt.txt").string();
+  std::ofstream(file) << "Lily and Tom";
+  const std::string common = " -n 12 --temp 0 -t 1";
+  Output p = run("run -m " + model_ + " -p 'Lily and Tom'" + common, false);
+  Output f = run("run -m " + model_ + " -f " + file + common, false);
+  Output in = run("run -m " + model_ + " -f - < " + file + common, false);
+  ASSERT_EQ(p.exit_code, 0);
+  EXPECT_EQ(f.out, p.out);
+  EXPECT_EQ(in.out, p.out);
+  EXPECT_EQ(run("run -m " + model_ + " -f /nonexistent/prompt.txt").exit_code, 2);
+  EXPECT_EQ(run("run -m " + model_ + " -p x -f " + file).exit_code, 2);
+}
+
 TEST_F(CliTest, JsonGivesOneObjectPerTokenWithLogprobs) {
   Output o = run("run -m " + model_ + " -p 'Lily and Tom' -n 8 --temp 0 --json --logprobs 3 -t 1");
   ASSERT_EQ(o.exit_code, 0) << o.out;

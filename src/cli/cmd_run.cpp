@@ -13,6 +13,7 @@
 #include "engine/gguf.h"
 #include "engine/model.h"
 #include "engine/tokenizer.h"
+#include "util/mmap_file.h"
 
 namespace frugal::cli {
 
@@ -21,6 +22,7 @@ namespace {
 struct RunArgs {
   std::string model;
   std::string prompt;
+  std::string prompt_file;
   std::string system;
   std::string tokens;
   std::string dump_logits;
@@ -82,7 +84,25 @@ Result<std::vector<int32_t>> build_prompt(const RunArgs& a, Model& model) {
   return tok.encode(a.prompt, /*add_special=*/true, /*parse_special=*/false);
 }
 
-int run(const RunArgs& a) {
+int run(RunArgs a) {
+  if (!a.prompt_file.empty()) {
+    if (!a.prompt.empty()) {
+      std::fprintf(stderr, "frugal run: give the prompt with -p or -f, not both\n");
+      return 2;
+    }
+    if (a.prompt_file == "-") {
+      std::ostringstream ss;
+      ss << std::cin.rdbuf();
+      a.prompt = ss.str();
+    } else {
+      auto text = read_file(a.prompt_file);
+      if (!text.is_ok()) {
+        std::fprintf(stderr, "frugal run: %s\n", text.status().to_string().c_str());
+        return 2;
+      }
+      a.prompt = std::move(*text);
+    }
+  }
   ModelOptions mo;
   mo.n_threads = a.threads;
   auto loaded = Model::load(a.model, mo);
@@ -176,6 +196,7 @@ void register_run(CLI::App& app, int& exit_code) {
   auto* cmd = app.add_subcommand("run", "Generate text with one model");
   cmd->add_option("-m,--model", args->model, "GGUF model file")->required();
   cmd->add_option("-p,--prompt", args->prompt, "Prompt text (with --chat: the user message)");
+  cmd->add_option("-f,--file", args->prompt_file, "Read the prompt from this file (- for stdin)");
   cmd->add_option("--system", args->system, "System message (with --chat)");
   cmd->add_flag("--chat", args->chat, "Wrap the prompt in the model's chat template");
   cmd->add_option("--chat-template", args->chat_template,
