@@ -1,0 +1,366 @@
+// Threshold calibration and per-slice evaluation of the cascade from per-item tier outcomes.
+// The bound is a one-sided lower confidence bound on mean(c_i - target · t_i); see
+// docs/CALIBRATION.md for why this, and not a ratio of two intervals, is the test.
+#include "cascade/calibration.h"
+
+#include <algorithm>
+#include <cmath>
+#include <cstdio>
+#include <map>
+#include <numeric>
+#include <utility>
+
+namespace frugal::cascade {
+
+const char* bound_method_name(BoundMethod method) {
+  switch (method) {
+    case BoundMethod::kNormal: return "normal";
+    case BoundMethod::kBootstrap: return "bootstrap";
+  }
+  return "?";
+}
+
+namespace {
+
+Status validate_items(const std::vector<CalibrationItem>& items, const char* what) {
+  if (items.empty()) return invalid_argument(std::string(what) + ": no items");
+  for (size_t i = 0; i < items.size(); ++i) {
+    const CalibrationItem& it = items[i];
+    if (!(it.score >= 0 && it.score <= 1)) {
+      return invalid_argument(std::string(what) + ": item " + std::to_string(i) +
+                              " has score " + std::to_string(it.score) + ", outside [0, 1]");
+    }
+    if (!(it.tier1_cost >= 0) || !(it.top_cost >= 0) || !std::isfinite(it.tier1_cost) ||
+        !std::isfinite(it.top_cost)) {
+      return invalid_argument(std::string(what) + ": item " + std::to_string(i) +
+                              " has a negative or non-finite cost");
+    }
+  }
+  return Status::ok();
+}
+
+Status validate_options(const CalibrationOptions& o) {
+  if (!(o.target > 0 && o.target <= 1)) {
+    return invalid_argument("calibrate: target " + std::to_string(o.target) +
+                            " must be in (0, 1] (a fraction of the top tier's accuracy)");
+  }
+  if (!(o.confidence > 0 && o.confidence < 1)) {
+    return invalid_argument("calibrate: confidence must be in (0, 1)");
+  }
+  if (o.bound == BoundMethod::kBootstrap && o.bootstrap_resamples < 1) {
+    return invalid_argument("calibrate: bootstrap needs at least one resample");
+  }
+  return Status::ok();
+}
+
+std::string format(const char* fmt, double a, double b = 0, double c = 0, double d = 0,
+                   double e = 0, double f = 0) {
+  char buf[512];
+  std::snprintf(buf, sizeof(buf), fmt, a, b, c, d, e, f);
+  return buf;
+}
+
+double top_accuracy_of(const std::vector<CalibrationItem>& items) {
+  size_t k = 0;
+  for (const CalibrationItem& it : items) k += it.top_correct ? 1 : 0;
+  return static_cast<double>(k) / static_cast<double>(items.size());
+}
+
+// d_i for an item kept at tier 1, and for one escalated.
+double d_kept(const CalibrationItem& it, double target) {
+  return (it.tier1_correct ? 1.0 : 0.0) - target * (it.top_correct ? 1.0 : 0.0);
+}
+double d_escalated(const CalibrationItem& it, double target) {
+  return (it.top_correct ? 1.0 : 0.0) * (1.0 - target);
+}
+
+// Normal-approximation lower bound from the sums of d and d^2 over n items.
+double normal_lower_bound(double sum_d, double sum_d2, size_t n, double z) {
+  const double nn = static_cast<double>(n);
+  const double m = sum_d / nn;
+  if (n < 2) return m;
+  const double var = std::max(0.0, (sum_d2 - nn * m * m) / (nn - 1));
+  return m - z * std::sqrt(var / nn);
+}
+
+}  // namespace
+
+CurvePoint evaluate_threshold(const std::vector<CalibrationItem>& items, double threshold,
+                              const CalibrationOptions& options) {
+  CHECK(!items.empty(), "evaluate_threshold with no items");
+  const double n = static_cast<double>(items.size());
+  const double top_acc = top_accuracy_of(items);
+  CHECK(top_acc > 0, "evaluate_threshold: top tier right on no item");
+  double top_cost = 0, cost = 0, correct = 0, sum_d = 0, sum_d2 = 0;
+  size_t escalated = 0;
+  std::vector<double> d(items.size());
+  for (size_t i = 0; i < items.size(); ++i) {
+    const CalibrationItem& it = items[i];
+    const bool esc = cascade_escalates(it.score, threshold);
+    top_cost += it.top_cost;
+    cost += it.tier1_cost + (esc ? it.top_cost : 0.0);
+    correct += (esc ? it.top_correct : it.tier1_correct) ? 1.0 : 0.0;
+    escalated += esc ? 1 : 0;
+    d[i] = esc ? d_escalated(it, options.target) : d_kept(it, options.target);
+    sum_d += d[i];
+    sum_d2 += d[i] * d[i];
+  }
+  CurvePoint p;
+  p.threshold = threshold;
+  p.escalated = escalated;
+  p.escalation_rate = static_cast<double>(escalated) / n;
+  p.accuracy = correct / n;
+  p.relative_quality = p.accuracy / top_acc;
+  p.margin = sum_d / n;
+  if (options.bound == BoundMethod::kNormal) {
+    p.lower_bound = normal_lower_bound(sum_d, sum_d2, items.size(),
+                                       z_for_confidence(options.confidence, true));
+  } else {
+    std::vector<double> means = bootstrap(
+        items.size(), options.bootstrap_resamples, options.seed, [&](const std::vector<size_t>& idx) {
+          double s = 0;
+          for (size_t i : idx) s += d[i];
+          return s / n;
+        });
+    p.lower_bound = quantile(std::move(means), 1.0 - options.confidence);
+  }
+  p.cost_per_item = cost / n;
+  p.relative_cost = top_cost > 0 ? cost / top_cost : 0.0;
+  p.meets_target = p.lower_bound >= 0;
+  return p;
+}
+
+Result<CalibrationResult> calibrate_threshold(const std::vector<CalibrationItem>& items,
+                                              const CalibrationOptions& options) {
+  FRUGAL_RETURN_IF_ERROR(validate_items(items, "calibrate"));
+  FRUGAL_RETURN_IF_ERROR(validate_options(options));
+  const size_t n = items.size();
+  const double nn = static_cast<double>(n);
+  const double target = options.target;
+
+  CalibrationResult r;
+  r.items = n;
+  r.target = target;
+  r.confidence = options.confidence;
+  r.bound = options.bound;
+  double tier1_correct = 0, top_correct = 0, tier1_cost = 0, top_cost = 0;
+  for (const CalibrationItem& it : items) {
+    tier1_correct += it.tier1_correct ? 1 : 0;
+    top_correct += it.top_correct ? 1 : 0;
+    tier1_cost += it.tier1_cost;
+    top_cost += it.top_cost;
+  }
+  if (top_correct == 0) {
+    return invalid_argument("calibrate: the top tier is right on none of the " +
+                            std::to_string(n) +
+                            " items, so quality relative to it is undefined; check the "
+                            "references and the top tier");
+  }
+  r.tier1_accuracy = tier1_correct / nn;
+  r.top_accuracy = top_correct / nn;
+  r.tier1_cost_per_item = tier1_cost / nn;
+  r.top_cost_per_item = top_cost / nn;
+
+  // Candidate thresholds: 0 (keep everything), every distinct score, 1.
+  std::vector<double> thresholds = {0.0, 1.0};
+  for (const CalibrationItem& it : items) thresholds.push_back(it.score);
+  std::sort(thresholds.begin(), thresholds.end());
+  thresholds.erase(std::unique(thresholds.begin(), thresholds.end()), thresholds.end());
+
+  // Sweep thresholds upwards; an item switches from kept to escalated once threshold > score.
+  std::vector<size_t> order(n);
+  std::iota(order.begin(), order.end(), 0);
+  std::sort(order.begin(), order.end(),
+            [&](size_t a, size_t b) { return items[a].score < items[b].score; });
+
+  double sum_d = 0, sum_d2 = 0, correct = 0, cost = tier1_cost;
+  for (const CalibrationItem& it : items) {
+    const double d = d_kept(it, target);
+    sum_d += d;
+    sum_d2 += d * d;
+    correct += it.tier1_correct ? 1 : 0;
+  }
+
+  // Bootstrap state: multiplicity[i * R + r] is how often item i appears in resample r, and
+  // resample_sum[r] the sum of d over resample r at the current threshold.
+  const bool use_bootstrap = options.bound == BoundMethod::kBootstrap;
+  const size_t resamples = use_bootstrap ? static_cast<size_t>(options.bootstrap_resamples) : 0;
+  std::vector<uint32_t> multiplicity(use_bootstrap ? n * resamples : 0, 0);
+  std::vector<double> resample_sum(resamples, 0.0);
+  if (use_bootstrap) {
+    SplitMix64 rng(options.seed);
+    for (size_t rs = 0; rs < resamples; ++rs) {
+      for (size_t draw = 0; draw < n; ++draw) multiplicity[rng.below(n) * resamples + rs] += 1;
+    }
+    for (size_t i = 0; i < n; ++i) {
+      const double d = d_kept(items[i], target);
+      for (size_t rs = 0; rs < resamples; ++rs) resample_sum[rs] += multiplicity[i * resamples + rs] * d;
+    }
+  }
+  const double z = z_for_confidence(options.confidence, true);
+  // The lower bound is the (1 - confidence) quantile of resample means.
+  std::vector<double> scratch(resamples);
+
+  size_t next = 0;  // items order[0 .. next) are escalated
+  r.curve.reserve(thresholds.size());
+  for (double threshold : thresholds) {
+    while (next < n && cascade_escalates(items[order[next]].score, threshold)) {
+      const size_t i = order[next++];
+      const CalibrationItem& it = items[i];
+      const double before = d_kept(it, target), after = d_escalated(it, target);
+      sum_d += after - before;
+      sum_d2 += after * after - before * before;
+      correct += (it.top_correct ? 1.0 : 0.0) - (it.tier1_correct ? 1.0 : 0.0);
+      cost += it.top_cost;
+      for (size_t rs = 0; rs < resamples; ++rs) {
+        resample_sum[rs] += multiplicity[i * resamples + rs] * (after - before);
+      }
+    }
+    CurvePoint p;
+    p.threshold = threshold;
+    p.escalated = next;
+    p.escalation_rate = static_cast<double>(next) / nn;
+    p.accuracy = correct / nn;
+    p.relative_quality = p.accuracy / r.top_accuracy;
+    p.margin = sum_d / nn;
+    if (use_bootstrap) {
+      for (size_t rs = 0; rs < resamples; ++rs) scratch[rs] = resample_sum[rs] / nn;
+      p.lower_bound = quantile(scratch, 1.0 - options.confidence);
+    } else {
+      p.lower_bound = normal_lower_bound(sum_d, sum_d2, n, z);
+    }
+    p.cost_per_item = cost / nn;
+    p.relative_cost = top_cost > 0 ? cost / top_cost : 0.0;
+    p.meets_target = p.lower_bound >= 0;
+    r.curve.push_back(p);
+  }
+
+  // Cheapest point meeting the target; ties go to the higher lower bound.
+  size_t best_any = 0;
+  bool found = false;
+  size_t best_ok = 0;
+  for (size_t k = 0; k < r.curve.size(); ++k) {
+    const CurvePoint& p = r.curve[k];
+    if (p.lower_bound > r.curve[best_any].lower_bound) best_any = k;
+    if (!p.meets_target) continue;
+    const CurvePoint& b = r.curve[best_ok];
+    if (!found || p.cost_per_item < b.cost_per_item ||
+        (p.cost_per_item == b.cost_per_item && p.lower_bound > b.lower_bound)) {
+      best_ok = k;
+      found = true;
+    }
+  }
+  r.found = found;
+  r.chosen = found ? best_ok : best_any;
+  const CurvePoint& c = r.curve[r.chosen];
+  const std::string conf = format("%.0f%%", 100 * options.confidence);
+  const std::string tgt = format("%.1f%%", 100 * target);
+  const std::string point = format(
+      "threshold %.4f: escalates %.1f%% of items, accuracy %.4f = %.2f%% of the top tier's "
+      "%.4f, cost %.3f of top-only",
+      c.threshold, 100 * c.escalation_rate, c.accuracy, 100 * c.relative_quality,
+      r.top_accuracy, c.relative_cost);
+  const std::string bound = format("%.4f", c.lower_bound);
+  if (found) {
+    r.summary = "chose " + point + "; " + conf + " lower bound on accuracy - " +
+                format("%.3f", target) + " x top accuracy is " + bound + " >= 0 (" +
+                bound_method_name(options.bound) + " bound, " + std::to_string(n) + " items)";
+  } else {
+    r.summary = "no threshold meets " + tgt + " of the top tier's accuracy with " + conf +
+                " confidence on " + std::to_string(n) + " items; the best is " + point +
+                " (lower bound " + bound + " < 0)";
+  }
+  return r;
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-slice evaluation
+// ---------------------------------------------------------------------------------------------
+
+namespace {
+
+GroupEval evaluate_group(const std::vector<const EvalItem*>& group, double threshold, double z) {
+  GroupEval g;
+  g.items = group.size();
+  double top_total = 0;
+  size_t esc = 0;
+  for (const EvalItem* e : group) {
+    const CalibrationItem& it = e->outcome;
+    const bool escalate = cascade_escalates(it.score, threshold);
+    g.tier1.correct += it.tier1_correct ? 1 : 0;
+    g.top.correct += it.top_correct ? 1 : 0;
+    g.cascade.correct += (escalate ? it.top_correct : it.tier1_correct) ? 1 : 0;
+    g.tier1.total_cost += it.tier1_cost;
+    g.top.total_cost += it.top_cost;
+    g.cascade.total_cost += it.tier1_cost + (escalate ? it.top_cost : 0.0);
+    esc += escalate ? 1 : 0;
+    top_total += it.top_cost;
+  }
+  const double n = static_cast<double>(group.size());
+  g.tier1.escalation_rate = 0;
+  g.top.escalation_rate = 1;
+  g.cascade.escalation_rate = n > 0 ? static_cast<double>(esc) / n : 0;
+  for (PolicyEval* p : {&g.tier1, &g.top, &g.cascade}) {
+    p->items = group.size();
+    p->accuracy = n > 0 ? static_cast<double>(p->correct) / n : 0;
+    p->accuracy_ci = wilson_interval(p->correct, p->items, z);
+    p->cost_per_item = n > 0 ? p->total_cost / n : 0;
+    p->cost_saved = top_total > 0 ? 1.0 - p->total_cost / top_total : 0;
+  }
+  return g;
+}
+
+}  // namespace
+
+Result<EvalReport> evaluate_slices(const std::vector<EvalItem>& items, const EvalOptions& options) {
+  std::vector<CalibrationItem> outcomes;
+  outcomes.reserve(items.size());
+  for (const EvalItem& e : items) outcomes.push_back(e.outcome);
+  FRUGAL_RETURN_IF_ERROR(validate_items(outcomes, "eval"));
+  if (!(options.margin_points >= 0)) return invalid_argument("eval: margin must be >= 0 points");
+  if (!(options.confidence > 0 && options.confidence < 1)) {
+    return invalid_argument("eval: confidence must be in (0, 1)");
+  }
+  const double z = z_for_confidence(options.confidence);
+
+  std::vector<const EvalItem*> all;
+  std::map<std::string, std::vector<const EvalItem*>> by_slice, by_difficulty;
+  std::map<std::pair<std::string, std::string>, std::vector<const EvalItem*>> by_both;
+  for (const EvalItem& e : items) {
+    all.push_back(&e);
+    by_slice[e.slice].push_back(&e);
+    by_difficulty[e.difficulty].push_back(&e);
+    by_both[{e.slice, e.difficulty}].push_back(&e);
+  }
+
+  EvalReport report;
+  report.threshold = options.threshold;
+  report.margin_points = options.margin_points;
+  report.overall = evaluate_group(all, options.threshold, z);
+  for (const auto& [slice, group] : by_slice) {
+    GroupEval g = evaluate_group(group, options.threshold, z);
+    g.slice = slice;
+    report.by_slice.push_back(g);
+    for (const auto& [policy, eval] :
+         {std::pair<const char*, const PolicyEval*>{"cascade", &g.cascade}, {"tier1", &g.tier1}}) {
+      const double loss = 100.0 * (g.top.accuracy - eval->accuracy);
+      // The small slack keeps a loss of exactly the margin (in decimal) unflagged.
+      if (loss > options.margin_points + 1e-9) report.flags.push_back({slice, policy, loss});
+    }
+  }
+  for (const auto& [difficulty, group] : by_difficulty) {
+    GroupEval g = evaluate_group(group, options.threshold, z);
+    g.difficulty = difficulty;
+    report.by_difficulty.push_back(g);
+  }
+  for (const auto& [key, group] : by_both) {
+    GroupEval g = evaluate_group(group, options.threshold, z);
+    g.slice = key.first;
+    g.difficulty = key.second;
+    report.by_slice_difficulty.push_back(g);
+  }
+  report.pass = report.flags.empty();
+  return report;
+}
+
+}  // namespace frugal::cascade

@@ -1,0 +1,154 @@
+// Calibration and evaluation arithmetic for the cascade: the cost–quality curve over scorer
+// thresholds, the choice of the cheapest threshold that meets a quality target with 95 %
+// confidence, and per-slice evaluation with the distillation-gate verdict. Model-free: callers
+// run the tiers and pass per-item outcomes. Method and bound: docs/CALIBRATION.md.
+#pragma once
+
+#include <cstddef>
+#include <cstdint>
+#include <string>
+#include <vector>
+
+#include "cascade/stats.h"
+#include "util/status.h"
+
+namespace frugal::cascade {
+
+// One item's outcome on both tiers. For an item with no reference answer the top tier's
+// answer is the reference: top_correct = true and tier1_correct = "tier 1 agrees with it".
+struct CalibrationItem {
+  bool tier1_correct = false;
+  bool top_correct = false;
+  double score = 0;       // the scorer's P(tier 1 is good enough), in [0, 1]
+  double tier1_cost = 0;  // dollars (or any unit) for tier 1 on this item, >= 0
+  double top_cost = 0;    // the same for the top tier, >= 0
+};
+
+// The cascade keeps tier 1's answer when score >= threshold and escalates otherwise.
+inline bool cascade_escalates(double score, double threshold) { return !(score >= threshold); }
+
+enum class BoundMethod : uint8_t {
+  kNormal,     // mean of the paired differences minus z · standard error (default)
+  kBootstrap,  // percentile of the bootstrap distribution of the mean difference
+};
+const char* bound_method_name(BoundMethod method);  // "normal", "bootstrap"
+
+struct CalibrationOptions {
+  // Wanted cascade accuracy as a fraction of the top tier's accuracy, in (0, 1].
+  double target = 0.98;
+  // One-sided confidence that the chosen threshold meets the target, in (0, 1).
+  double confidence = 0.95;
+  BoundMethod bound = BoundMethod::kNormal;
+  int bootstrap_resamples = 2000;  // for kBootstrap
+  uint64_t seed = 1;               // for kBootstrap
+};
+
+// The cascade at one threshold, over the held-out items.
+struct CurvePoint {
+  double threshold = 0;
+  size_t escalated = 0;          // items sent to the top tier
+  double escalation_rate = 0;    // escalated / items
+  double accuracy = 0;           // fraction of items the cascade answers correctly
+  double relative_quality = 0;   // accuracy / top-only accuracy
+  // Mean and one-sided lower confidence bound of d_i = c_i - target · t_i, where c_i and t_i
+  // are 1 when the cascade / the top tier is right on item i. The target is met with the
+  // requested confidence when lower_bound >= 0.
+  double margin = 0;
+  double lower_bound = 0;
+  double cost_per_item = 0;      // tier 1 always, plus the top tier when escalated
+  double relative_cost = 0;      // cost_per_item / top-only cost per item
+  bool meets_target = false;     // lower_bound >= 0
+};
+
+struct CalibrationResult {
+  size_t items = 0;
+  double target = 0;
+  double confidence = 0;
+  BoundMethod bound = BoundMethod::kNormal;
+  double tier1_accuracy = 0;      // tier 1 alone
+  double top_accuracy = 0;        // top tier alone
+  double top_cost_per_item = 0;   // top tier alone
+  double tier1_cost_per_item = 0;
+  // One point per candidate threshold (0, every distinct score, 1), ascending by threshold;
+  // cost never decreases along it.
+  std::vector<CurvePoint> curve;
+  // found: curve[chosen] is the cheapest point that meets the target (ties: the highest lower
+  // bound). Not found: curve[chosen] is the point with the highest lower bound (the closest
+  // to meeting it).
+  bool found = false;
+  size_t chosen = 0;
+  // One sentence for people: the choice, or "no threshold meets ... ; the best is ...".
+  std::string summary;
+
+  const CurvePoint& chosen_point() const { return curve[chosen]; }
+};
+
+// The curve and the chosen threshold. kInvalidArgument on no items, a score outside [0, 1] or
+// NaN, a negative or non-finite cost, options out of range, or a top tier that is right on no
+// item (relative quality is then undefined).
+Result<CalibrationResult> calibrate_threshold(const std::vector<CalibrationItem>& items,
+                                              const CalibrationOptions& options = {});
+
+// The cascade at one threshold (the same arithmetic as one curve point); items must be
+// valid (see calibrate_threshold) and top accuracy > 0 — a bug otherwise.
+CurvePoint evaluate_threshold(const std::vector<CalibrationItem>& items, double threshold,
+                              const CalibrationOptions& options = {});
+
+// ---------------------------------------------------------------------------------------------
+// Per-slice evaluation (frugal eval)
+// ---------------------------------------------------------------------------------------------
+
+struct EvalItem {
+  std::string slice;       // task family, e.g. "arithmetic"
+  std::string difficulty;  // e.g. "easy", "hard"; may be empty
+  CalibrationItem outcome;
+};
+
+struct EvalOptions {
+  double threshold = 0.5;          // the cascade's scorer threshold
+  double margin_points = 2.0;      // allowed accuracy loss vs the top tier, percentage points
+  double confidence = 0.95;        // for the Wilson intervals (two-sided)
+};
+
+// One policy (tier 1 alone, top tier alone, or the cascade) on a group of items.
+struct PolicyEval {
+  size_t correct = 0;
+  size_t items = 0;
+  double accuracy = 0;
+  Interval accuracy_ci;          // Wilson interval at EvalOptions::confidence
+  double escalation_rate = 0;    // fraction of items answered by the top tier (1 for top alone)
+  double cost_per_item = 0;
+  double total_cost = 0;
+  double cost_saved = 0;         // 1 - total_cost / top-only total cost (0 when that is 0)
+};
+
+struct GroupEval {
+  std::string slice;       // "" when the group spans all slices
+  std::string difficulty;  // "" when the group spans all difficulties
+  size_t items = 0;
+  PolicyEval tier1, top, cascade;
+};
+
+// A slice where a policy is more than margin_points below the top tier.
+struct SliceFlag {
+  std::string slice;
+  std::string policy;  // "cascade" or "tier1"
+  double loss_points = 0;  // (top accuracy - policy accuracy) · 100
+};
+
+struct EvalReport {
+  double threshold = 0;
+  double margin_points = 0;
+  GroupEval overall;
+  std::vector<GroupEval> by_slice;             // sorted by slice name
+  std::vector<GroupEval> by_difficulty;        // sorted by difficulty name
+  std::vector<GroupEval> by_slice_difficulty;  // sorted by (slice, difficulty)
+  std::vector<SliceFlag> flags;                // in slice order, cascade before tier1
+  bool pass = true;                            // no flags
+};
+
+// kInvalidArgument on no items, a bad score or cost (as calibrate_threshold), a negative margin
+// or a confidence outside (0, 1).
+Result<EvalReport> evaluate_slices(const std::vector<EvalItem>& items, const EvalOptions& options);
+
+}  // namespace frugal::cascade
