@@ -1,6 +1,7 @@
 // Reads frugal.toml into a CascadeConfig with toml++, refusing unknown keys by name and line.
 #include "cascade/config.h"
 
+#include <cmath>
 #include <filesystem>
 #include <fstream>
 #include <limits>
@@ -10,6 +11,7 @@
 #include <string_view>
 #include <toml++/toml.h>
 
+#include "cascade/features.h"
 #include "engine/gguf.h"
 
 namespace frugal::cascade {
@@ -17,10 +19,17 @@ namespace frugal::cascade {
 namespace {
 
 constexpr std::string_view kTopKeys[] = {"cascade", "tier"};
-constexpr std::string_view kCascadeKeys[] = {"threshold", "local_price_per_flop"};
+constexpr std::string_view kCascadeKeys[] = {"threshold",
+                                             "local_price_per_flop",
+                                             "max_tokens",
+                                             "early_escalation_logprob",
+                                             "early_escalation_window",
+                                             "scorer"};
+constexpr std::string_view kScorerKeys[] = {"bias", "weights"};
 constexpr std::string_view kTierKeys[] = {
-    "name",   "kind",     "model",    "url",  "remote_model",         "api_key_env",
-    "price_in", "price_out", "params", "latency_ms_per_token", "latency_ms_fixed"};
+    "name",     "kind",      "model",  "url",
+    "remote_model", "api_key_env", "price_in", "price_out",
+    "params",   "latency_ms_per_token", "latency_ms_fixed", "capacity"};
 
 template <size_t N>
 std::string join_keys(const std::string_view (&keys)[N]) {
@@ -83,6 +92,37 @@ class ConfigReader {
     return Status::ok();
   }
 
+  // Reads an optional integer >= `min`; `*out` keeps its value when the key is absent.
+  Status read_count(const toml::table& table, std::string_view key, const std::string& where,
+                    int64_t min, int64_t* out, bool* present = nullptr) const {
+    const toml::node* node = table.get(key);
+    if (present != nullptr) *present = node != nullptr;
+    if (node == nullptr) return Status::ok();
+    if (!node->is_integer() || node->value<int64_t>().value_or(min - 1) < min) {
+      return error_at(node->source(), "'" + std::string(key) + "' in " + where +
+                                          " must be an integer >= " + std::to_string(min));
+    }
+    *out = node->value<int64_t>().value_or(min);
+    return Status::ok();
+  }
+
+  // Reads an optional finite number of either sign.
+  Status read_signed(const toml::table& table, std::string_view key, const std::string& where,
+                     double* out, bool* present = nullptr) const {
+    const toml::node* node = table.get(key);
+    if (present != nullptr) *present = node != nullptr;
+    if (node == nullptr) return Status::ok();
+    double v = node->is_number() ? node->value<double>().value_or(0) : 0;
+    if (!node->is_number() || !std::isfinite(v)) {
+      return error_at(node->source(), "'" + std::string(key) + "' in " + where +
+                                          " must be a finite number");
+    }
+    *out = v;
+    return Status::ok();
+  }
+
+  Status read_scorer(const toml::node& node, ScorerConfig* scorer) const;
+
   Status read_string(const toml::table& table, std::string_view key, const std::string& where,
                      std::string* out) const {
     const toml::node* node = table.get(key);
@@ -139,6 +179,7 @@ Status ConfigReader::read_tier(const toml::table& table, int index, double price
       read_number(table, "latency_ms_per_token", where, &tier->latency_ms_per_token_hint));
   FRUGAL_RETURN_IF_ERROR(
       read_number(table, "latency_ms_fixed", where, &tier->latency_ms_fixed_hint));
+  FRUGAL_RETURN_IF_ERROR(read_count(table, "capacity", where, 1, &tier->cache_capacity));
   if (has_in != has_out) {
     return error_at(table.source(), where + " sets only one of price_in / price_out; set both "
                                             "($ per million input / output tokens)");
@@ -152,6 +193,7 @@ Status ConfigReader::read_tier(const toml::table& table, int index, double price
     return error_at(node->source(), "'" + std::string(key) + "' in " + where +
                                         " only applies to " + kinds + " tiers");
   };
+  if (tier->kind != TierKind::kCache) FRUGAL_RETURN_IF_ERROR(refuse("capacity", "cache"));
   switch (tier->kind) {
     case TierKind::kCache:
       FRUGAL_RETURN_IF_ERROR(refuse("model", "local"));
@@ -213,6 +255,39 @@ Status ConfigReader::read_tier(const toml::table& table, int index, double price
   return Status::ok();
 }
 
+Status ConfigReader::read_scorer(const toml::node& node, ScorerConfig* scorer) const {
+  const toml::table* table = node.as_table();
+  if (table == nullptr) return error_at(node.source(), "'scorer' in [cascade] must be a table");
+  FRUGAL_RETURN_IF_ERROR(check_keys(*table, kScorerKeys, "[cascade.scorer]"));
+  scorer->set = true;
+  FRUGAL_RETURN_IF_ERROR(read_signed(*table, "bias", "[cascade.scorer]", &scorer->bias));
+  const toml::node* weights_node = table->get("weights");
+  if (weights_node == nullptr) return Status::ok();
+  const toml::table* weights = weights_node->as_table();
+  if (weights == nullptr) {
+    return error_at(weights_node->source(),
+                    "'weights' in [cascade.scorer] must be a table of feature name = weight");
+  }
+  const std::vector<std::string>& names = scorer_feature_names();
+  for (auto&& [key, value] : *weights) {
+    const std::string name(key.str());
+    bool known = false;
+    std::string all;
+    for (const std::string& n : names) {
+      known = known || n == name;
+      all += (all.empty() ? "" : ", ") + n;
+    }
+    if (!known) {
+      return error_at(key.source(), "unknown feature '" + name +
+                                        "' in [cascade.scorer] weights (known: " + all + ")");
+    }
+    double w = 0;
+    FRUGAL_RETURN_IF_ERROR(read_signed(*weights, name, "[cascade.scorer] weights", &w));
+    scorer->weights.emplace_back(name, w);
+  }
+  return Status::ok();
+}
+
 Result<CascadeConfig> ConfigReader::read(const std::string& text) {
   toml::table root;
   try {
@@ -242,6 +317,20 @@ Result<CascadeConfig> ConfigReader::read(const std::string& text) {
     }
     FRUGAL_RETURN_IF_ERROR(read_number(*cascade, "local_price_per_flop", "[cascade]",
                                        &config.local_price_per_flop));
+    FRUGAL_RETURN_IF_ERROR(read_count(*cascade, "max_tokens", "[cascade]", 1, &config.max_tokens));
+    FRUGAL_RETURN_IF_ERROR(read_count(*cascade, "early_escalation_window", "[cascade]", 1,
+                                      &config.early_escalation_window));
+    FRUGAL_RETURN_IF_ERROR(read_signed(*cascade, "early_escalation_logprob", "[cascade]",
+                                       &config.early_escalation_logprob,
+                                       &config.early_escalation));
+    if (config.early_escalation_logprob > 0) {
+      return error_at(cascade->get("early_escalation_logprob")->source(),
+                      "'early_escalation_logprob' in [cascade] is a log probability and must be "
+                      "<= 0");
+    }
+    if (const toml::node* scorer = cascade->get("scorer")) {
+      FRUGAL_RETURN_IF_ERROR(read_scorer(*scorer, &config.scorer));
+    }
   }
 
   const toml::node* tiers_node = root.get("tier");

@@ -4,6 +4,7 @@
 
 #include <cstdint>
 #include <string>
+#include <utility>
 #include <vector>
 
 #include "util/status.h"
@@ -45,7 +46,20 @@ struct TierConfig {
   // request (network round trip, prefill). Measured figures come from `frugal bench`.
   double latency_ms_per_token_hint = 0;
   double latency_ms_fixed_hint = 0;
+  // kCache: the most answers kept in memory (least recently used dropped first); config
+  // `capacity`, default 10000.
+  int64_t cache_capacity = 10000;
   int line = 0;  // the line of this tier's [[tier]] header in the config file (for messages)
+};
+
+// [cascade.scorer]: a logistic model over the scorer's features (cascade/features.h):
+// P(good enough) = sigmoid(bias + sum of weights[name] * feature[name]). Features without a
+// weight count 0. `set` is false when the config has no [cascade.scorer] table, and the
+// cascade then uses its documented default rule (docs/CASCADE.md).
+struct ScorerConfig {
+  bool set = false;
+  double bias = 0;
+  std::vector<std::pair<std::string, double>> weights;  // (feature name, weight), file order
 };
 
 struct CascadeConfig {
@@ -55,6 +69,15 @@ struct CascadeConfig {
   // Scorer threshold in [0, 1]: tier 1's answer is kept when P(good enough) >= threshold.
   double threshold = 0.5;
   double local_price_per_flop = kDefaultLocalPricePerFlop;
+  ScorerConfig scorer;
+  // Tokens a tier may generate per answer when the request does not say.
+  int64_t max_tokens = 256;
+  // Early escalation: while tier 1 generates, when the mean logprob of its last
+  // `early_escalation_window` tokens falls below `early_escalation_logprob` (<= 0), tier 1 is
+  // stopped and the request escalates at once. Off unless the logprob floor is set.
+  bool early_escalation = false;
+  double early_escalation_logprob = 0;
+  int64_t early_escalation_window = 8;
 
   // The cache tier, or nullptr when there is none.
   const TierConfig* cache_tier() const;
