@@ -14,5 +14,6 @@ void register_inspect(CLI::App& app, int& exit_code);
 void register_quantize(CLI::App& app, int& exit_code);
 void register_bench(CLI::App& app, int& exit_code);
 void register_plan(CLI::App& app, int& exit_code);
+void register_cascade(CLI::App& app, int& exit_code);
 
 }  // namespace frugal::cli
