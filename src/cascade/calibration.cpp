@@ -40,9 +40,9 @@ Status validate_items(const std::vector<CalibrationItem>& items, const char* wha
 }
 
 Status validate_options(const CalibrationOptions& o) {
-  if (!(o.target > 0 && o.target <= 1)) {
+  if (!(o.target > 0) || !std::isfinite(o.target)) {
     return invalid_argument("calibrate: target " + std::to_string(o.target) +
-                            " must be in (0, 1] (a fraction of the top tier's accuracy)");
+                            " must be a number > 0 (a fraction of the top tier's accuracy)");
   }
   if (!(o.confidence > 0 && o.confidence < 1)) {
     return invalid_argument("calibrate: confidence must be in (0, 1)");
@@ -122,7 +122,7 @@ CurvePoint evaluate_threshold(const std::vector<CalibrationItem>& items, double 
           for (size_t i : idx) s += d[i];
           return s / n;
         });
-    p.lower_bound = quantile(std::move(means), 1.0 - options.confidence);
+    p.lower_bound = sample_quantile(std::move(means), 1.0 - options.confidence);
   }
   p.cost_per_item = cost / n;
   p.relative_cost = top_cost > 0 ? cost / top_cost : 0.0;
@@ -225,7 +225,7 @@ Result<CalibrationResult> calibrate_threshold(const std::vector<CalibrationItem>
     p.margin = sum_d / nn;
     if (use_bootstrap) {
       for (size_t rs = 0; rs < resamples; ++rs) scratch[rs] = resample_sum[rs] / nn;
-      p.lower_bound = quantile(scratch, 1.0 - options.confidence);
+      p.lower_bound = sample_quantile(scratch, 1.0 - options.confidence);
     } else {
       p.lower_bound = normal_lower_bound(sum_d, sum_d2, n, z);
     }

@@ -34,7 +34,8 @@ enum class BoundMethod : uint8_t {
 const char* bound_method_name(BoundMethod method);  // "normal", "bootstrap"
 
 struct CalibrationOptions {
-  // Wanted cascade accuracy as a fraction of the top tier's accuracy, in (0, 1].
+  // Wanted cascade accuracy as a fraction of the top tier's accuracy, > 0. Above 1 asks the
+  // cascade to beat the top tier (possible when tier 1 is right where the top tier is not).
   double target = 0.98;
   // One-sided confidence that the chosen threshold meets the target, in (0, 1).
   double confidence = 0.95;

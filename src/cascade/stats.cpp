@@ -484,8 +484,8 @@ std::vector<double> bootstrap(size_t n, int resamples, uint64_t seed,
   return out;
 }
 
-double quantile(std::vector<double> values, double q) {
-  CHECK(!values.empty(), "quantile of no values");
+double sample_quantile(std::vector<double> values, double q) {
+  CHECK(!values.empty(), "sample_quantile of no values");
   CHECK(q >= 0 && q <= 1, "quantile %g not in [0, 1]", q);
   std::sort(values.begin(), values.end());
   const double h = q * static_cast<double>(values.size() - 1);

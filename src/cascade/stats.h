@@ -152,7 +152,7 @@ std::vector<double> bootstrap(size_t n, int resamples, uint64_t seed,
 
 // The q-quantile (q in [0, 1]) of `values`, linear interpolation between order statistics.
 // `values` must not be empty.
-double quantile(std::vector<double> values, double q);
+double sample_quantile(std::vector<double> values, double q);
 
 // Mean and sample standard deviation (n - 1 in the denominator; 0 for fewer than two values).
 double mean(const std::vector<double>& values);
