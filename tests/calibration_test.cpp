@@ -1,0 +1,521 @@
+// Tests for cascade/calibration and cascade/curve: threshold choice under the 95 % bound, the
+// curve's CSV/SVG/table, and the per-slice distillation-gate verdict.
+#include "cascade/calibration.h"
+
+#include <gtest/gtest.h>
+
+#include <cmath>
+#include <cstdlib>
+#include <fstream>
+#include <map>
+#include <set>
+#include <sstream>
+
+#include "cascade/curve.h"
+#include "cascade/stats.h"
+
+namespace frugal::cascade {
+namespace {
+
+// Items where tier 1 is right with probability p1 and the top tier with p_top; the score is
+// informative with the given noise (0 = perfect separation at 0.5).
+std::vector<CalibrationItem> make_items(size_t n, uint64_t seed, double p1, double p_top,
+                                        double noise, double tier1_cost = 1, double top_cost = 10) {
+  SplitMix64 rng(seed);
+  std::vector<CalibrationItem> items;
+  for (size_t i = 0; i < n; ++i) {
+    CalibrationItem it;
+    it.tier1_correct = rng.uniform() < p1;
+    it.top_correct = it.tier1_correct ? rng.uniform() < 0.97 : rng.uniform() < p_top;
+    const double centre = it.tier1_correct ? 0.75 : 0.25;
+    it.score = std::clamp(centre + noise * rng.normal() + 0.2 * (rng.uniform() - 0.5), 0.0, 1.0);
+    it.tier1_cost = tier1_cost;
+    it.top_cost = top_cost * (0.5 + rng.uniform());  // per-item costs differ
+    items.push_back(it);
+  }
+  return items;
+}
+
+// The bound written out independently: mean(d) - z_{0.95} * sd(d) / sqrt(n).
+double reference_lower_bound(const std::vector<CalibrationItem>& items, double threshold,
+                             double target) {
+  std::vector<double> d;
+  for (const CalibrationItem& it : items) {
+    const bool keep = it.score >= threshold;
+    const double c = (keep ? it.tier1_correct : it.top_correct) ? 1 : 0;
+    d.push_back(c - target * (it.top_correct ? 1 : 0));
+  }
+  return mean(d) - 1.6448536269514722 * sample_stddev(d) / std::sqrt(static_cast<double>(d.size()));
+}
+
+TEST(Calibration, PerfectScorerEscalatesExactlyTheWrongAnswers) {
+  // The top tier is always right; tier 1 is right on about 70 %. With target 1 only escalating
+  // every wrong answer (and nothing else is cheaper) reaches the top tier's accuracy.
+  SplitMix64 rng(3);
+  std::vector<CalibrationItem> items;
+  for (int i = 0; i < 300; ++i) {
+    CalibrationItem it;
+    it.tier1_correct = rng.uniform() < 0.7;
+    it.top_correct = true;
+    it.score = it.tier1_correct ? 0.6 + 0.4 * rng.uniform() : 0.4 * rng.uniform();
+    it.tier1_cost = 1;
+    it.top_cost = 10;
+    items.push_back(it);
+  }
+  CalibrationOptions options;
+  options.target = 1.0;
+  auto r = calibrate_threshold(items, options);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  ASSERT_TRUE(r->found) << r->summary;
+  const CurvePoint& c = r->chosen_point();
+  size_t wrong = 0;
+  for (const CalibrationItem& it : items) {
+    wrong += it.tier1_correct ? 0 : 1;
+    EXPECT_EQ(cascade_escalates(it.score, c.threshold), !it.tier1_correct);
+  }
+  EXPECT_EQ(c.escalated, wrong);
+  EXPECT_DOUBLE_EQ(c.accuracy, 1.0);
+  EXPECT_DOUBLE_EQ(c.relative_quality, 1.0);
+  EXPECT_NEAR(c.cost_per_item, 1 + 10.0 * static_cast<double>(wrong) / 300, 1e-12);
+
+  // With a 98 % target the cascade may keep some wrong answers, but never escalates a right one.
+  options.target = 0.98;
+  auto loose = calibrate_threshold(items, options);
+  ASSERT_TRUE(loose.is_ok());
+  ASSERT_TRUE(loose->found);
+  EXPECT_LE(loose->chosen_point().escalated, wrong);
+  EXPECT_LE(loose->chosen_point().cost_per_item, c.cost_per_item);
+  for (const CalibrationItem& it : items) {
+    if (it.tier1_correct) {
+      EXPECT_FALSE(cascade_escalates(it.score, loose->chosen_point().threshold));
+    }
+  }
+}
+
+TEST(Calibration, ChosenThresholdIsTheCheapestThatMeetsTheBound) {
+  const std::vector<CalibrationItem> items = make_items(1500, 21, 0.7, 0.8, 0.2);
+  auto r = calibrate_threshold(items);
+  ASSERT_TRUE(r.is_ok());
+  ASSERT_TRUE(r->found) << r->summary;
+  const CurvePoint& c = r->chosen_point();
+  EXPECT_TRUE(c.meets_target);
+  EXPECT_GE(c.lower_bound, 0.0);
+  EXPECT_NEAR(c.lower_bound, reference_lower_bound(items, c.threshold, 0.98), 1e-9);
+  // Something was actually saved, and something was escalated.
+  EXPECT_LT(c.relative_cost, 1.0);
+  EXPECT_GT(c.escalation_rate, 0.0);
+  for (const CurvePoint& p : r->curve) {
+    EXPECT_NEAR(p.lower_bound, reference_lower_bound(items, p.threshold, 0.98), 1e-9);
+    if (p.cost_per_item < c.cost_per_item) {
+      EXPECT_FALSE(p.meets_target) << p.threshold;
+    }
+  }
+  // Each curve point equals evaluating its threshold directly.
+  for (size_t k = 0; k < r->curve.size(); k += 97) {
+    const CurvePoint direct = evaluate_threshold(items, r->curve[k].threshold);
+    EXPECT_EQ(direct.escalated, r->curve[k].escalated);
+    EXPECT_NEAR(direct.accuracy, r->curve[k].accuracy, 1e-12);
+    EXPECT_NEAR(direct.cost_per_item, r->curve[k].cost_per_item, 1e-9);
+    EXPECT_NEAR(direct.lower_bound, r->curve[k].lower_bound, 1e-9);
+  }
+  EXPECT_NE(r->summary.find("chose threshold"), std::string::npos);
+}
+
+TEST(Calibration, CurveEndsAndMonotoneCost) {
+  const std::vector<CalibrationItem> items = make_items(400, 5, 0.6, 0.9, 0.15, 2, 20);
+  auto r = calibrate_threshold(items);
+  ASSERT_TRUE(r.is_ok());
+  // 0, every distinct score, 1.
+  std::set<double> distinct = {0.0, 1.0};
+  for (const CalibrationItem& it : items) distinct.insert(it.score);
+  ASSERT_EQ(r->curve.size(), distinct.size());
+  const CurvePoint& first = r->curve.front();
+  EXPECT_EQ(first.threshold, 0.0);
+  EXPECT_EQ(first.escalated, 0u);  // no score is below 0
+  EXPECT_NEAR(first.accuracy, r->tier1_accuracy, 1e-12);
+  EXPECT_NEAR(first.relative_cost, r->tier1_cost_per_item / r->top_cost_per_item, 1e-12);
+  const CurvePoint& last = r->curve.back();
+  EXPECT_EQ(last.threshold, 1.0);
+  size_t at_one = 0;
+  for (const CalibrationItem& it : items) at_one += it.score >= 1.0 ? 1 : 0;
+  EXPECT_EQ(last.escalated, items.size() - at_one);
+  for (size_t k = 1; k < r->curve.size(); ++k) {
+    EXPECT_GE(r->curve[k].cost_per_item, r->curve[k - 1].cost_per_item);
+    EXPECT_GE(r->curve[k].escalated, r->curve[k - 1].escalated);
+    EXPECT_GT(r->curve[k].threshold, r->curve[k - 1].threshold);
+  }
+}
+
+TEST(Calibration, UnreachableTargetSaysSoAndGivesTheBest) {
+  // Tier 1 is never right where the top tier is wrong, so the cascade cannot beat the top tier.
+  const std::vector<CalibrationItem> items = make_items(500, 9, 0.7, 0.0, 0.2);
+  CalibrationOptions options;
+  options.target = 1.05;
+  auto r = calibrate_threshold(items, options);
+  ASSERT_TRUE(r.is_ok());
+  EXPECT_FALSE(r->found);
+  for (const CurvePoint& p : r->curve) {
+    EXPECT_FALSE(p.meets_target);
+    EXPECT_LE(p.lower_bound, r->chosen_point().lower_bound);
+  }
+  EXPECT_NE(r->summary.find("no threshold meets 105.0%"), std::string::npos) << r->summary;
+  EXPECT_NE(r->summary.find("the best is threshold"), std::string::npos) << r->summary;
+
+  // Wrong tier-1 answers scored exactly 1 are kept even at threshold 1: target 1 is out of reach.
+  std::vector<CalibrationItem> stuck = make_items(300, 10, 0.7, 0.9, 0.1);
+  for (CalibrationItem& it : stuck) {
+    if (!it.tier1_correct) {
+      it.score = 1.0;
+      it.top_correct = true;
+    }
+  }
+  options.target = 1.0;
+  auto s = calibrate_threshold(stuck, options);
+  ASSERT_TRUE(s.is_ok());
+  EXPECT_FALSE(s->found) << s->summary;
+}
+
+TEST(Calibration, HigherConfidenceNeverChoosesACheaperThreshold) {
+  const std::vector<CalibrationItem> items = make_items(800, 33, 0.75, 0.85, 0.25);
+  CalibrationOptions options;
+  options.target = 0.97;
+  options.confidence = 0.8;
+  auto low = calibrate_threshold(items, options);
+  options.confidence = 0.99;
+  auto high = calibrate_threshold(items, options);
+  ASSERT_TRUE(low.is_ok() && high.is_ok());
+  ASSERT_TRUE(low->found && high->found);
+  EXPECT_GE(high->chosen_point().cost_per_item, low->chosen_point().cost_per_item);
+  EXPECT_GT(high->chosen_point().escalated, low->chosen_point().escalated);
+}
+
+TEST(Calibration, BootstrapBoundIsDeterministicAndCloseToNormal) {
+  const std::vector<CalibrationItem> items = make_items(600, 44, 0.7, 0.8, 0.2);
+  CalibrationOptions options;
+  options.bound = BoundMethod::kBootstrap;
+  options.bootstrap_resamples = 1000;
+  options.seed = 5;
+  auto a = calibrate_threshold(items, options);
+  auto b = calibrate_threshold(items, options);
+  auto normal = calibrate_threshold(items);
+  ASSERT_TRUE(a.is_ok() && b.is_ok() && normal.is_ok());
+  ASSERT_EQ(a->curve.size(), normal->curve.size());
+  EXPECT_EQ(a->chosen, b->chosen);
+  for (size_t k = 0; k < a->curve.size(); ++k) {
+    EXPECT_EQ(a->curve[k].lower_bound, b->curve[k].lower_bound);
+    EXPECT_NEAR(a->curve[k].lower_bound, normal->curve[k].lower_bound, 0.01) << k;
+  }
+  // The sweep's bootstrap equals bootstrapping one threshold directly with the same seed.
+  const size_t k = a->chosen;
+  const CurvePoint direct = evaluate_threshold(items, a->curve[k].threshold, options);
+  EXPECT_NEAR(direct.lower_bound, a->curve[k].lower_bound, 1e-12);
+  EXPECT_NE(a->summary.find("bootstrap bound"), std::string::npos) << a->summary;
+}
+
+TEST(Calibration, BadInputIsAStatus) {
+  EXPECT_EQ(calibrate_threshold({}).status().code(), ErrorCode::kInvalidArgument);
+  std::vector<CalibrationItem> items = make_items(20, 1, 0.5, 0.9, 0.1);
+  std::vector<CalibrationItem> bad = items;
+  bad[3].score = 1.5;
+  EXPECT_NE(calibrate_threshold(bad).status().message().find("item 3"), std::string::npos);
+  bad = items;
+  bad[4].top_cost = -1;
+  EXPECT_EQ(calibrate_threshold(bad).status().code(), ErrorCode::kInvalidArgument);
+  bad = items;
+  for (CalibrationItem& it : bad) it.top_correct = false;
+  EXPECT_NE(calibrate_threshold(bad).status().message().find("top tier is right on none"),
+            std::string::npos);
+  CalibrationOptions options;
+  options.target = 0;
+  EXPECT_EQ(calibrate_threshold(items, options).status().code(), ErrorCode::kInvalidArgument);
+  options = {};
+  options.confidence = 1;
+  EXPECT_EQ(calibrate_threshold(items, options).status().code(), ErrorCode::kInvalidArgument);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Curve outputs
+// ---------------------------------------------------------------------------------------------
+
+struct XmlElement {
+  std::string name;
+  std::map<std::string, std::string> attrs;
+};
+
+// A minimal XML reader: checks that tags nest and close properly and that attributes are
+// quoted, and returns every element's start tag. Fails the test on malformed input.
+std::vector<XmlElement> parse_xml(const std::string& text) {
+  std::vector<XmlElement> out;
+  std::vector<std::string> stack;
+  size_t i = 0;
+  if (text.rfind("<?xml", 0) == 0) i = text.find("?>") + 2;
+  while (i < text.size()) {
+    const size_t lt = text.find('<', i);
+    if (lt == std::string::npos) break;
+    const std::string between = text.substr(i, lt - i);
+    EXPECT_EQ(between.find('>'), std::string::npos) << "stray '>' in text: " << between;
+    const size_t gt = text.find('>', lt);
+    if (gt == std::string::npos) {
+      ADD_FAILURE() << "unclosed tag at " << lt;
+      return out;
+    }
+    std::string tag = text.substr(lt + 1, gt - lt - 1);
+    i = gt + 1;
+    if (!tag.empty() && tag[0] == '/') {
+      const std::string name = tag.substr(1);
+      if (stack.empty() || stack.back() != name) {
+        ADD_FAILURE() << "closing </" << name << "> does not match <"
+                      << (stack.empty() ? "" : stack.back()) << ">";
+        return out;
+      }
+      stack.pop_back();
+      continue;
+    }
+    const bool self_closing = !tag.empty() && tag.back() == '/';
+    if (self_closing) tag.pop_back();
+    XmlElement e;
+    size_t p = tag.find_first_of(" \n");
+    e.name = tag.substr(0, p);
+    while (p != std::string::npos && p < tag.size()) {
+      p = tag.find_first_not_of(" \n", p);
+      if (p == std::string::npos) break;
+      const size_t eq = tag.find('=', p);
+      if (eq == std::string::npos || eq + 1 >= tag.size() || tag[eq + 1] != '"') {
+        ADD_FAILURE() << "unquoted attribute in <" << tag << ">";
+        return out;
+      }
+      const size_t close = tag.find('"', eq + 2);
+      if (close == std::string::npos) {
+        ADD_FAILURE() << "unterminated attribute in <" << tag << ">";
+        return out;
+      }
+      e.attrs[tag.substr(p, eq - p)] = tag.substr(eq + 2, close - eq - 2);
+      p = close + 1;
+    }
+    out.push_back(e);
+    if (!self_closing) stack.push_back(e.name);
+  }
+  EXPECT_TRUE(stack.empty()) << "unclosed <" << (stack.empty() ? "" : stack.back()) << ">";
+  return out;
+}
+
+TEST(Curve, SvgIsWellFormedAndPlotsEveryPoint) {
+  const std::vector<CalibrationItem> items = make_items(300, 8, 0.7, 0.85, 0.2);
+  auto r = calibrate_threshold(items);
+  ASSERT_TRUE(r.is_ok());
+  ASSERT_TRUE(r->found);
+  CurvePlotOptions plot;
+  plot.title = "quality <vs> cost & \"more\"";
+  const std::string svg = curve_svg(*r, plot);
+  const std::vector<XmlElement> elements = parse_xml(svg);
+  ASSERT_FALSE(elements.empty());
+  EXPECT_EQ(elements.front().name, "svg");
+  EXPECT_EQ(elements.front().attrs.at("xmlns"), "http://www.w3.org/2000/svg");
+
+  std::vector<XmlElement> points, chosen, targets, top_only;
+  for (const XmlElement& e : elements) {
+    auto cls = e.attrs.find("class");
+    if (cls == e.attrs.end()) continue;
+    if (e.name == "circle" && cls->second == "point") points.push_back(e);
+    if (e.name == "circle" && cls->second == "chosen") chosen.push_back(e);
+    if (e.name == "line" && cls->second == "target") targets.push_back(e);
+    if (e.name == "rect" && cls->second == "top-only") top_only.push_back(e);
+  }
+  ASSERT_EQ(points.size(), r->curve.size());
+  ASSERT_EQ(chosen.size(), 1u);
+  ASSERT_EQ(targets.size(), 1u);
+  EXPECT_EQ(top_only.size(), 1u);
+  for (size_t k = 0; k < points.size(); ++k) {
+    EXPECT_NEAR(std::stod(points[k].attrs.at("data-threshold")), r->curve[k].threshold, 1e-9);
+    EXPECT_NEAR(std::stod(points[k].attrs.at("data-cost")), r->curve[k].relative_cost, 1e-8);
+    EXPECT_NEAR(std::stod(points[k].attrs.at("data-quality")), r->curve[k].relative_quality, 1e-8);
+  }
+  // Pixel positions follow the data: x grows with cost, y falls as quality rises (SVG y is down),
+  // and the target line sits where the points' own mapping puts the target.
+  const auto& lo = r->curve.front();
+  const auto& hi = r->curve.back();
+  ASSERT_NE(lo.relative_quality, hi.relative_quality);
+  const double cy_lo = std::stod(points.front().attrs.at("cy"));
+  const double cy_hi = std::stod(points.back().attrs.at("cy"));
+  EXPECT_LT(std::stod(points.front().attrs.at("cx")), std::stod(points.back().attrs.at("cx")));
+  EXPECT_LT(cy_hi, cy_lo);  // escalating everything is the higher quality
+  const double slope = (cy_hi - cy_lo) / (hi.relative_quality - lo.relative_quality);
+  const double target_y = cy_lo + slope * (r->target - lo.relative_quality);
+  EXPECT_NEAR(std::stod(targets[0].attrs.at("y1")), target_y, 0.05);
+  EXPECT_NEAR(std::stod(chosen[0].attrs.at("data-threshold")), r->chosen_point().threshold, 1e-9);
+  EXPECT_NE(svg.find("quality &lt;vs&gt; cost &amp; &quot;more&quot;"), std::string::npos);
+  EXPECT_NE(svg.find("cost per item relative to top tier only"), std::string::npos);
+  EXPECT_NE(svg.find("accuracy relative to top tier"), std::string::npos);
+}
+
+TEST(Curve, CsvHasOneRowPerPointAndMarksTheChoice) {
+  const std::vector<CalibrationItem> items = make_items(200, 12, 0.7, 0.85, 0.2);
+  auto r = calibrate_threshold(items);
+  ASSERT_TRUE(r.is_ok());
+  std::istringstream in(curve_csv(*r));
+  std::string line;
+  ASSERT_TRUE(std::getline(in, line));
+  EXPECT_EQ(line,
+            "threshold,escalation_rate,accuracy,relative_quality,margin,lower_bound,cost_per_item,"
+            "relative_cost,meets_target,chosen");
+  size_t row = 0, chosen_rows = 0;
+  while (std::getline(in, line)) {
+    std::vector<std::string> cells;
+    std::stringstream ss(line);
+    for (std::string cell; std::getline(ss, cell, ',');) cells.push_back(cell);
+    ASSERT_EQ(cells.size(), 10u) << line;
+    ASSERT_LT(row, r->curve.size());
+    const CurvePoint& p = r->curve[row];
+    EXPECT_NEAR(std::stod(cells[0]), p.threshold, 1e-9);
+    EXPECT_NEAR(std::stod(cells[2]), p.accuracy, 1e-9);
+    EXPECT_NEAR(std::stod(cells[5]), p.lower_bound, 1e-9);
+    EXPECT_NEAR(std::stod(cells[7]), p.relative_cost, 1e-8);
+    EXPECT_EQ(cells[8], p.meets_target ? "1" : "0");
+    if (cells[9] == "1") {
+      ++chosen_rows;
+      EXPECT_EQ(row, r->chosen);
+    }
+    ++row;
+  }
+  EXPECT_EQ(row, r->curve.size());
+  EXPECT_EQ(chosen_rows, 1u);
+}
+
+TEST(Curve, TableShowsTheChosenRowAndSummary) {
+  const std::vector<CalibrationItem> items = make_items(500, 13, 0.7, 0.85, 0.2);
+  auto r = calibrate_threshold(items);
+  ASSERT_TRUE(r.is_ok());
+  const std::string table = curve_table(*r, 10);
+  std::istringstream in(table);
+  std::string line;
+  int rows = 0, starred = 0;
+  std::getline(in, line);  // header
+  EXPECT_NE(line.find("threshold"), std::string::npos);
+  while (std::getline(in, line)) {
+    if (line == r->summary) continue;
+    ++rows;
+    if (line[0] == '*') ++starred;
+  }
+  EXPECT_LE(rows, 11);  // 10 spread rows plus the chosen one
+  EXPECT_GE(rows, 10);
+  EXPECT_EQ(starred, 1);
+  EXPECT_NE(table.find(r->summary), std::string::npos);
+}
+
+TEST(Curve, WriteTextFileReportsUnwritablePaths) {
+  const std::string path = testing::TempDir() + "/frugal_curve_test.csv";
+  ASSERT_TRUE(write_text_file(path, "a,b\n1,2\n").is_ok());
+  std::ifstream in(path);
+  std::stringstream ss;
+  ss << in.rdbuf();
+  EXPECT_EQ(ss.str(), "a,b\n1,2\n");
+  std::remove(path.c_str());
+  const Status bad = write_text_file("/nonexistent-dir/x/curve.svg", "x");
+  EXPECT_EQ(bad.code(), ErrorCode::kIo);
+  EXPECT_NE(bad.message().find("/nonexistent-dir/x/curve.svg"), std::string::npos);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Per-slice evaluation
+// ---------------------------------------------------------------------------------------------
+
+TEST(Eval, VerdictFlagsExactlyTheSlicesMadeWorse) {
+  // Slice "fine": tier 1 as good as the top tier. Slice "hidden": tier 1 is often wrong and the
+  // scorer does not notice, so both tier 1 and the cascade lose. Slice "caught": tier 1 is often
+  // wrong but the scorer sends those to the top tier, so only tier 1 alone loses.
+  std::vector<EvalItem> items;
+  SplitMix64 rng(77);
+  for (int i = 0; i < 600; ++i) {
+    EvalItem e;
+    const int kind = i % 3;
+    e.slice = kind == 0 ? "fine" : kind == 1 ? "hidden" : "caught";
+    e.difficulty = (i / 3) % 2 == 0 ? "easy" : "hard";
+    e.outcome.top_correct = true;
+    e.outcome.tier1_correct = kind == 0 ? true : rng.uniform() < 0.6;
+    e.outcome.score = kind == 2 && !e.outcome.tier1_correct ? 0.1 : 0.9;
+    e.outcome.tier1_cost = 1;
+    e.outcome.top_cost = 9;
+    items.push_back(e);
+  }
+  EvalOptions options;
+  options.threshold = 0.5;
+  options.margin_points = 2.0;
+  auto report = evaluate_slices(items, options);
+  ASSERT_TRUE(report.is_ok()) << report.status().to_string();
+  EXPECT_FALSE(report->pass);
+  std::set<std::pair<std::string, std::string>> flagged;
+  for (const SliceFlag& f : report->flags) {
+    flagged.insert({f.slice, f.policy});
+    EXPECT_GT(f.loss_points, 2.0);
+  }
+  const std::set<std::pair<std::string, std::string>> expected = {
+      {"hidden", "cascade"}, {"hidden", "tier1"}, {"caught", "tier1"}};
+  EXPECT_EQ(flagged, expected);
+
+  ASSERT_EQ(report->by_slice.size(), 3u);
+  EXPECT_EQ(report->by_slice[0].slice, "caught");  // sorted by name
+  const GroupEval& caught = report->by_slice[0];
+  EXPECT_EQ(caught.items, 200u);
+  EXPECT_EQ(caught.cascade.correct, 200u);
+  EXPECT_DOUBLE_EQ(caught.top.escalation_rate, 1.0);
+  EXPECT_DOUBLE_EQ(caught.tier1.escalation_rate, 0.0);
+  const double esc = 1.0 - static_cast<double>(caught.tier1.correct) / 200;
+  EXPECT_NEAR(caught.cascade.escalation_rate, esc, 1e-12);
+  EXPECT_NEAR(caught.cascade.cost_per_item, 1 + 9 * esc, 1e-12);
+  EXPECT_NEAR(caught.cascade.cost_saved, 1 - (1 + 9 * esc) / 9, 1e-12);
+  EXPECT_NEAR(caught.tier1.cost_saved, 1 - 1.0 / 9, 1e-12);
+  EXPECT_DOUBLE_EQ(caught.top.cost_saved, 0.0);
+  const Interval w = wilson_interval(caught.tier1.correct, 200);
+  EXPECT_DOUBLE_EQ(caught.tier1.accuracy_ci.lo, w.lo);
+  EXPECT_DOUBLE_EQ(caught.tier1.accuracy_ci.hi, w.hi);
+  EXPECT_LE(caught.tier1.accuracy_ci.lo, caught.tier1.accuracy);
+  EXPECT_GE(caught.tier1.accuracy_ci.hi, caught.tier1.accuracy);
+
+  ASSERT_EQ(report->by_difficulty.size(), 2u);
+  EXPECT_EQ(report->by_difficulty[0].difficulty, "easy");
+  EXPECT_EQ(report->by_difficulty[0].items + report->by_difficulty[1].items, 600u);
+  EXPECT_EQ(report->by_slice_difficulty.size(), 6u);
+  EXPECT_EQ(report->overall.items, 600u);
+
+  // A wide enough margin passes everything.
+  options.margin_points = 60;
+  auto lenient = evaluate_slices(items, options);
+  ASSERT_TRUE(lenient.is_ok());
+  EXPECT_TRUE(lenient->pass);
+  EXPECT_TRUE(lenient->flags.empty());
+}
+
+TEST(Eval, LossOfExactlyTheMarginIsNotFlagged) {
+  std::vector<EvalItem> items;
+  for (int i = 0; i < 50; ++i) {
+    EvalItem e;
+    e.slice = "s";
+    e.outcome.top_correct = true;
+    e.outcome.tier1_correct = i != 0;  // 1 of 50 wrong: a loss of exactly 2 points
+    e.outcome.score = 0.9;
+    items.push_back(e);
+  }
+  EvalOptions options;
+  options.margin_points = 2.0;
+  auto report = evaluate_slices(items, options);
+  ASSERT_TRUE(report.is_ok());
+  EXPECT_TRUE(report->pass);
+  options.margin_points = 1.9;
+  report = evaluate_slices(items, options);
+  ASSERT_TRUE(report.is_ok());
+  EXPECT_EQ(report->flags.size(), 2u);  // cascade and tier 1 alone
+}
+
+TEST(Eval, BadInputIsAStatus) {
+  EXPECT_EQ(evaluate_slices({}, {}).status().code(), ErrorCode::kInvalidArgument);
+  EvalItem e;
+  e.outcome.score = -0.1;
+  EXPECT_EQ(evaluate_slices({e}, {}).status().code(), ErrorCode::kInvalidArgument);
+  e.outcome.score = 0.5;
+  EvalOptions options;
+  options.margin_points = -1;
+  EXPECT_EQ(evaluate_slices({e}, options).status().code(), ErrorCode::kInvalidArgument);
+}
+
+}  // namespace
+}  // namespace frugal::cascade
