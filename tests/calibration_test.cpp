@@ -485,6 +485,29 @@ TEST(Eval, VerdictFlagsExactlyTheSlicesMadeWorse) {
   EXPECT_TRUE(lenient->flags.empty());
 }
 
+TEST(Eval, ReportTableListsEveryGroupAndTheVerdict) {
+  std::vector<EvalItem> items;
+  for (int i = 0; i < 40; ++i) {
+    EvalItem e;
+    e.slice = i % 2 ? "poetry" : "sums";
+    e.difficulty = i % 4 < 2 ? "easy" : "hard";
+    e.outcome.top_correct = true;
+    e.outcome.tier1_correct = e.slice == "sums" || i % 3 == 0;
+    e.outcome.score = 0.8;
+    e.outcome.tier1_cost = 1;
+    e.outcome.top_cost = 4;
+    items.push_back(e);
+  }
+  auto report = evaluate_slices(items, {});
+  ASSERT_TRUE(report.is_ok());
+  const std::string table = eval_report_table(*report);
+  for (const char* needle : {"slice poetry", "slice sums", "difficulty easy", "difficulty hard",
+                             "poetry / hard", "FAIL", "on slice 'poetry'", "tier 1 alone loses"}) {
+    EXPECT_NE(table.find(needle), std::string::npos) << needle << "\n" << table;
+  }
+  EXPECT_EQ(table.find("on slice 'sums'"), std::string::npos) << table;
+}
+
 TEST(Eval, LossOfExactlyTheMarginIsNotFlagged) {
   std::vector<EvalItem> items;
   for (int i = 0; i < 50; ++i) {

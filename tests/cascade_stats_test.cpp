@@ -231,6 +231,49 @@ TEST(Auroc, OneClassOrMismatchIsAStatus) {
   EXPECT_EQ(auroc({NAN, 0.2}, {true, false}).status().code(), ErrorCode::kInvalidArgument);
 }
 
+TEST(ScorerComparison, LearnedScorerBeatsSingleFeaturesAndRandom) {
+  // Two informative features, one of them pointing the "wrong" way, plus noise.
+  auto make = [](uint64_t seed, std::vector<std::vector<double>>* x, std::vector<bool>* y) {
+    SplitMix64 rng(seed);
+    for (int i = 0; i < 3000; ++i) {
+      const double a = rng.normal(), b = rng.normal(), noise = rng.normal();
+      x->push_back({a, b, noise});
+      y->push_back(rng.uniform() < sigmoid(1.2 * a - 1.2 * b));
+    }
+  };
+  std::vector<std::vector<double>> fit_x, eval_x;
+  std::vector<bool> fit_y, eval_y;
+  make(1, &fit_x, &fit_y);
+  make(2, &eval_x, &eval_y);
+  auto model = LogisticModel::fit(fit_x, fit_y, {"up", "down", "noise"});
+  ASSERT_TRUE(model.is_ok());
+  auto rows = compare_scorer_with_baselines(*model, fit_x, fit_y, eval_x, eval_y,
+                                            {"up", "down", "noise"}, 9);
+  ASSERT_TRUE(rows.is_ok()) << rows.status().to_string();
+  ASSERT_EQ(rows->size(), 5u);
+  const auto& r = *rows;
+  EXPECT_EQ(r[0].name, "scorer");
+  EXPECT_EQ(r[1].name, "up");
+  EXPECT_EQ(r[2].name, "down");
+  EXPECT_EQ(r[4].name, "random");
+  EXPECT_FALSE(r[1].flipped);
+  EXPECT_TRUE(r[2].flipped);  // lower "down" means more likely right
+  EXPECT_GT(r[2].auroc, 0.6);
+  EXPECT_GT(r[0].auroc, r[1].auroc + 0.03);
+  EXPECT_GT(r[0].auroc, r[2].auroc + 0.03);
+  EXPECT_NEAR(r[3].auroc, 0.5, 0.05);
+  EXPECT_NEAR(r[4].auroc, 0.5, 0.05);
+  // The learned scorer's row equals AUROC of its predictions.
+  std::vector<double> scores;
+  for (const auto& row : eval_x) scores.push_back(model->predict(row));
+  EXPECT_DOUBLE_EQ(r[0].auroc, *auroc(scores, eval_y));
+
+  EXPECT_EQ(compare_scorer_with_baselines(*model, fit_x, fit_y, eval_x, eval_y, {"length"}, 9)
+                .status()
+                .code(),
+            ErrorCode::kInvalidArgument);
+}
+
 TEST(Intervals, NormalQuantiles) {
   EXPECT_NEAR(normal_quantile(0.975), 1.959964, 1e-6);
   EXPECT_NEAR(normal_quantile(0.5), 0.0, 1e-12);

@@ -217,6 +217,42 @@ std::string curve_table(const CalibrationResult& result, size_t max_rows) {
   return os.str();
 }
 
+std::string eval_report_table(const EvalReport& report) {
+  std::ostringstream os;
+  char line[512];
+  std::snprintf(line, sizeof(line), "%-28s %6s  %-21s  %-21s  %-21s %6s %11s %7s %7s\n", "group",
+                "n", "tier1 acc [95% CI]", "top acc [95% CI]", "cascade acc [95% CI]", "esc",
+                "cost/item", "saved", "t1 sav");
+  os << line;
+  auto acc = [](const PolicyEval& p) {
+    char buf[64];
+    std::snprintf(buf, sizeof(buf), "%.3f [%.3f, %.3f]", p.accuracy, p.accuracy_ci.lo,
+                  p.accuracy_ci.hi);
+    return std::string(buf);
+  };
+  auto row = [&](const std::string& name, const GroupEval& g) {
+    std::snprintf(line, sizeof(line), "%-28s %6zu  %-21s  %-21s  %-21s %5.1f%% %11.4g %6.1f%% %6.1f%%\n",
+                  name.c_str(), g.items, acc(g.tier1).c_str(), acc(g.top).c_str(),
+                  acc(g.cascade).c_str(), 100 * g.cascade.escalation_rate,
+                  g.cascade.cost_per_item, 100 * g.cascade.cost_saved, 100 * g.tier1.cost_saved);
+    os << line;
+  };
+  row("all", report.overall);
+  for (const GroupEval& g : report.by_slice) row("slice " + g.slice, g);
+  for (const GroupEval& g : report.by_difficulty) row("difficulty " + g.difficulty, g);
+  for (const GroupEval& g : report.by_slice_difficulty) row(g.slice + " / " + g.difficulty, g);
+  std::snprintf(line, sizeof(line), "threshold %.4f, margin %.1f points: ", report.threshold,
+                report.margin_points);
+  os << line << (report.pass ? "PASS" : "FAIL") << "\n";
+  for (const SliceFlag& f : report.flags) {
+    std::snprintf(line, sizeof(line), "  %s loses %.1f points against the top tier on slice '%s'\n",
+                  f.policy == "tier1" ? "tier 1 alone" : f.policy.c_str(), f.loss_points,
+                  f.slice.c_str());
+    os << line;
+  }
+  return os.str();
+}
+
 Status write_text_file(const std::string& path, const std::string& text) {
   std::ofstream out(path, std::ios::binary | std::ios::trunc);
   if (!out) return io_error("cannot open '" + path + "' for writing: " + std::strerror(errno));

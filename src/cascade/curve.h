@@ -32,6 +32,12 @@ std::string curve_svg(const CalibrationResult& result, const CurvePlotOptions& o
 // curve, always including the chosen row (marked with '*'); then the summary sentence.
 std::string curve_table(const CalibrationResult& result, size_t max_rows = 20);
 
+// The eval report for people: one row per group (all items, then each slice, each difficulty,
+// each slice x difficulty) with accuracy and 95 % interval for tier 1 alone, the top tier alone
+// and the cascade, the cascade's escalation rate, cost per item and cost saved, and tier 1's
+// cost saved; then the verdict ("PASS" or "FAIL" with every flag).
+std::string eval_report_table(const EvalReport& report);
+
 // Writes `text` to `path` (created or truncated). kIo naming the path on failure.
 Status write_text_file(const std::string& path, const std::string& text);
 

@@ -357,6 +357,54 @@ Result<double> auroc(const std::vector<double>& scores, const std::vector<bool>&
   return u / (np * static_cast<double>(n_neg));
 }
 
+Result<std::vector<ScorerAuroc>> compare_scorer_with_baselines(
+    const LogisticModel& model, const std::vector<std::vector<double>>& fit_x,
+    const std::vector<bool>& fit_labels, const std::vector<std::vector<double>>& eval_x,
+    const std::vector<bool>& eval_labels, const std::vector<std::string>& baseline_features,
+    uint64_t seed) {
+  const size_t d = model.num_features();
+  for (const auto* rows : {&fit_x, &eval_x}) {
+    for (const std::vector<double>& row : *rows) {
+      if (row.size() != d) {
+        return invalid_argument("scorer comparison: a row has " + std::to_string(row.size()) +
+                                " features, the scorer expects " + std::to_string(d));
+      }
+    }
+  }
+  auto column = [](const std::vector<std::vector<double>>& x, size_t j) {
+    std::vector<double> out;
+    out.reserve(x.size());
+    for (const std::vector<double>& row : x) out.push_back(row[j]);
+    return out;
+  };
+  std::vector<ScorerAuroc> out;
+  std::vector<double> scores;
+  scores.reserve(eval_x.size());
+  for (const std::vector<double>& row : eval_x) scores.push_back(model.predict(row));
+  FRUGAL_ASSIGN_OR_RETURN(double learned, auroc(scores, eval_labels));
+  out.push_back({"scorer", learned, false});
+
+  const std::vector<std::string>& names = model.params().feature_names;
+  for (const std::string& name : baseline_features) {
+    const auto it = std::find(names.begin(), names.end(), name);
+    if (it == names.end()) {
+      return invalid_argument("scorer comparison: no feature named '" + name + "'");
+    }
+    const size_t j = static_cast<size_t>(it - names.begin());
+    FRUGAL_ASSIGN_OR_RETURN(double on_fit, auroc(column(fit_x, j), fit_labels));
+    FRUGAL_ASSIGN_OR_RETURN(double on_eval, auroc(column(eval_x, j), eval_labels));
+    const bool flip = on_fit < 0.5;
+    out.push_back({name, flip ? 1.0 - on_eval : on_eval, flip});
+  }
+
+  SplitMix64 rng(seed);
+  std::vector<double> random(eval_x.size());
+  for (double& r : random) r = rng.uniform();
+  FRUGAL_ASSIGN_OR_RETURN(double random_auroc, auroc(random, eval_labels));
+  out.push_back({"random", random_auroc, false});
+  return out;
+}
+
 double normal_quantile(double p) {
   CHECK(p > 0 && p < 1, "normal_quantile(%g): p must be in (0, 1)", p);
   double lo = -40, hi = 40;

@@ -108,6 +108,24 @@ class LogisticModel {
 // kInvalidArgument when sizes differ, a score is NaN, or there is no positive or no negative.
 Result<double> auroc(const std::vector<double>& scores, const std::vector<bool>& labels);
 
+// One scorer's AUROC on held-out items, for the table beside the learned scorer.
+struct ScorerAuroc {
+  std::string name;      // "scorer", a feature's name, or "random"
+  double auroc = 0.5;
+  bool flipped = false;  // a feature scored as its negation (lower value = more likely right)
+};
+
+// AUROC on the evaluation items of `model`, then of each feature in `baseline_features` alone
+// (its direction chosen on the fit items: negated when that ranks them better), then of
+// uniform random scores from `seed`. Rows of fit_x / eval_x hold the model's features in its
+// order. kInvalidArgument when a name is not one of the model's features, a row has the wrong
+// size, sizes differ, or either split lacks a positive or a negative label.
+Result<std::vector<ScorerAuroc>> compare_scorer_with_baselines(
+    const LogisticModel& model, const std::vector<std::vector<double>>& fit_x,
+    const std::vector<bool>& fit_labels, const std::vector<std::vector<double>>& eval_x,
+    const std::vector<bool>& eval_labels, const std::vector<std::string>& baseline_features,
+    uint64_t seed);
+
 struct Interval {
   double lo = 0;
   double hi = 1;
