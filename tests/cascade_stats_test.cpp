@@ -55,7 +55,9 @@ TEST(LogisticModel, RecoversKnownWeightsOnRawScale) {
   EXPECT_NEAR(raw_bias, 0.5, 0.15);
   // The fitted probabilities track the true ones.
   double max_err = 0;
-  for (size_t i = 0; i < 500; ++i) max_err = std::max(max_err, std::fabs(model->predict(s.x[i]) - s.true_p[i]));
+  for (size_t i = 0; i < 500; ++i) {
+    max_err = std::max(max_err, std::fabs(model->predict(s.x[i]) - s.true_p[i]));
+  }
   EXPECT_LT(max_err, 0.06);
 }
 
@@ -147,7 +149,9 @@ TEST(ScorerParams, RoundTripsThroughParamsAndToml) {
   ASSERT_NE(t, nullptr) << text;
   ScorerParams read;
   read.bias = (*t)["bias"].value<double>().value();
-  for (auto&& v : *(*t)["feature_names"].as_array()) read.feature_names.push_back(*v.value<std::string>());
+  for (auto&& v : *(*t)["feature_names"].as_array()) {
+    read.feature_names.push_back(*v.value<std::string>());
+  }
   for (const char* key : {"weights", "means", "scales"}) {
     std::vector<double>& dst = std::string(key) == "weights" ? read.weights
                                : std::string(key) == "means" ? read.means
@@ -321,8 +325,8 @@ TEST(Intervals, IncompleteBetaClosedForms) {
     EXPECT_NEAR(regularized_incomplete_beta(x, 3, 1), std::pow(x, 3), 1e-12);
     EXPECT_NEAR(regularized_incomplete_beta(x, 1, 4), 1 - std::pow(1 - x, 4), 1e-12);
     // Symmetry: I_x(a, b) = 1 - I_{1-x}(b, a).
-    EXPECT_NEAR(regularized_incomplete_beta(x, 2.5, 7), 1 - regularized_incomplete_beta(1 - x, 7, 2.5),
-                1e-12);
+    EXPECT_NEAR(regularized_incomplete_beta(x, 2.5, 7),
+                1 - regularized_incomplete_beta(1 - x, 7, 2.5), 1e-12);
     const double p = regularized_incomplete_beta(x, 30, 12);
     if (p > 1e-10 && p < 1 - 1e-10) {
       EXPECT_NEAR(inverse_regularized_incomplete_beta(p, 30, 12), x, 1e-9);

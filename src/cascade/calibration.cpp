@@ -116,12 +116,13 @@ CurvePoint evaluate_threshold(const std::vector<CalibrationItem>& items, double 
     p.lower_bound = normal_lower_bound(sum_d, sum_d2, items.size(),
                                        z_for_confidence(options.confidence, true));
   } else {
-    std::vector<double> means = bootstrap(
-        items.size(), options.bootstrap_resamples, options.seed, [&](const std::vector<size_t>& idx) {
-          double s = 0;
-          for (size_t i : idx) s += d[i];
-          return s / n;
-        });
+    auto resample_mean = [&](const std::vector<size_t>& idx) {
+      double s = 0;
+      for (size_t i : idx) s += d[i];
+      return s / n;
+    };
+    std::vector<double> means =
+        bootstrap(items.size(), options.bootstrap_resamples, options.seed, resample_mean);
     p.lower_bound = sample_quantile(std::move(means), 1.0 - options.confidence);
   }
   p.cost_per_item = cost / n;
@@ -194,7 +195,9 @@ Result<CalibrationResult> calibrate_threshold(const std::vector<CalibrationItem>
     }
     for (size_t i = 0; i < n; ++i) {
       const double d = d_kept(items[i], target);
-      for (size_t rs = 0; rs < resamples; ++rs) resample_sum[rs] += multiplicity[i * resamples + rs] * d;
+      for (size_t rs = 0; rs < resamples; ++rs) {
+        resample_sum[rs] += multiplicity[i * resamples + rs] * d;
+      }
     }
   }
   const double z = z_for_confidence(options.confidence, true);

@@ -124,8 +124,8 @@ std::string curve_svg(const CalibrationResult& result, const CurvePlotOptions& o
   }
   os << "</g>\n<g class=\"y-ticks\" stroke=\"#dddddd\">\n";
   for (double v = ya.lo; v <= ya.hi + ya.step * 1e-6; v += ya.step) {
-    os << "<line x1=\"" << f2(left - 5) << "\" y1=\"" << f2(py(v)) << "\" x2=\"" << f2(left + plot_w)
-       << "\" y2=\"" << f2(py(v)) << "\"/>\n";
+    os << "<line x1=\"" << f2(left - 5) << "\" y1=\"" << f2(py(v)) << "\" x2=\""
+       << f2(left + plot_w) << "\" y2=\"" << f2(py(v)) << "\"/>\n";
     os << "<text class=\"tick\" x=\"" << f2(left - 8) << "\" y=\"" << f2(py(v) + 4)
        << "\" text-anchor=\"end\" stroke=\"none\" fill=\"black\">" << tick_label(v, ya.step)
        << "</text>\n";
@@ -231,9 +231,9 @@ std::string eval_report_table(const EvalReport& report) {
     return std::string(buf);
   };
   auto row = [&](const std::string& name, const GroupEval& g) {
-    std::snprintf(line, sizeof(line), "%-28s %6zu  %-21s  %-21s  %-21s %5.1f%% %11.4g %6.1f%% %6.1f%%\n",
-                  name.c_str(), g.items, acc(g.tier1).c_str(), acc(g.top).c_str(),
-                  acc(g.cascade).c_str(), 100 * g.cascade.escalation_rate,
+    std::snprintf(line, sizeof(line),
+                  "%-28s %6zu  %-21s  %-21s  %-21s %5.1f%% %11.4g %6.1f%% %6.1f%%\n", name.c_str(),
+                  g.items, acc(g.tier1).c_str(), acc(g.top).c_str(), acc(g.cascade).c_str(), 100 * g.cascade.escalation_rate,
                   g.cascade.cost_per_item, 100 * g.cascade.cost_saved, 100 * g.tier1.cost_saved);
     os << line;
   };

@@ -61,7 +61,8 @@ double softplus(double s) { return s > 0 ? s + std::log1p(std::exp(-s)) : std::l
 
 // Solves a x = b for symmetric positive definite a ([n][n], row-major) by Cholesky. Returns
 // false when a is not positive definite.
-bool cholesky_solve(std::vector<double> a, std::vector<double> b, size_t n, std::vector<double>* x) {
+bool cholesky_solve(std::vector<double> a, std::vector<double> b, size_t n,
+                    std::vector<double>* x) {
   for (size_t j = 0; j < n; ++j) {
     double d = a[j * n + j];
     for (size_t k = 0; k < j; ++k) d -= a[j * n + k] * a[j * n + k];
@@ -141,7 +142,9 @@ Status validate_scorer_params(const ScorerParams& p) {
   std::set<std::string> seen;
   for (size_t j = 0; j < d; ++j) {
     const std::string& name = p.feature_names[j];
-    if (name.empty()) return invalid_argument("scorer: feature " + std::to_string(j) + " has no name");
+    if (name.empty()) {
+      return invalid_argument("scorer: feature " + std::to_string(j) + " has no name");
+    }
     if (!seen.insert(name).second) {
       return invalid_argument("scorer: feature '" + name + "' appears twice");
     }
@@ -149,7 +152,8 @@ Status validate_scorer_params(const ScorerParams& p) {
       return invalid_argument("scorer: weight or mean of feature '" + name + "' is not finite");
     }
     if (!(p.scales[j] > 0) || !std::isfinite(p.scales[j])) {
-      return invalid_argument("scorer: scale of feature '" + name + "' must be a finite number > 0");
+      return invalid_argument("scorer: scale of feature '" + name +
+                              "' must be a finite number > 0");
     }
   }
   return Status::ok();
