@@ -234,7 +234,8 @@ std::string eval_report_table(const EvalReport& report) {
     std::snprintf(line, sizeof(line),
                   "%-28s %6zu  %-21s  %-21s  %-21s %5.1f%% %11.4g %6.1f%% %6.1f%%\n", name.c_str(),
                   g.items, acc(g.tier1).c_str(), acc(g.top).c_str(), acc(g.cascade).c_str(),
-                  100 * g.cascade.escalation_rate, g.cascade.cost_per_item, 100 * g.cascade.cost_saved, 100 * g.tier1.cost_saved);
+                  100 * g.cascade.escalation_rate, g.cascade.cost_per_item,
+                  100 * g.cascade.cost_saved, 100 * g.tier1.cost_saved);
     os << line;
   };
   row("all", report.overall);
