@@ -122,7 +122,8 @@ void register_cascade(CLI::App& app, int& exit_code) {
   cmd->add_option("--seed", args->seed, "Random seed for --temp > 0")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("-t,--threads", args->threads, "Threads per local tier (default: all cores)");
-  cmd->add_option("-c,--ctx", args->ctx, "Context size per local tier (default: min(4096, trained))");
+  cmd->add_option("-c,--ctx", args->ctx,
+                  "Context size per local tier (default: min(4096, trained))");
   cmd->add_flag("--json", args->json, "One JSON object per prompt");
   cmd->callback([args, &exit_code] { exit_code = run_cascade(*args); });
 }
