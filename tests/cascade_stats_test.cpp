@@ -8,6 +8,9 @@
 #include <set>
 #include <toml++/toml.h>
 
+#include "cascade/config.h"
+#include "cascade/features.h"
+
 namespace frugal::cascade {
 namespace {
 
@@ -167,6 +170,43 @@ TEST(ScorerParams, RoundTripsThroughParamsAndToml) {
   EXPECT_EQ(read.weights, p.weights);
   EXPECT_EQ(read.means, p.means);
   EXPECT_EQ(read.scales, p.scales);
+}
+
+TEST(ScorerParams, RawScaleFormLoadsIntoTheCascadeConfigWithSamePredictions) {
+  // Fit on the cascade's real feature names, write the config's [cascade.scorer] schema, read
+  // it back with the config parser and score with the cascade's scorer.
+  const std::vector<std::string>& names = scorer_feature_names();
+  const std::vector<std::string> used = {names[0], names[1], names[2]};
+  const Synthetic s = make_synthetic(3000, 6, -0.2, {2.0, 0.5, -0.3}, {-0.6, -3, -1.5},
+                                     {0.4, 1.5, 0.8});
+  auto model = LogisticModel::fit(s.x, s.y, used);
+  ASSERT_TRUE(model.is_ok());
+  const ScorerParams raw = raw_scale_scorer(model->params());
+  EXPECT_EQ(raw.means, std::vector<double>(3, 0.0));
+  auto raw_model = LogisticModel::from_params(raw);
+  ASSERT_TRUE(raw_model.is_ok());
+  for (size_t i = 0; i < 50; ++i) {
+    EXPECT_NEAR(raw_model->predict(s.x[i]), model->predict(s.x[i]), 1e-12);
+  }
+
+  const std::string text =
+      "[[tier]]\nname = \"small\"\nkind = \"remote\"\nurl = \"http://a\"\nremote_model = \"s\"\n"
+      "price_in = 0.1\nprice_out = 0.2\n\n"
+      "[[tier]]\nname = \"large\"\nkind = \"remote\"\nurl = \"http://b\"\nremote_model = \"l\"\n"
+      "price_in = 1\nprice_out = 2\n\n"
+      "[cascade]\nthreshold = 0.4\n\n" +
+      scorer_weights_toml(model->params());
+  auto config = parse_cascade_config(text, "calibrated.toml", "/tmp");
+  ASSERT_TRUE(config.is_ok()) << config.status().to_string() << "\n" << text;
+  ASSERT_TRUE(config->scorer.set);
+  EXPECT_DOUBLE_EQ(config->scorer.bias, raw.bias);
+  ASSERT_EQ(config->scorer.weights.size(), 3u);
+  const Scorer scorer = scorer_from_config(config->scorer);
+  for (size_t i = 0; i < 50; ++i) {
+    std::vector<double> full(names.size(), 0.0);
+    for (size_t j = 0; j < 3; ++j) full[j] = s.x[i][j];
+    EXPECT_NEAR(scorer(full), model->predict(s.x[i]), 1e-12);
+  }
 }
 
 TEST(ScorerParams, ValidationNamesTheProblem) {

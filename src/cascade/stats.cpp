@@ -170,6 +170,33 @@ std::string scorer_params_toml(const ScorerParams& p) {
   return os.str();
 }
 
+ScorerParams raw_scale_scorer(const ScorerParams& params) {
+  ScorerParams raw = params;
+  for (size_t j = 0; j < params.weights.size(); ++j) {
+    raw.weights[j] = params.weights[j] / params.scales[j];
+    raw.bias -= raw.weights[j] * params.means[j];
+    raw.means[j] = 0;
+    raw.scales[j] = 1;
+  }
+  return raw;
+}
+
+std::string scorer_weights_toml(const ScorerParams& params) {
+  const ScorerParams raw = raw_scale_scorer(params);
+  std::ostringstream os;
+  os << "[cascade.scorer]\n";
+  os << "bias = " << toml_number(raw.bias) << "\n";
+  os << "\n[cascade.scorer.weights]\n";
+  for (size_t j = 0; j < raw.weights.size(); ++j) {
+    const std::string& name = raw.feature_names[j];
+    const bool bare = !name.empty() && name.find_first_not_of(
+                                           "ABCDEFGHIJKLMNOPQRSTUVWXYZabcdefghijklmnopqrstuvwxyz"
+                                           "0123456789_-") == std::string::npos;
+    os << (bare ? name : toml_string(name)) << " = " << toml_number(raw.weights[j]) << "\n";
+  }
+  return os.str();
+}
+
 Result<LogisticModel> LogisticModel::fit(const std::vector<std::vector<double>>& x,
                                          const std::vector<bool>& labels,
                                          const std::vector<std::string>& feature_names,

@@ -55,6 +55,14 @@ Status validate_scorer_params(const ScorerParams& params);
 // numbers written with 17 significant digits so reading them back gives the same doubles.
 std::string scorer_params_toml(const ScorerParams& params);
 
+// The same model on raw features: weights w_j / scale_j, bias adjusted by the means, means 0
+// and scales 1. Predictions are unchanged (up to rounding).
+ScorerParams raw_scale_scorer(const ScorerParams& params);
+
+// The model as the config's current [cascade.scorer] schema (docs/CASCADE.md): raw-scale
+// `bias` and a [cascade.scorer.weights] table of feature name = weight. 17 significant digits.
+std::string scorer_weights_toml(const ScorerParams& params);
+
 struct LogisticFitOptions {
   // L2 penalty 0.5 * l2 * |w|^2 added to the summed negative log-likelihood, on standardised
   // weights. It keeps weights finite on separable data.
