@@ -353,6 +353,13 @@ TEST_F(CascadeTest, ConfigKeysOfTheCascade) {
   f[static_cast<size_t>(Feature::kMinLogprob)] = -9.0;  // no weight: no effect
   EXPECT_NEAR(s(f), 1.0 / (1.0 + std::exp(-(-1.5 + 3.0 * -0.5 - 0.25 * 2.0))), 1e-12);
 
+  // The same model written as a standard sub-table, as `frugal calibrate` writes it.
+  CascadeConfig subtable = config(
+      "[cascade.scorer]\nbias = -1.5\n[cascade.scorer.weights]\nmean_logprob = 3.0\n"
+      "answer_tokens = -0.25\n");
+  ASSERT_TRUE(subtable.scorer.set);
+  EXPECT_EQ(scorer_from_config(subtable.scorer)(f), s(f));
+
   auto bad_feature = parse_cascade_config(
       config_text("[cascade.scorer]\nweights = { mean_logprb = 1.0 }"), "t.toml", dir_.string());
   ASSERT_FALSE(bad_feature.is_ok());
