@@ -31,6 +31,19 @@ echo
 echo "== frugal run --json --logprobs 2 (first tokens, with the alternatives the scorer reads)"
 $F run -m "$model" -p "Once upon a time" -n 4 --temp 0 --json --logprobs 2
 echo
+if [ -f models/student.gguf ] && [ -f models/teacher.gguf ]; then
+  config=frugal.toml
+else
+  # Until the bundled student/teacher land, one model plays both tiers: the decision logic,
+  # cache, costs and escalation are the same.
+  config=out/demo.toml
+  sed -e "s#models/student.gguf#$PWD/$model#" -e "s#models/teacher.gguf#$PWD/$model#" \
+    frugal.toml > "$config"
+fi
+echo "== frugal cascade --config $config: cache -> small model -> scorer -> large model"
+printf 'Once upon a time\nOnce upon a time\nThe dragon\n' |
+  $F cascade --config "$config" -n 24 --json
+echo
 echo "== frugal bench (2 threads): speed beside the roofline measured in the same run"
 $F bench -m "$model" -p 128 -n 64 -t 2
 echo
