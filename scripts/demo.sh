@@ -10,7 +10,7 @@ F=build/frugal
 mkdir -p out
 
 model=""
-for m in models/frugal-teacher.gguf models/teacher.gguf; do
+for m in models/frugal-teacher.gguf; do
   [ -f "$m" ] && model="$m" && break
 done
 if [ -z "$model" ]; then
@@ -31,13 +31,13 @@ echo
 echo "== frugal run --json --logprobs 2 (first tokens, with the alternatives the scorer reads)"
 $F run -m "$model" -p "Once upon a time" -n 4 --temp 0 --json --logprobs 2
 echo
-if [ -f models/student.gguf ] && [ -f models/teacher.gguf ]; then
+if [ -f models/frugal-student.gguf ] && [ -f models/frugal-teacher.gguf ]; then
   config=frugal.toml
 else
   # Until the bundled student/teacher land, one model plays both tiers: the decision logic,
   # cache, costs and escalation are the same.
   config=out/demo.toml
-  sed -e "s#models/student.gguf#$PWD/$model#" -e "s#models/teacher.gguf#$PWD/$model#" \
+  sed -e "s#models/frugal-student.gguf#$PWD/$model#" -e "s#models/frugal-teacher.gguf#$PWD/$model#" \
     frugal.toml > "$config"
 fi
 echo "== frugal cascade --config $config: cache -> small model -> scorer -> large model"

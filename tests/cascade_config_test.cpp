@@ -29,7 +29,7 @@ TEST(CascadeConfig, LoadsTheShippedExample) {
   EXPECT_EQ(models[0]->name, "small");
   EXPECT_EQ(models[1]->name, "large");
   // Model paths resolve against the config file's folder.
-  EXPECT_EQ(models[0]->model, std::string(FRUGAL_SOURCE_DIR) + "/models/student.gguf");
+  EXPECT_EQ(models[0]->model, std::string(FRUGAL_SOURCE_DIR) + "/models/frugal-student.gguf");
   EXPECT_TRUE(models[1]->price_set);
   EXPECT_GT(models[1]->price_out_per_mtok, models[0]->price_out_per_mtok);
   EXPECT_GE(config->threshold, 0.0);
