@@ -1,0 +1,257 @@
+// Task items: the JSONL reader and the answer checks of docs/TASKS.md.
+#include "cascade/task_items.h"
+
+#include <algorithm>
+#include <charconv>
+#include <cmath>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <system_error>
+
+namespace frugal::cascade {
+
+namespace {
+
+using nlohmann::json;
+
+bool is_known_method(const std::string& method) {
+  return method == "exact" || method == "exact_ci" || method == "numeric" ||
+         method == "clarify";
+}
+
+std::string ascii_lower(std::string_view s) {
+  std::string out(s);
+  for (char& c : out) {
+    if (c >= 'A' && c <= 'Z') c = static_cast<char>(c - 'A' + 'a');
+  }
+  return out;
+}
+
+bool is_digit(char c) { return c >= '0' && c <= '9'; }
+
+// The whole of `s` matches [+-]?[0-9]+(\.[0-9]+)?
+bool is_plain_number(std::string_view s) {
+  size_t i = 0;
+  if (i < s.size() && (s[i] == '+' || s[i] == '-')) ++i;
+  const size_t int_start = i;
+  while (i < s.size() && is_digit(s[i])) ++i;
+  if (i == int_start) return false;
+  if (i == s.size()) return true;
+  if (s[i] != '.') return false;
+  ++i;
+  const size_t frac_start = i;
+  while (i < s.size() && is_digit(s[i])) ++i;
+  return i > frac_start && i == s.size();
+}
+
+// A decimal number as Python's float() reads the common forms (sign, digits, point, exponent);
+// false when `s` is not one.
+bool parse_double(std::string_view s, double* value) {
+  s = normalize_answer(s);
+  bool negative = false;
+  if (!s.empty() && (s.front() == '+' || s.front() == '-')) {
+    negative = s.front() == '-';
+    s.remove_prefix(1);
+  }
+  if (s.empty() || s.front() == '+' || s.front() == '-') return false;
+  double v = 0;
+  auto [end, ec] = std::from_chars(s.data(), s.data() + s.size(), v);
+  if (ec != std::errc() || end != s.data() + s.size() || !std::isfinite(v)) return false;
+  *value = negative ? -v : v;
+  return true;
+}
+
+Status spec_error(const TaskItem& item, const std::string& what) {
+  return invalid_argument("task item '" + item.id + "': " + what);
+}
+
+Status validate_spec(const TaskItem& item) {
+  const CheckSpec& spec = item.check;
+  if (!is_known_method(spec.method)) {
+    return spec_error(item, "unknown check method '" + spec.method +
+                                "' (known: exact, exact_ci, numeric, clarify)");
+  }
+  if (spec.method == "numeric") {
+    if (!(spec.tolerance >= 0) || !std::isfinite(spec.tolerance)) {
+      return spec_error(item, "numeric check tolerance must be a finite number >= 0");
+    }
+    double v = 0;
+    if (!parse_double(item.reference, &v)) {
+      return spec_error(item, "numeric check but the reference '" + item.reference +
+                                  "' is not a number");
+    }
+  }
+  if (spec.method == "clarify" && spec.keywords.empty()) {
+    return spec_error(item, "clarify check needs at least one keyword");
+  }
+  return Status::ok();
+}
+
+// Field accessors that name the line and field on error.
+Status field_error(const std::string& where, const std::string& field, const std::string& what) {
+  return invalid_argument(where + ": field '" + field + "' " + what);
+}
+
+Result<std::string> get_string(const json& j, const std::string& where, const char* field) {
+  auto it = j.find(field);
+  if (it == j.end()) return field_error(where, field, "is missing");
+  if (!it->is_string()) return field_error(where, field, "must be a string");
+  return it->get<std::string>();
+}
+
+}  // namespace
+
+std::string_view normalize_answer(std::string_view answer) {
+  constexpr std::string_view kSpace = " \t\n\r\v\f";
+  const size_t first = answer.find_first_not_of(kSpace);
+  if (first == std::string_view::npos) return {};
+  const size_t last = answer.find_last_not_of(kSpace);
+  return answer.substr(first, last - first + 1);
+}
+
+Result<TaskItem> parse_task_item(std::string_view json_line, const std::string& where) {
+  json j = json::parse(json_line.begin(), json_line.end(), nullptr, /*allow_exceptions=*/false);
+  if (j.is_discarded()) return invalid_argument(where + ": malformed JSON");
+  if (!j.is_object()) return invalid_argument(where + ": a task item must be a JSON object");
+  TaskItem item;
+  FRUGAL_ASSIGN_OR_RETURN(item.id, get_string(j, where, "id"));
+  FRUGAL_ASSIGN_OR_RETURN(item.slice, get_string(j, where, "slice"));
+  auto diff = j.find("difficulty");
+  if (diff == j.end()) return field_error(where, "difficulty", "is missing");
+  if (!diff->is_number_integer() || diff->get<int64_t>() < 0 || diff->get<int64_t>() > 1000) {
+    return field_error(where, "difficulty", "must be a non-negative integer (1..4)");
+  }
+  item.difficulty = static_cast<int>(diff->get<int64_t>());
+  auto messages = j.find("messages");
+  if (messages == j.end()) return field_error(where, "messages", "is missing");
+  if (!messages->is_array() || messages->empty()) {
+    return field_error(where, "messages", "must be a non-empty list of {role, content}");
+  }
+  for (const json& m : *messages) {
+    if (!m.is_object() || !m.contains("role") || !m.contains("content") ||
+        !m["role"].is_string() || !m["content"].is_string()) {
+      return field_error(where, "messages",
+                         "must hold objects with string 'role' and 'content'");
+    }
+    item.messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+  }
+  if (j.contains("reference") && !j["reference"].is_null()) {
+    FRUGAL_ASSIGN_OR_RETURN(item.reference, get_string(j, where, "reference"));
+  }
+  auto check = j.find("check");
+  if (check == j.end() || check->is_null()) {
+    if (!item.reference.empty()) return field_error(where, "check", "is missing");
+  } else {
+    if (!check->is_object()) return field_error(where, "check", "must be an object");
+    auto method = check->find("method");
+    if (method == check->end() || !method->is_string()) {
+      return field_error(where, "check.method", method == check->end() ? "is missing"
+                                                                        : "must be a string");
+    }
+    item.check.method = method->get<std::string>();
+    if (auto tol = check->find("tolerance"); tol != check->end()) {
+      if (!tol->is_number()) return field_error(where, "check.tolerance", "must be a number");
+      item.check.tolerance = tol->get<double>();
+    }
+    if (auto kw = check->find("keywords"); kw != check->end()) {
+      if (!kw->is_array()) return field_error(where, "check.keywords", "must be a list");
+      for (const json& k : *kw) {
+        if (!k.is_string()) {
+          return field_error(where, "check.keywords", "must be a list of strings");
+        }
+        item.check.keywords.push_back(k.get<std::string>());
+      }
+    }
+    // A missing reference leaves nothing for numeric to compare with; agreement with the top
+    // tier is checked instead, so only the method itself is validated then.
+    if (item.reference.empty() && item.check.method != "clarify") {
+      if (!is_known_method(item.check.method)) {
+        return invalid_argument(where + ": unknown check method '" + item.check.method + "'");
+      }
+    } else if (Status s = validate_spec(item); !s.is_ok()) {
+      return invalid_argument(where + ": " + s.message());
+    }
+  }
+  return item;
+}
+
+Result<std::vector<TaskItem>> read_task_items(const std::string& path) {
+  std::error_code ec;
+  if (!std::filesystem::exists(path, ec)) return not_found(path + ": no such file");
+  std::ifstream in(path, std::ios::binary);
+  if (!in) return io_error(path + ": cannot open for reading");
+  std::vector<TaskItem> items;
+  std::string line;
+  int line_no = 0;
+  while (std::getline(in, line)) {
+    ++line_no;
+    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (normalize_answer(line).empty()) continue;
+    FRUGAL_ASSIGN_OR_RETURN(TaskItem item,
+                            parse_task_item(line, path + ":" + std::to_string(line_no)));
+    item.line = line_no;
+    items.push_back(std::move(item));
+  }
+  if (in.bad()) return io_error(path + ": read failed");
+  if (items.empty()) return invalid_argument(path + ": no task items");
+  return items;
+}
+
+Result<bool> check_answer(const TaskItem& item, std::string_view answer) {
+  FRUGAL_RETURN_IF_ERROR(validate_spec(item));
+  const std::string_view got = normalize_answer(answer);
+  const std::string& method = item.check.method;
+  if (method == "exact") return got == item.reference;
+  if (method == "exact_ci") return ascii_lower(got) == ascii_lower(item.reference);
+  if (method == "numeric") {
+    if (!is_plain_number(got)) return false;
+    double value = 0, reference = 0;
+    if (!parse_double(got, &value)) return false;  // too large to be finite
+    parse_double(item.reference, &reference);       // validated above
+    return std::fabs(value - reference) <= item.check.tolerance;
+  }
+  // clarify
+  if (got.empty() || got.back() != '?') return false;
+  const std::string low = ascii_lower(got);
+  return std::any_of(item.check.keywords.begin(), item.check.keywords.end(),
+                     [&](const std::string& k) { return low.find(ascii_lower(k)) !=
+                                                        std::string::npos; });
+}
+
+Result<bool> answers_agree(const TaskItem& item, std::string_view answer,
+                           std::string_view other) {
+  if (item.check.method == "clarify") return check_answer(item, answer);
+  TaskItem as_reference = item;
+  as_reference.reference = std::string(normalize_answer(other));
+  if (item.check.method == "numeric" && !is_plain_number(as_reference.reference)) {
+    return false;  // the top tier gave no number: nothing to agree with
+  }
+  return check_answer(as_reference, answer);
+}
+
+Result<ItemRun> run_task_item(Tier& tier1, Tier& top, const Scorer& scorer, const TaskItem& item,
+                              int64_t max_tokens) {
+  TierRequest request;
+  request.messages = item.messages;
+  request.max_tokens = max_tokens;
+  request.temperature = 0.0f;
+  request.prompt_logprobs = true;
+  ItemRun run;
+  FRUGAL_ASSIGN_OR_RETURN(run.tier1, tier1.answer(request));
+  request.prompt_logprobs = false;
+  FRUGAL_ASSIGN_OR_RETURN(run.top, top.answer(request));
+  run.features = scorer_features(run.tier1);
+  run.score = std::clamp(scorer(run.features), 0.0, 1.0);
+  if (item.reference.empty()) {
+    run.top_correct = true;
+    FRUGAL_ASSIGN_OR_RETURN(run.tier1_correct, answers_agree(item, run.tier1.text, run.top.text));
+  } else {
+    FRUGAL_ASSIGN_OR_RETURN(run.tier1_correct, check_answer(item, run.tier1.text));
+    FRUGAL_ASSIGN_OR_RETURN(run.top_correct, check_answer(item, run.top.text));
+  }
+  return run;
+}
+
+}  // namespace frugal::cascade
