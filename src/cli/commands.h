@@ -15,5 +15,7 @@ void register_quantize(CLI::App& app, int& exit_code);
 void register_bench(CLI::App& app, int& exit_code);
 void register_plan(CLI::App& app, int& exit_code);
 void register_cascade(CLI::App& app, int& exit_code);
+void register_eval(CLI::App& app, int& exit_code);
+void register_calibrate(CLI::App& app, int& exit_code);
 
 }  // namespace frugal::cli

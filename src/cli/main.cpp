@@ -16,6 +16,8 @@ int main(int argc, char** argv) {
   frugal::cli::register_bench(app, exit_code);
   frugal::cli::register_plan(app, exit_code);
   frugal::cli::register_cascade(app, exit_code);
+  frugal::cli::register_eval(app, exit_code);
+  frugal::cli::register_calibrate(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

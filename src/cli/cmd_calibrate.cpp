@@ -1,0 +1,390 @@
+// `frugal calibrate`: runs both tiers on task items, fits the scorer on half of them (split by
+// slice), sweeps the threshold on the other half, and writes the cheapest threshold that keeps
+// the cascade within --target of the top tier's quality (95 % one-sided), with the fitted
+// [cascade.scorer], into the config. Method: docs/CALIBRATION.md; outputs: docs/CASCADE.md.
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <memory>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cascade/calibration.h"
+#include "cascade/cascade.h"
+#include "cascade/config.h"
+#include "cascade/curve.h"
+#include "cascade/stats.h"
+#include "cascade/task_items.h"
+#include "cli/commands.h"
+
+namespace frugal::cli {
+
+namespace {
+
+namespace fs = std::filesystem;
+
+struct CalibrateArgs {
+  std::string config = "frugal.toml";
+  std::string data;
+  double target = 0.98;
+  int64_t n = 0;  // 0: every item
+  int64_t seed = 1;
+  std::string csv;  // default: calibration.csv beside the config
+  std::string svg;  // default: calibration.svg beside the config
+  bool dry_run = false;
+  int64_t max_tokens = 0;
+  int threads = 0;
+  int64_t ctx = 0;
+};
+
+bool is_header(const std::string& line) {
+  const size_t i = line.find_first_not_of(" \t");
+  return i != std::string::npos && line[i] == '[';
+}
+
+// The table name of a header line ("cascade.scorer" for "[cascade.scorer]  # x"); "" if none.
+std::string header_name(const std::string& line) {
+  const size_t open = line.find_first_not_of(" \t");
+  if (open == std::string::npos || line[open] != '[') return "";
+  size_t start = open + 1;
+  if (start < line.size() && line[start] == '[') ++start;
+  const size_t close = line.find(']', start);
+  if (close == std::string::npos) return "";
+  std::string name = line.substr(start, close - start);
+  std::string out;
+  for (char ch : name) {
+    if (ch != ' ' && ch != '\t') out += ch;
+  }
+  return out;
+}
+
+bool is_key_line(const std::string& line, const std::string& key) {
+  const size_t i = line.find_first_not_of(" \t");
+  if (i == std::string::npos || line.compare(i, key.size(), key) != 0) return false;
+  const size_t j = line.find_first_not_of(" \t", i + key.size());
+  return j != std::string::npos && line[j] == '=';
+}
+
+bool is_comment_or_blank(const std::string& line) {
+  const size_t i = line.find_first_not_of(" \t\r");
+  return i == std::string::npos || line[i] == '#';
+}
+
+std::string format_number(double v) {
+  char buf[64];
+  std::snprintf(buf, sizeof(buf), "%.17g", v);
+  std::string s = buf;
+  if (s.find_first_of(".eE") == std::string::npos) s += ".0";
+  return s;
+}
+
+// The config text with `threshold` set in [cascade] and the [cascade.scorer] tables replaced by
+// `scorer_toml`; every other line kept as it was.
+std::string rewrite_config(const std::string& text, double threshold,
+                           const std::string& scorer_toml) {
+  std::vector<std::string> lines;
+  std::istringstream in(text);
+  for (std::string line; std::getline(in, line);) lines.push_back(line);
+  // Drop the old scorer: [cascade.scorer*] tables, and an inline `scorer = {...}` in [cascade].
+  std::vector<std::string> kept;
+  std::string table;
+  bool dropping = false;
+  long scorer_at = -1;  // where the old scorer tables were
+  for (const std::string& line : lines) {
+    if (is_header(line)) {
+      table = header_name(line);
+      dropping = table == "cascade.scorer" || table.rfind("cascade.scorer.", 0) == 0;
+      if (dropping && scorer_at < 0) scorer_at = static_cast<long>(kept.size());
+    }
+    if (dropping) continue;
+    if (table == "cascade" && is_key_line(line, "scorer")) continue;
+    kept.push_back(line);
+  }
+  // Set the threshold.
+  long cascade_header = -1, cascade_end = -1;
+  bool threshold_set = false;
+  table.clear();
+  for (size_t i = 0; i < kept.size(); ++i) {
+    if (is_header(kept[i])) {
+      if (table == "cascade" && cascade_end < 0) cascade_end = static_cast<long>(i);
+      table = header_name(kept[i]);
+      if (table == "cascade" && cascade_header < 0) cascade_header = static_cast<long>(i);
+      continue;
+    }
+    if (table == "cascade" && !threshold_set && is_key_line(kept[i], "threshold")) {
+      kept[i] = "threshold = " + format_number(threshold);
+      threshold_set = true;
+    }
+  }
+  if (cascade_header >= 0 && cascade_end < 0) cascade_end = static_cast<long>(kept.size());
+  if (cascade_header < 0) {
+    // No [cascade] table: add one before the first table (root keys must stay first).
+    long at = static_cast<long>(kept.size());
+    for (size_t i = 0; i < kept.size(); ++i) {
+      if (is_header(kept[i])) {
+        at = static_cast<long>(i);
+        break;
+      }
+    }
+    kept.insert(kept.begin() + at, {"[cascade]", "threshold = " + format_number(threshold), ""});
+    if (scorer_at >= at) scorer_at += 3;
+    cascade_end = at + 2;
+  } else if (!threshold_set) {
+    kept.insert(kept.begin() + cascade_header + 1, "threshold = " + format_number(threshold));
+    if (scorer_at > cascade_header) ++scorer_at;
+    ++cascade_end;
+  }
+  // Place the scorer where it was, else at the end of [cascade] (before the comments that
+  // introduce the next table).
+  long at = scorer_at;
+  if (at < 0) {
+    at = cascade_end;
+    while (at > cascade_header + 1 && is_comment_or_blank(kept[at - 1]) &&
+           kept[at - 1].find_first_not_of(" \t\r") != std::string::npos) {
+      --at;
+    }
+  }
+  std::vector<std::string> scorer_lines;
+  std::istringstream sin(scorer_toml);
+  for (std::string line; std::getline(sin, line);) scorer_lines.push_back(line);
+  scorer_lines.emplace_back("");
+  if (at > 0 && !is_comment_or_blank(kept[at - 1])) scorer_lines.insert(scorer_lines.begin(), "");
+  kept.insert(kept.begin() + at, scorer_lines.begin(), scorer_lines.end());
+  std::string out;
+  for (const std::string& line : kept) out += line + "\n";
+  return out;
+}
+
+// Writes `text` to `path` through a temporary file in the same folder and a rename.
+Status write_atomically(const std::string& path, const std::string& text) {
+  const std::string tmp = path + ".tmp" + std::to_string(getpid());
+  {
+    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
+    if (!out) return io_error(tmp + ": cannot open for writing");
+    out << text;
+    out.flush();
+    if (!out) return io_error(tmp + ": write failed");
+  }
+  std::error_code ec;
+  fs::rename(tmp, path, ec);
+  if (ec) {
+    fs::remove(tmp, ec);
+    return io_error(path + ": cannot replace: " + ec.message());
+  }
+  return Status::ok();
+}
+
+std::string auroc_table(const std::vector<cascade::ScorerAuroc>& rows) {
+  std::string out = "scorer                 AUROC (held-out half)\n";
+  for (const auto& r : rows) {
+    char buf[128];
+    std::snprintf(buf, sizeof(buf), "%-22s %.3f%s\n", r.name.c_str(), r.auroc,
+                  r.flipped ? "  (negated)" : "");
+    out += buf;
+  }
+  return out;
+}
+
+int run_calibrate(const CalibrateArgs& a) {
+  if (!(a.target > 0 && a.target <= 1.5)) {
+    std::fprintf(stderr,
+                 "frugal calibrate: --target %g is out of range: it is the wanted fraction of "
+                 "the top tier's accuracy, in (0, 1.5] (e.g. 0.98)\n",
+                 a.target);
+    return 2;
+  }
+  auto config = cascade::load_cascade_config(a.config);
+  if (!config.is_ok()) {
+    std::fprintf(stderr, "frugal calibrate: %s\n", config.status().to_string().c_str());
+    return 2;
+  }
+  if (config->model_tiers().size() < 2) {
+    std::fprintf(stderr, "frugal calibrate: %s: needs two model tiers (tier 1 and a top tier)\n",
+                 a.config.c_str());
+    return 2;
+  }
+  auto items = cascade::read_task_items(a.data);
+  if (!items.is_ok()) {
+    std::fprintf(stderr, "frugal calibrate: %s\n", items.status().to_string().c_str());
+    return 2;
+  }
+  if (a.n > 0 && static_cast<size_t>(a.n) < items->size()) items->resize(a.n);
+  if (items->size() < 4) {
+    std::fprintf(stderr, "frugal calibrate: %s: %zu items; at least 4 are needed\n",
+                 a.data.c_str(), items->size());
+    return 2;
+  }
+  const fs::path config_dir = fs::path(a.config).parent_path();
+  const std::string csv_path = !a.csv.empty() ? a.csv : (config_dir / "calibration.csv").string();
+  const std::string svg_path = !a.svg.empty() ? a.svg : (config_dir / "calibration.svg").string();
+
+  cascade::CascadeOptions options;
+  options.n_threads = a.threads;
+  options.n_ctx = a.ctx;
+  auto c = cascade::Cascade::create(*config, options);
+  if (!c.is_ok()) {
+    std::fprintf(stderr, "frugal calibrate: %s: %s\n", a.config.c_str(),
+                 c.status().to_string().c_str());
+    return 1;
+  }
+  const int64_t max_tokens = a.max_tokens > 0 ? a.max_tokens : config->max_tokens;
+  const cascade::Scorer scorer = cascade::scorer_from_config(config->scorer);
+  std::vector<cascade::ItemRun> runs;
+  std::vector<std::string> strata;
+  const bool tty = isatty(2) != 0;
+  const auto start = std::chrono::steady_clock::now();
+  for (const cascade::TaskItem& item : *items) {
+    auto run = cascade::run_task_item((*c)->tier1(), (*c)->top_tier(), scorer, item, max_tokens);
+    if (!run.is_ok()) {
+      std::fprintf(stderr, "\nfrugal calibrate: %s:%d (item %s): %s\n", a.data.c_str(),
+                   item.line, item.id.c_str(), run.status().to_string().c_str());
+      return 1;
+    }
+    runs.push_back(std::move(*run));
+    strata.push_back(item.slice);
+    if (tty) {
+      const double s =
+          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      const double rate = s > 0 ? static_cast<double>(runs.size()) / s : 0;
+      std::fprintf(stderr, "\r%zu/%zu items  %.2f items/s  ETA %.0f s   ", runs.size(),
+                   items->size(), rate,
+                   rate > 0 ? static_cast<double>(items->size() - runs.size()) / rate : 0.0);
+      if (runs.size() == items->size()) std::fprintf(stderr, "\n");
+    }
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+
+  const cascade::SplitIndices split =
+      cascade::stratified_split(strata, 0.5, static_cast<uint64_t>(a.seed));
+  auto rows = [&](const std::vector<size_t>& idx, std::vector<std::vector<double>>* x,
+                  std::vector<bool>* labels) {
+    for (size_t i : idx) {
+      x->push_back(runs[i].features);
+      labels->push_back(runs[i].tier1_correct);
+    }
+  };
+  std::vector<std::vector<double>> fit_x, eval_x;
+  std::vector<bool> fit_labels, eval_labels;
+  rows(split.first, &fit_x, &fit_labels);
+  rows(split.second, &eval_x, &eval_labels);
+  auto model = cascade::LogisticModel::fit(fit_x, fit_labels, cascade::scorer_feature_names());
+  if (!model.is_ok()) {
+    std::fprintf(stderr, "frugal calibrate: fitting the scorer: %s\n",
+                 model.status().to_string().c_str());
+    return 1;
+  }
+  std::vector<cascade::CalibrationItem> cal;
+  for (size_t i : split.second) {
+    cal.push_back({runs[i].tier1_correct, runs[i].top_correct, model->predict(runs[i].features),
+                   runs[i].tier1.cost, runs[i].top.cost});
+  }
+  cascade::CalibrationOptions cal_options;
+  cal_options.target = a.target;
+  auto result = cascade::calibrate_threshold(cal, cal_options);
+  if (!result.is_ok()) {
+    std::fprintf(stderr, "frugal calibrate: %s\n", result.status().to_string().c_str());
+    return 1;
+  }
+
+  std::printf("%zu items from %s in %.1f s: scorer fitted on %zu, threshold chosen on %zu "
+              "(split by slice, seed %lld)\n",
+              runs.size(), a.data.c_str(), seconds, split.first.size(), split.second.size(),
+              (long long)a.seed);
+  std::printf("tier 1 '%s' accuracy %.3f, top tier '%s' accuracy %.3f (held-out half)\n\n",
+              (*c)->tier1().name().c_str(), result->tier1_accuracy,
+              (*c)->top_tier().name().c_str(), result->top_accuracy);
+  auto aurocs = cascade::compare_scorer_with_baselines(*model, fit_x, fit_labels, eval_x,
+                                                       eval_labels,
+                                                       {"mean_logprob", "answer_tokens"},
+                                                       static_cast<uint64_t>(a.seed));
+  if (aurocs.is_ok()) {
+    std::printf("%s\n", auroc_table(*aurocs).c_str());
+  } else {
+    std::printf("AUROC table unavailable: %s\n\n", aurocs.status().message().c_str());
+  }
+  std::printf("%s", cascade::curve_table(*result).c_str());
+  if (!result->summary.empty() && result->summary.back() != '\n') std::printf("\n");
+
+  for (const auto& [path, text] : {std::pair{csv_path, cascade::curve_csv(*result)},
+                                   std::pair{svg_path, cascade::curve_svg(*result)}}) {
+    if (Status s = cascade::write_text_file(path, text); !s.is_ok()) {
+      std::fprintf(stderr, "frugal calibrate: %s\n", s.to_string().c_str());
+      return 1;
+    }
+  }
+  std::printf("wrote %s and %s\n", csv_path.c_str(), svg_path.c_str());
+
+  if (!result->found) {
+    std::printf("%s left unchanged: no threshold meets the target\n", a.config.c_str());
+    std::fflush(stdout);
+    return 3;
+  }
+  const double threshold = result->chosen_point().threshold;
+  if (a.dry_run) {
+    std::printf("dry run: %s left unchanged (would set threshold = %s)\n", a.config.c_str(),
+                format_number(threshold).c_str());
+    std::fflush(stdout);
+    return 0;
+  }
+  std::ifstream in(a.config, std::ios::binary);
+  std::stringstream buf;
+  buf << in.rdbuf();
+  const std::string text =
+      rewrite_config(buf.str(), threshold, cascade::scorer_weights_toml(model->params()));
+  // Check the rewritten file before replacing the old one.
+  auto reread = cascade::parse_cascade_config(text, a.config, config_dir.string());
+  if (!reread.is_ok() || reread->threshold != threshold || !reread->scorer.set) {
+    std::fprintf(stderr, "frugal calibrate: the rewritten config does not read back (%s); %s "
+                         "left unchanged\n",
+                 reread.is_ok() ? "threshold or scorer lost" : reread.status().message().c_str(),
+                 a.config.c_str());
+    return 1;
+  }
+  if (Status s = write_atomically(a.config, text); !s.is_ok()) {
+    std::fprintf(stderr, "frugal calibrate: %s\n", s.to_string().c_str());
+    return 1;
+  }
+  std::printf("wrote threshold = %s and [cascade.scorer] to %s\n",
+              format_number(threshold).c_str(), a.config.c_str());
+  std::fflush(stdout);
+  return 0;
+}
+
+}  // namespace
+
+void register_calibrate(CLI::App& app, int& exit_code) {
+  auto args = std::make_shared<CalibrateArgs>();
+  auto* cmd = app.add_subcommand(
+      "calibrate", "Fit the scorer and choose the cheapest threshold that meets a quality "
+                   "target on task items; write both into the config");
+  cmd->add_option("--config", args->config, "Cascade config file to read and update "
+                                            "(default: frugal.toml)");
+  cmd->add_option("--data", args->data, "Task items, JSONL (docs/TASKS.md)")->required();
+  cmd->add_option("--target", args->target,
+                  "Wanted cascade accuracy as a fraction of the top tier's, in (0, 1.5] "
+                  "(default 0.98)");
+  cmd->add_option("--n", args->n, "Use only the first N items (default: all)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--seed", args->seed, "Seed of the fit/threshold split (default 1)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--csv", args->csv, "Curve CSV path (default: calibration.csv beside the "
+                                      "config)");
+  cmd->add_option("--svg", args->svg, "Curve plot path (default: calibration.svg beside the "
+                                      "config)");
+  cmd->add_flag("--dry-run", args->dry_run, "Report and write the curve, not the config");
+  cmd->add_option("-n,--max-tokens", args->max_tokens,
+                  "Maximum tokens per answer (default: [cascade] max_tokens)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
+  cmd->add_option("-t,--threads", args->threads, "Threads per local tier (default: all cores)");
+  cmd->add_option("-c,--ctx", args->ctx,
+                  "Context size per local tier (default: min(4096, trained))");
+  cmd->callback([args, &exit_code] { exit_code = run_calibrate(*args); });
+}
+
+}  // namespace frugal::cli

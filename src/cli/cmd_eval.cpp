@@ -1,0 +1,190 @@
+// `frugal eval`: runs tier 1 alone and the top tier alone on every task item of a JSONL file,
+// judges each answer with the item's check, and reports accuracy (95 % interval), escalation and
+// cost for tier 1, the top tier and the cascade overall, per slice and per difficulty, with the
+// gate's verdict: no slice may lose more than --margin points against the top tier.
+#include <unistd.h>
+
+#include <chrono>
+#include <cmath>
+#include <cstdio>
+#include <memory>
+#include <nlohmann/json.hpp>
+#include <string>
+#include <vector>
+
+#include "cascade/calibration.h"
+#include "cascade/cascade.h"
+#include "cascade/config.h"
+#include "cascade/curve.h"
+#include "cascade/task_items.h"
+#include "cli/commands.h"
+
+namespace frugal::cli {
+
+namespace {
+
+struct EvalArgs {
+  std::string config = "frugal.toml";
+  std::string data;
+  int64_t n = 0;  // 0: every item
+  double margin = 2.0;
+  double threshold = -1;  // < 0: the config's
+  bool json = false;
+  int64_t max_tokens = 0;  // 0: the config's [cascade] max_tokens
+  int threads = 0;
+  int64_t ctx = 0;
+};
+
+// "12/40 items  3.1 items/s  ETA 9 s" on one rewritten stderr line, when stderr is a terminal.
+class Progress {
+ public:
+  explicit Progress(size_t total)
+      : total_(total), on_(isatty(2) != 0), start_(std::chrono::steady_clock::now()) {}
+  void update(size_t done) {
+    if (!on_) return;
+    const double s =
+        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
+    const double rate = s > 0 ? static_cast<double>(done) / s : 0;
+    const double eta = rate > 0 ? static_cast<double>(total_ - done) / rate : 0;
+    std::fprintf(stderr, "\r%zu/%zu items  %.2f items/s  ETA %.0f s   ", done, total_, rate, eta);
+    if (done == total_) std::fprintf(stderr, "\n");
+    std::fflush(stderr);
+  }
+
+ private:
+  size_t total_;
+  bool on_;
+  std::chrono::steady_clock::time_point start_;
+};
+
+nlohmann::json policy_json(const cascade::PolicyEval& p) {
+  return {{"accuracy", p.accuracy},
+          {"accuracy_ci", {p.accuracy_ci.lo, p.accuracy_ci.hi}},
+          {"correct", p.correct},
+          {"items", p.items},
+          {"escalation_rate", p.escalation_rate},
+          {"cost", p.total_cost},
+          {"cost_per_item", p.cost_per_item},
+          {"cost_saved", p.cost_saved}};
+}
+
+nlohmann::json group_json(const cascade::GroupEval& g) {
+  return {{"items", g.items},
+          {"tier1", policy_json(g.tier1)},
+          {"top", policy_json(g.top)},
+          {"cascade", policy_json(g.cascade)}};
+}
+
+int run_eval(const EvalArgs& a) {
+  auto config = cascade::load_cascade_config(a.config);
+  if (!config.is_ok()) {
+    std::fprintf(stderr, "frugal eval: %s\n", config.status().to_string().c_str());
+    return 2;
+  }
+  if (config->model_tiers().empty()) {
+    std::fprintf(stderr, "frugal eval: %s: no model tier\n", a.config.c_str());
+    return 2;
+  }
+  auto items = cascade::read_task_items(a.data);
+  if (!items.is_ok()) {
+    std::fprintf(stderr, "frugal eval: %s\n", items.status().to_string().c_str());
+    return 2;
+  }
+  if (a.n > 0 && static_cast<size_t>(a.n) < items->size()) items->resize(a.n);
+  const double threshold = a.threshold >= 0 ? a.threshold : config->threshold;
+  cascade::CascadeOptions options;
+  options.n_threads = a.threads;
+  options.n_ctx = a.ctx;
+  auto c = cascade::Cascade::create(*config, options);
+  if (!c.is_ok()) {
+    std::fprintf(stderr, "frugal eval: %s: %s\n", a.config.c_str(),
+                 c.status().to_string().c_str());
+    return 1;
+  }
+  const int64_t max_tokens = a.max_tokens > 0 ? a.max_tokens : config->max_tokens;
+  const cascade::Scorer scorer = cascade::scorer_from_config(config->scorer);
+  std::vector<cascade::EvalItem> evals;
+  Progress progress(items->size());
+  const auto start = std::chrono::steady_clock::now();
+  for (const cascade::TaskItem& item : *items) {
+    auto run = cascade::run_task_item((*c)->tier1(), (*c)->top_tier(), scorer, item, max_tokens);
+    if (!run.is_ok()) {
+      std::fprintf(stderr, "\nfrugal eval: %s:%d (item %s): %s\n", a.data.c_str(), item.line,
+                   item.id.c_str(), run.status().to_string().c_str());
+      return 1;
+    }
+    cascade::EvalItem e;
+    e.slice = item.slice;
+    e.difficulty = "d" + std::to_string(item.difficulty);
+    e.outcome = {run->tier1_correct, run->top_correct, run->score, run->tier1.cost,
+                 run->top.cost};
+    evals.push_back(std::move(e));
+    progress.update(evals.size());
+  }
+  const double seconds =
+      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  cascade::EvalOptions eval_options;
+  eval_options.threshold = threshold;
+  eval_options.margin_points = a.margin;
+  auto report = cascade::evaluate_slices(evals, eval_options);
+  if (!report.is_ok()) {
+    std::fprintf(stderr, "frugal eval: %s\n", report.status().to_string().c_str());
+    return 1;
+  }
+  if (a.json) {
+    nlohmann::json j = group_json(report->overall);
+    j["threshold"] = report->threshold;
+    j["margin_points"] = report->margin_points;
+    j["seconds"] = seconds;
+    j["slices"] = nlohmann::json::object();
+    for (const auto& g : report->by_slice) j["slices"][g.slice] = group_json(g);
+    j["difficulties"] = nlohmann::json::object();
+    for (const auto& g : report->by_difficulty) j["difficulties"][g.difficulty] = group_json(g);
+    j["flags"] = nlohmann::json::array();
+    for (const auto& f : report->flags) {
+      j["flags"].push_back(
+          {{"slice", f.slice}, {"policy", f.policy}, {"loss_points", f.loss_points}});
+    }
+    j["pass"] = report->pass;
+    std::printf("%s\n",
+                j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
+  } else {
+    std::printf("%zu items from %s, tier 1 '%s', top tier '%s', threshold %.4g, %lld max "
+                "tokens, %.1f s\n\n",
+                evals.size(), a.data.c_str(), (*c)->tier1().name().c_str(),
+                (*c)->top_tier().name().c_str(), threshold, (long long)max_tokens, seconds);
+    std::printf("%s", cascade::eval_report_table(*report).c_str());
+  }
+  std::fflush(stdout);
+  return report->pass ? 0 : 3;
+}
+
+}  // namespace
+
+void register_eval(CLI::App& app, int& exit_code) {
+  auto args = std::make_shared<EvalArgs>();
+  auto* cmd = app.add_subcommand(
+      "eval", "Accuracy and cost of tier 1, the top tier and the cascade on task items "
+              "(exit 3 when a slice loses more than --margin points)");
+  cmd->add_option("--config", args->config, "Cascade config file (default: frugal.toml)");
+  cmd->add_option("--data", args->data, "Task items, JSONL (docs/TASKS.md)")->required();
+  cmd->add_option("--n", args->n, "Use only the first N items (default: all)")
+      ->check(CLI::NonNegativeNumber);
+  cmd->add_option("--margin", args->margin,
+                  "Allowed accuracy loss per slice vs the top tier, percentage points "
+                  "(default 2)")
+      ->check(CLI::Range(0.0, 100.0));
+  cmd->add_option("--threshold", args->threshold,
+                  "Scorer threshold to evaluate (default: the config's)")
+      ->check(CLI::Range(0.0, 1.0));
+  cmd->add_flag("--json", args->json, "One JSON object instead of the table");
+  cmd->add_option("-n,--max-tokens", args->max_tokens,
+                  "Maximum tokens per answer (default: [cascade] max_tokens)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
+  cmd->add_option("-t,--threads", args->threads, "Threads per local tier (default: all cores)");
+  cmd->add_option("-c,--ctx", args->ctx,
+                  "Context size per local tier (default: min(4096, trained))");
+  cmd->callback([args, &exit_code] { exit_code = run_eval(*args); });
+}
+
+}  // namespace frugal::cli
