@@ -1,0 +1,271 @@
+// `frugal eval` and `frugal calibrate` end to end on the bundled teacher (models/
+// frugal-teacher.gguf) playing both tiers on the first 40 held-out items: the JSON report's
+// shape and its consistency at the threshold's extremes, the gate's exit code with a weak
+// tier 1 (llama2.c's stories260K), the calibrated config, the curve files, and bad inputs.
+#include <gtest/gtest.h>
+#include <unistd.h>
+
+#include <cstdio>
+#include <filesystem>
+#include <fstream>
+#include <nlohmann/json.hpp>
+#include <sstream>
+#include <string>
+#include <vector>
+
+#include "cascade/config.h"
+
+namespace frugal::cascade {
+namespace {
+
+namespace fs = std::filesystem;
+using nlohmann::json;
+
+struct Output {
+  int exit_code;
+  std::string out;
+};
+
+Output run_frugal(const std::string& args, bool with_stderr = false) {
+  const std::string cmd =
+      std::string(FRUGAL_BINARY) + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
+  FILE* p = popen(cmd.c_str(), "r");
+  std::string out;
+  char buf[4096];
+  size_t n;
+  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
+  const int status = pclose(p);
+  return {WEXITSTATUS(status), out};
+}
+
+std::string read_file(const fs::path& p) {
+  std::ifstream in(p, std::ios::binary);
+  std::stringstream s;
+  s << in.rdbuf();
+  return s.str();
+}
+
+constexpr int kItems = 40;
+
+class CalibrateEvalTest : public ::testing::Test {
+ protected:
+  static void SetUpTestSuite() {
+    dir_ = fs::temp_directory_path() / ("frugal_calibrate_eval_" + std::to_string(getpid()));
+    fs::create_directories(dir_);
+    std::ifstream in(std::string(FRUGAL_SOURCE_DIR) + "/data/heldout.jsonl");
+    std::ofstream out(dir_ / "items.jsonl");
+    std::string line;
+    for (int i = 0; i < kItems && std::getline(in, line); ++i) out << line << "\n";
+  }
+  static void TearDownTestSuite() { fs::remove_all(dir_); }
+
+  static std::string teacher() {
+    return std::string(FRUGAL_SOURCE_DIR) + "/models/frugal-teacher.gguf";
+  }
+  // A config with a cache, `tier1_model` as "small" and the teacher as "large".
+  static fs::path write_config(const std::string& name, double threshold,
+                               const std::string& tier1_model = "") {
+    const fs::path p = dir_ / name;
+    std::ofstream(p) << "# test config\n[cascade]\n# the threshold\nthreshold = " << threshold
+                     << "\nmax_tokens = 16\n\n[[tier]]\nname = \"cache\"\nkind = \"cache\"\n\n"
+                     << "# the cheap one\n[[tier]]\nname = \"small\"\nkind = \"local\"\nmodel = \""
+                     << (tier1_model.empty() ? teacher() : tier1_model)
+                     << "\"\nprice_in = 0.05\nprice_out = 0.10\n\n[[tier]]\nname = \"large\"\n"
+                     << "kind = \"local\"\nmodel = \"" << teacher()
+                     << "\"\nprice_in = 0.50\nprice_out = 1.50\n";
+    return p;
+  }
+  static std::string items() { return (dir_ / "items.jsonl").string(); }
+  static json eval_json(const fs::path& config, const std::string& extra = "",
+                        int expect_exit = 0) {
+    Output o = run_frugal("eval --config " + config.string() + " --data " + items() +
+                          " -n 16 -t 1 --json " + extra);
+    EXPECT_EQ(o.exit_code, expect_exit) << o.out;
+    json j = json::parse(o.out, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << o.out;
+    return j;
+  }
+
+  static fs::path dir_;
+};
+
+fs::path CalibrateEvalTest::dir_;
+
+void expect_policies(const json& g, const std::string& where) {
+  for (const char* policy : {"tier1", "top", "cascade"}) {
+    ASSERT_TRUE(g.contains(policy)) << where << " lacks " << policy;
+    const double acc = g[policy]["accuracy"].get<double>();
+    EXPECT_GE(acc, 0.0) << where;
+    EXPECT_LE(acc, 1.0) << where;
+    EXPECT_GE(g[policy]["cost"].get<double>(), 0.0) << where;
+    EXPECT_TRUE(g[policy].contains("escalation_rate")) << where;
+  }
+}
+
+TEST_F(CalibrateEvalTest, EvalAtThresholdZeroKeepsTier1Everywhere) {
+  const json j = eval_json(write_config("zero.toml", 0.0));
+  expect_policies(j, "overall");
+  EXPECT_EQ(j["items"].get<int>(), kItems);
+  // Same model, greedy: both tiers give the same answers.
+  EXPECT_DOUBLE_EQ(j["tier1"]["accuracy"].get<double>(), j["top"]["accuracy"].get<double>());
+  EXPECT_DOUBLE_EQ(j["cascade"]["accuracy"].get<double>(), j["tier1"]["accuracy"].get<double>());
+  EXPECT_EQ(j["tier1"]["correct"].get<int>(),
+            static_cast<int>(j["tier1"]["accuracy"].get<double>() * kItems + 0.5));
+  // The teacher is right on some of these items and wrong on others.
+  EXPECT_GT(j["tier1"]["accuracy"].get<double>(), 0.0);
+  EXPECT_LT(j["tier1"]["accuracy"].get<double>(), 1.0);
+  EXPECT_EQ(j["cascade"]["escalation_rate"].get<double>(), 0.0);
+  EXPECT_GT(j["cascade"]["cost_saved"].get<double>(), 0.0);
+  EXPECT_LT(j["cascade"]["cost"].get<double>(), j["top"]["cost"].get<double>());
+  EXPECT_TRUE(j["pass"].get<bool>());
+  EXPECT_TRUE(j["flags"].empty());
+  ASSERT_TRUE(j["slices"].is_object());
+  EXPECT_GE(j["slices"].size(), 5u);
+  int slice_items = 0;
+  for (const auto& [name, g] : j["slices"].items()) {
+    expect_policies(g, "slice " + name);
+    slice_items += g["items"].get<int>();
+  }
+  EXPECT_EQ(slice_items, kItems);
+}
+
+TEST_F(CalibrateEvalTest, EvalAtThresholdOneEscalatesEverything) {
+  const json j = eval_json(write_config("one.toml", 1.0));
+  EXPECT_EQ(j["cascade"]["escalation_rate"].get<double>(), 1.0);
+  EXPECT_DOUBLE_EQ(j["cascade"]["accuracy"].get<double>(), j["top"]["accuracy"].get<double>());
+  // Tier 1 is paid for and then the top tier too.
+  EXPECT_GT(j["cascade"]["cost"].get<double>(), j["top"]["cost"].get<double>());
+  // --threshold overrides the config's.
+  const json k = eval_json(write_config("one_b.toml", 1.0), "--threshold 0");
+  EXPECT_EQ(k["cascade"]["escalation_rate"].get<double>(), 0.0);
+  // The table names the verdict.
+  Output o = run_frugal("eval --config " + (dir_ / "one.toml").string() + " --data " + items() +
+                        " -n 16 -t 1 --n 10");
+  EXPECT_EQ(o.exit_code, 0);
+  EXPECT_NE(o.out.find("10 items"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("PASS"), std::string::npos) << o.out;
+}
+
+TEST_F(CalibrateEvalTest, EvalExitsThreeWhenTier1RegressesASlice) {
+  const std::string src = std::string(FRUGAL_SHARED_DIR) + "/models/stories260K";
+  if (!fs::exists(src + "/stories260K.bin")) GTEST_SKIP() << "no " << src;
+  const fs::path weak = dir_ / "stories.gguf";
+  Output conv = run_frugal("convert --llama2c " + src + "/stories260K.bin --tokenizer " + src +
+                               "/tok512.bin -o " + weak.string(),
+                           true);
+  ASSERT_EQ(conv.exit_code, 0) << conv.out;
+  const json j = eval_json(write_config("weak.toml", 0.0, weak.string()), "", 3);
+  EXPECT_FALSE(j["pass"].get<bool>());
+  ASSERT_FALSE(j["flags"].empty());
+  EXPECT_TRUE(j["slices"].contains(j["flags"][0]["slice"].get<std::string>()));
+  EXPECT_GT(j["flags"][0]["loss_points"].get<double>(), 2.0);
+  EXPECT_LT(j["tier1"]["accuracy"].get<double>(), j["top"]["accuracy"].get<double>());
+}
+
+// The chosen row of a curve CSV: its threshold.
+double chosen_threshold(const std::string& csv, size_t* rows) {
+  std::istringstream in(csv);
+  std::string line;
+  std::getline(in, line);
+  EXPECT_EQ(line.rfind("threshold,", 0), 0u) << line;
+  double chosen = -1;
+  *rows = 0;
+  while (std::getline(in, line)) {
+    ++*rows;
+    if (line.size() >= 2 && line.substr(line.size() - 2) == ",1") chosen = std::stod(line);
+  }
+  return chosen;
+}
+
+TEST_F(CalibrateEvalTest, CalibrateWritesCurveAndConfig) {
+  const fs::path config = write_config("cal.toml", 0.5);
+  Output o = run_frugal("calibrate --config " + config.string() + " --data " + items() +
+                        " --target 0.98 -n 16 -t 1");
+  ASSERT_EQ(o.exit_code, 0) << o.out;
+  EXPECT_NE(o.out.find("mean_logprob"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("random"), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("chose threshold"), std::string::npos) << o.out;
+  size_t rows = 0;
+  const double chosen = chosen_threshold(read_file(dir_ / "calibration.csv"), &rows);
+  EXPECT_GE(rows, 2u);
+  ASSERT_GE(chosen, 0.0);
+  const std::string svg = read_file(dir_ / "calibration.svg");
+  EXPECT_NE(svg.find("<svg"), std::string::npos);
+  EXPECT_NE(svg.find("class=\"chosen\""), std::string::npos);
+  EXPECT_EQ(svg.substr(svg.size() - 7), "</svg>\n");
+
+  auto c = load_cascade_config(config.string());
+  ASSERT_TRUE(c.is_ok()) << c.status().to_string() << "\n" << read_file(config);
+  EXPECT_NEAR(c->threshold, chosen, 1e-9 + 1e-9 * chosen);
+  EXPECT_TRUE(c->scorer.set);
+  EXPECT_EQ(c->scorer.weights.size(), 9u);
+  ASSERT_EQ(c->tiers.size(), 3u);
+  EXPECT_EQ(c->tiers[1].name, "small");
+  EXPECT_EQ(c->max_tokens, 16);
+  const std::string text = read_file(config);
+  EXPECT_EQ(text.rfind("# test config\n", 0), 0u) << text;  // comments kept
+  EXPECT_NE(text.find("# the cheap one\n[[tier]]"), std::string::npos) << text;
+
+  // Calibrating again replaces the scorer rather than adding a second one.
+  Output again = run_frugal("calibrate --config " + config.string() + " --data " + items() +
+                            " --seed 7 -n 16 -t 1 --csv " + (dir_ / "b.csv").string() +
+                            " --svg " + (dir_ / "b.svg").string());
+  ASSERT_EQ(again.exit_code, 0) << again.out;
+  ASSERT_TRUE(load_cascade_config(config.string()).is_ok()) << read_file(config);
+  const std::string text2 = read_file(config);
+  EXPECT_EQ(text2.find("[cascade.scorer]"), text2.rfind("[cascade.scorer]")) << text2;
+  EXPECT_TRUE(fs::exists(dir_ / "b.csv"));
+  EXPECT_TRUE(fs::exists(dir_ / "b.svg"));
+}
+
+TEST_F(CalibrateEvalTest, CalibrateLeavesConfigAloneOnDryRunOrUnmetTarget) {
+  const fs::path config = write_config("keep.toml", 0.5);
+  const std::string before = read_file(config);
+  Output dry = run_frugal("calibrate --config " + config.string() + " --data " + items() +
+                          " --dry-run -n 16 -t 1");
+  EXPECT_EQ(dry.exit_code, 0) << dry.out;
+  EXPECT_EQ(read_file(config), before);
+  // Identical tiers: the cascade cannot reach 1.5 x the top tier's accuracy.
+  Output unmet = run_frugal("calibrate --config " + config.string() + " --data " + items() +
+                            " --target 1.5 -n 16 -t 1");
+  EXPECT_EQ(unmet.exit_code, 3) << unmet.out;
+  EXPECT_NE(unmet.out.find("no threshold meets"), std::string::npos) << unmet.out;
+  EXPECT_EQ(read_file(config), before);
+}
+
+TEST_F(CalibrateEvalTest, BadInputsExitTwoWithAMessage) {
+  const fs::path config = write_config("bad.toml", 0.5);
+  for (const char* cmd : {"eval", "calibrate"}) {
+    Output missing = run_frugal(std::string(cmd) + " --config " + config.string() +
+                                    " --data " + (dir_ / "nope.jsonl").string(),
+                                true);
+    EXPECT_EQ(missing.exit_code, 2) << missing.out;
+    EXPECT_NE(missing.out.find("nope.jsonl"), std::string::npos) << missing.out;
+  }
+  const fs::path malformed = dir_ / "malformed.jsonl";
+  {
+    std::ifstream in(items());
+    std::ofstream out(malformed);
+    std::string line;
+    std::getline(in, line);
+    out << line << "\n" << line << "\n{\"id\": \"x\", \"slice\": \n";
+  }
+  Output bad = run_frugal("eval --config " + config.string() + " --data " + malformed.string(),
+                          true);
+  EXPECT_EQ(bad.exit_code, 2) << bad.out;
+  EXPECT_NE(bad.out.find("malformed.jsonl:3"), std::string::npos) << bad.out;
+  for (const char* target : {"0", "-1", "1.6"}) {
+    Output t = run_frugal("calibrate --config " + config.string() + " --data " + items() +
+                              " --target " + target,
+                          true);
+    EXPECT_EQ(t.exit_code, 2) << target << ": " << t.out;
+    EXPECT_NE(t.out.find("(0, 1.5]"), std::string::npos) << t.out;
+  }
+  Output no_config = run_frugal("eval --config " + (dir_ / "none.toml").string() + " --data " +
+                                    items(),
+                                true);
+  EXPECT_EQ(no_config.exit_code, 2) << no_config.out;
+}
+
+}  // namespace
+}  // namespace frugal::cascade
