@@ -218,6 +218,34 @@ TEST_F(CalibrateEvalTest, CalibrateWritesCurveAndConfig) {
   EXPECT_TRUE(fs::exists(dir_ / "b.svg"));
 }
 
+// Configs without a threshold line, with an inline scorer, or with no [cascade] table at all.
+TEST_F(CalibrateEvalTest, CalibrateRewritesOtherConfigShapes) {
+  const std::string tiers = "[[tier]]\nname = \"small\"\nkind = \"local\"\nmodel = \"" +
+                            teacher() + "\"\nprice_in = 0.05\nprice_out = 0.10\n\n"
+                            "[[tier]]\nname = \"large\"\nkind = \"local\"\nmodel = \"" +
+                            teacher() + "\"\nprice_in = 0.50\nprice_out = 1.50\n";
+  const std::vector<std::string> heads = {
+      "[cascade]\nmax_tokens = 16\nscorer = { bias = 1.0, weights = { mean_logprob = 4.0 } }\n"
+      "# more\n\n",
+      "# no cascade table\n\n"};
+  for (size_t i = 0; i < heads.size(); ++i) {
+    const fs::path config = dir_ / ("shape" + std::to_string(i) + ".toml");
+    std::ofstream(config) << heads[i] << tiers;
+    Output o = run_frugal("calibrate --config " + config.string() + " --data " + items() +
+                          " -n 16 -t 1");
+    ASSERT_EQ(o.exit_code, 0) << o.out;
+    size_t rows = 0;
+    const double chosen = chosen_threshold(read_file(dir_ / "calibration.csv"), &rows);
+    auto c = load_cascade_config(config.string());
+    ASSERT_TRUE(c.is_ok()) << c.status().to_string() << "\n" << read_file(config);
+    EXPECT_NEAR(c->threshold, chosen, 1e-9);
+    EXPECT_TRUE(c->scorer.set);
+    EXPECT_EQ(c->scorer.weights.size(), 9u) << read_file(config);
+    EXPECT_EQ(c->model_tiers().size(), 2u);
+    if (i == 0) EXPECT_EQ(c->max_tokens, 16);
+  }
+}
+
 TEST_F(CalibrateEvalTest, CalibrateLeavesConfigAloneOnDryRunOrUnmetTarget) {
   const fs::path config = write_config("keep.toml", 0.5);
   const std::string before = read_file(config);
