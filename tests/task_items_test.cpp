@@ -146,7 +146,9 @@ TEST(ReadTaskItems, HeldoutReferencesPassAndWrongAnswersFail) {
     EXPECT_TRUE(ok(t, "  " + t.reference + "\n")) << t.id;
     EXPECT_FALSE(ok(t, "")) << t.id;
     EXPECT_FALSE(ok(t, "zzz")) << t.id;
-    if (t.check.method != "clarify") EXPECT_FALSE(ok(t, t.reference + " 7")) << t.id;
+    if (t.check.method != "clarify") {
+      EXPECT_FALSE(ok(t, t.reference + " 7")) << t.id;
+    }
   }
 }
 

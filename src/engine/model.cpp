@@ -134,18 +134,21 @@ Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<
     }
   }
 
+  // Per-token work of the small ops, so that small batches stay on the calling thread.
+  const int64_t norm_grain = parallel_grain(4 * n_embd);
+  const int64_t rope_grain = parallel_grain(8 * (nq + 2 * nkv));
   for (int64_t il = 0; il < c.n_layer; ++il) {
     const LayerWeights& l = w.layers[il];
 
     // Attention block.
-    pool->parallel_for(n_tokens, 1, [&](int64_t b, int64_t e, int) {
+    pool->parallel_for(n_tokens, norm_grain, [&](int64_t b, int64_t e, int) {
       for (int64_t t = b; t < e; ++t)
         kernels::rms_norm(x + t * n_embd, l.attn_norm.data(), c.rms_eps, n_embd, xn + t * n_embd);
     });
     kernels::matmul(l.wq, xn, n_tokens, s_.q.data(), pool);
     kernels::matmul(l.wk, xn, n_tokens, s_.k.data(), pool);
     kernels::matmul(l.wv, xn, n_tokens, s_.v.data(), pool);
-    pool->parallel_for(n_tokens, 1, [&](int64_t b, int64_t e, int) {
+    pool->parallel_for(n_tokens, rope_grain, [&](int64_t b, int64_t e, int) {
       for (int64_t t = b; t < e; ++t) {
         float* q = s_.q.data() + t * nq;
         float* k = s_.k.data() + t * nkv;
@@ -175,7 +178,7 @@ Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<
     kernels::add_inplace(x, s_.proj.data(), n_tokens * n_embd);
 
     // Feed-forward block: down(silu(gate(x)) * up(x)).
-    pool->parallel_for(n_tokens, 1, [&](int64_t b, int64_t e, int) {
+    pool->parallel_for(n_tokens, norm_grain, [&](int64_t b, int64_t e, int) {
       for (int64_t t = b; t < e; ++t)
         kernels::rms_norm(x + t * n_embd, l.ffn_norm.data(), c.rms_eps, n_embd, xn + t * n_embd);
     });
@@ -210,7 +213,11 @@ void Model::attention(int64_t il, int64_t n_tokens, KvCache& kv) {
   const int64_t n_positions = kv.n_blocks() * bs;
   const int64_t max_blocks = kv.n_blocks();
   const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
-  pool_->parallel_for(n_tokens * c.n_head_kv, 1, [&](int64_t b, int64_t e, int thread) {
+  // An item's work grows with its context; the longest in the batch sets the grain.
+  int64_t max_ctx = 1;
+  for (int64_t t = 0; t < n_tokens; ++t) max_ctx = std::max<int64_t>(max_ctx, s_.tok_pos[t] + 1);
+  const int64_t grain = parallel_grain(2 * max_ctx * group * hd);
+  pool_->parallel_for(n_tokens * c.n_head_kv, grain, [&](int64_t b, int64_t e, int thread) {
     float* scores = s_.scores.data() + thread * group * n_positions;
     const float** k_blocks = s_.block_ptrs.data() + thread * 2 * max_blocks;
     const float** v_blocks = k_blocks + max_blocks;

@@ -120,7 +120,7 @@ void MatmulFloat(const WeightView& w, const float* x, int64_t n_tokens, float* y
                  ThreadPool* pool) {
   auto work = [&](int64_t r0, int64_t r1, int) { FloatRows<TW>(w, x, n_tokens, y, r0, r1); };
   if (pool != nullptr) {
-    pool->parallel_for(w.n_rows, kRowGrain, work);
+    pool->parallel_for(w.n_rows, parallel_grain(w.n_cols * n_tokens, kRowGrain), work);
   } else {
     work(0, w.n_rows, 0);
   }
@@ -425,11 +425,11 @@ void MatmulQuant(const WeightView& w, const float* x, int64_t n_tokens, float* y
   auto work = [&](int64_t r0, int64_t r1, int) { QuantRows<K>(w, xq, xd, n_tokens, y, r0, r1); };
   if (pool != nullptr) {
     if (n_tokens >= 8) {
-      pool->parallel_for(n_tokens, 1, quantize);
+      pool->parallel_for(n_tokens, parallel_grain(w.n_cols), quantize);
     } else {
       quantize(0, n_tokens, 0);
     }
-    pool->parallel_for(w.n_rows, kRowGrain, work);
+    pool->parallel_for(w.n_rows, parallel_grain(w.n_cols * n_tokens, kRowGrain), work);
   } else {
     quantize(0, n_tokens, 0);
     work(0, w.n_rows, 0);

@@ -96,6 +96,13 @@ void ThreadPool::parallel_for(int64_t n, int64_t grain,
   });
 }
 
+int64_t parallel_grain(int64_t work_per_item, int64_t multiple) {
+  multiple = std::max<int64_t>(1, multiple);
+  const int64_t items = (kMinParallelWork + std::max<int64_t>(1, work_per_item) - 1) /
+                        std::max<int64_t>(1, work_per_item);
+  return (items + multiple - 1) / multiple * multiple;
+}
+
 int default_thread_count() {
   unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : static_cast<int>(n);

@@ -44,4 +44,13 @@ class ThreadPool {
 // The number of threads to use when the user gives none: the hardware's count.
 int default_thread_count();
 
+// A parallel section costs microseconds to hand off, and a whole timeslice when the machine is
+// busy, so work below this many units (about one multiply-add each) per chunk stays on the
+// calling thread: a 2.5M-parameter model decodes 30x faster on one thread than split in two.
+constexpr int64_t kMinParallelWork = int64_t{1} << 17;
+
+// The parallel_for grain that gives every chunk at least kMinParallelWork units when each item
+// costs `work_per_item`, rounded up to a multiple of `multiple`.
+int64_t parallel_grain(int64_t work_per_item, int64_t multiple = 1);
+
 }  // namespace frugal
