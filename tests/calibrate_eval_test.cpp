@@ -242,7 +242,9 @@ TEST_F(CalibrateEvalTest, CalibrateRewritesOtherConfigShapes) {
     EXPECT_TRUE(c->scorer.set);
     EXPECT_EQ(c->scorer.weights.size(), 9u) << read_file(config);
     EXPECT_EQ(c->model_tiers().size(), 2u);
-    if (i == 0) EXPECT_EQ(c->max_tokens, 16);
+    if (i == 0) {
+      EXPECT_EQ(c->max_tokens, 16);
+    }
   }
 }
 
