@@ -140,7 +140,7 @@ TEST_F(CalibrateEvalTest, EvalAtThresholdOneEscalatesEverything) {
   EXPECT_EQ(k["cascade"]["escalation_rate"].get<double>(), 0.0);
   // The table names the verdict.
   Output o = run_frugal("eval --config " + (dir_ / "one.toml").string() + " --data " + items() +
-                        " -n 16 -t 1 --n 10");
+                        " -n 16 -t 1 --limit 10");
   EXPECT_EQ(o.exit_code, 0);
   EXPECT_NE(o.out.find("10 items"), std::string::npos) << o.out;
   EXPECT_NE(o.out.find("PASS"), std::string::npos) << o.out;

@@ -369,7 +369,7 @@ void register_calibrate(CLI::App& app, int& exit_code) {
   cmd->add_option("--target", args->target,
                   "Wanted cascade accuracy as a fraction of the top tier's, in (0, 1.5] "
                   "(default 0.98)");
-  cmd->add_option("--n", args->n, "Use only the first N items (default: all)")
+  cmd->add_option("--limit", args->n, "Use only the first N items (default: all)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--seed", args->seed, "Seed of the fit/threshold split (default 1)")
       ->check(CLI::NonNegativeNumber);

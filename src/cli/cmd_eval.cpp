@@ -168,7 +168,7 @@ void register_eval(CLI::App& app, int& exit_code) {
               "(exit 3 when a slice loses more than --margin points)");
   cmd->add_option("--config", args->config, "Cascade config file (default: frugal.toml)");
   cmd->add_option("--data", args->data, "Task items, JSONL (docs/TASKS.md)")->required();
-  cmd->add_option("--n", args->n, "Use only the first N items (default: all)")
+  cmd->add_option("--limit", args->n, "Use only the first N items (default: all)")
       ->check(CLI::NonNegativeNumber);
   cmd->add_option("--margin", args->margin,
                   "Allowed accuracy loss per slice vs the top tier, percentage points "
