@@ -48,6 +48,12 @@ fi
 echo "== frugal cascade --config $config: cache -> small model -> scorer -> large model"
 printf '%s\n' "${prompts[@]}" "${prompts[0]}" | $F cascade --config "$config" -n 24 --json
 
+if [ "$config" = frugal.toml ]; then
+  echo
+  echo "== frugal eval: student alone, teacher alone and the cascade, per slice (held-out items)"
+  # Exit 3 means the distillation gate flags a slice the student loses: shown, not fatal here.
+  $F eval --config frugal.toml --data data/heldout.jsonl --limit 300 -t 2 || true
+fi
 echo
 echo "== frugal bench (2 threads): speed beside the roofline measured in the same run"
 $F bench -m "$model" -p 64 -n 64 -t 2
