@@ -2,9 +2,7 @@
 // slice), sweeps the threshold on the other half, and writes the cheapest threshold that keeps
 // the cascade within --target of the top tier's quality (95 % one-sided), with the fitted
 // [cascade.scorer], into the config. Method: docs/CALIBRATION.md; outputs: docs/CASCADE.md.
-#include <unistd.h>
 
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
@@ -21,6 +19,7 @@
 #include "cascade/stats.h"
 #include "cascade/task_items.h"
 #include "cli/commands.h"
+#include "cli/task_runs.h"
 
 namespace frugal::cli {
 
@@ -234,31 +233,12 @@ int run_calibrate(const CalibrateArgs& a) {
   }
   const int64_t max_tokens = a.max_tokens > 0 ? a.max_tokens : config->max_tokens;
   const cascade::Scorer scorer = cascade::scorer_from_config(config->scorer);
-  std::vector<cascade::ItemRun> runs;
+  double seconds = 0;
+  auto ran = run_task_items("calibrate", **c, scorer, *items, max_tokens, a.data, &seconds);
+  if (!ran) return 1;
+  const std::vector<cascade::ItemRun>& runs = *ran;
   std::vector<std::string> strata;
-  const bool tty = isatty(2) != 0;
-  const auto start = std::chrono::steady_clock::now();
-  for (const cascade::TaskItem& item : *items) {
-    auto run = cascade::run_task_item((*c)->tier1(), (*c)->top_tier(), scorer, item, max_tokens);
-    if (!run.is_ok()) {
-      std::fprintf(stderr, "\nfrugal calibrate: %s:%d (item %s): %s\n", a.data.c_str(),
-                   item.line, item.id.c_str(), run.status().to_string().c_str());
-      return 1;
-    }
-    runs.push_back(std::move(*run));
-    strata.push_back(item.slice);
-    if (tty) {
-      const double s =
-          std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
-      const double rate = s > 0 ? static_cast<double>(runs.size()) / s : 0;
-      std::fprintf(stderr, "\r%zu/%zu items  %.2f items/s  ETA %.0f s   ", runs.size(),
-                   items->size(), rate,
-                   rate > 0 ? static_cast<double>(items->size() - runs.size()) / rate : 0.0);
-      if (runs.size() == items->size()) std::fprintf(stderr, "\n");
-    }
-  }
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  for (const cascade::TaskItem& item : *items) strata.push_back(item.slice);
 
   const cascade::SplitIndices split =
       cascade::stratified_split(strata, 0.5, static_cast<uint64_t>(a.seed));

@@ -2,9 +2,7 @@
 // judges each answer with the item's check, and reports accuracy (95 % interval), escalation and
 // cost for tier 1, the top tier and the cascade overall, per slice and per difficulty, with the
 // gate's verdict: no slice may lose more than --margin points against the top tier.
-#include <unistd.h>
 
-#include <chrono>
 #include <cmath>
 #include <cstdio>
 #include <memory>
@@ -18,6 +16,7 @@
 #include "cascade/curve.h"
 #include "cascade/task_items.h"
 #include "cli/commands.h"
+#include "cli/task_runs.h"
 
 namespace frugal::cli {
 
@@ -36,27 +35,6 @@ struct EvalArgs {
 };
 
 // "12/40 items  3.1 items/s  ETA 9 s" on one rewritten stderr line, when stderr is a terminal.
-class Progress {
- public:
-  explicit Progress(size_t total)
-      : total_(total), on_(isatty(2) != 0), start_(std::chrono::steady_clock::now()) {}
-  void update(size_t done) {
-    if (!on_) return;
-    const double s =
-        std::chrono::duration<double>(std::chrono::steady_clock::now() - start_).count();
-    const double rate = s > 0 ? static_cast<double>(done) / s : 0;
-    const double eta = rate > 0 ? static_cast<double>(total_ - done) / rate : 0;
-    std::fprintf(stderr, "\r%zu/%zu items  %.2f items/s  ETA %.0f s   ", done, total_, rate, eta);
-    if (done == total_) std::fprintf(stderr, "\n");
-    std::fflush(stderr);
-  }
-
- private:
-  size_t total_;
-  bool on_;
-  std::chrono::steady_clock::time_point start_;
-};
-
 nlohmann::json policy_json(const cascade::PolicyEval& p) {
   return {{"accuracy", p.accuracy},
           {"accuracy_ci", {p.accuracy_ci.lo, p.accuracy_ci.hi}},
@@ -103,26 +81,19 @@ int run_eval(const EvalArgs& a) {
   }
   const int64_t max_tokens = a.max_tokens > 0 ? a.max_tokens : config->max_tokens;
   const cascade::Scorer scorer = cascade::scorer_from_config(config->scorer);
+  double seconds = 0;
+  auto runs = run_task_items("eval", **c, scorer, *items, max_tokens, a.data, &seconds);
+  if (!runs) return 1;
   std::vector<cascade::EvalItem> evals;
-  Progress progress(items->size());
-  const auto start = std::chrono::steady_clock::now();
-  for (const cascade::TaskItem& item : *items) {
-    auto run = cascade::run_task_item((*c)->tier1(), (*c)->top_tier(), scorer, item, max_tokens);
-    if (!run.is_ok()) {
-      std::fprintf(stderr, "\nfrugal eval: %s:%d (item %s): %s\n", a.data.c_str(), item.line,
-                   item.id.c_str(), run.status().to_string().c_str());
-      return 1;
-    }
+  for (size_t i = 0; i < items->size(); ++i) {
+    const cascade::TaskItem& item = (*items)[i];
+    const cascade::ItemRun& run = (*runs)[i];
     cascade::EvalItem e;
     e.slice = item.slice;
     e.difficulty = "d" + std::to_string(item.difficulty);
-    e.outcome = {run->tier1_correct, run->top_correct, run->score, run->tier1.cost,
-                 run->top.cost};
+    e.outcome = {run.tier1_correct, run.top_correct, run.score, run.tier1.cost, run.top.cost};
     evals.push_back(std::move(e));
-    progress.update(evals.size());
   }
-  const double seconds =
-      std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   cascade::EvalOptions eval_options;
   eval_options.threshold = threshold;
   eval_options.margin_points = a.margin;

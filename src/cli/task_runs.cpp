@@ -1,0 +1,45 @@
+// run_task_items: the shared eval/calibrate loop, with an items/s and ETA line on a terminal.
+#include "cli/task_runs.h"
+
+#include <unistd.h>
+
+#include <chrono>
+#include <cstdio>
+
+namespace frugal::cli {
+
+std::optional<std::vector<cascade::ItemRun>> run_task_items(
+    const char* command, cascade::Cascade& cascade, const cascade::Scorer& scorer,
+    const std::vector<cascade::TaskItem>& items, int64_t max_tokens, const std::string& data_path,
+    double* seconds) {
+  const bool tty = isatty(2) != 0;
+  const auto start = std::chrono::steady_clock::now();
+  auto elapsed = [&] {
+    return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+  };
+  std::vector<cascade::ItemRun> runs;
+  runs.reserve(items.size());
+  for (const cascade::TaskItem& item : items) {
+    auto run = cascade::run_task_item(cascade.tier1(), cascade.top_tier(), scorer, item,
+                                      max_tokens);
+    if (!run.is_ok()) {
+      std::fprintf(stderr, "\nfrugal %s: %s:%d (item %s): %s\n", command, data_path.c_str(),
+                   item.line, item.id.c_str(), run.status().to_string().c_str());
+      return std::nullopt;
+    }
+    runs.push_back(std::move(*run));
+    if (tty) {
+      const double s = elapsed();
+      const double rate = s > 0 ? static_cast<double>(runs.size()) / s : 0;
+      const double eta = rate > 0 ? static_cast<double>(items.size() - runs.size()) / rate : 0;
+      std::fprintf(stderr, "\r%zu/%zu items  %.2f items/s  ETA %.0f s   ", runs.size(),
+                   items.size(), rate, eta);
+      if (runs.size() == items.size()) std::fprintf(stderr, "\n");
+      std::fflush(stderr);
+    }
+  }
+  *seconds = elapsed();
+  return runs;
+}
+
+}  // namespace frugal::cli
