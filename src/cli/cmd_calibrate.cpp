@@ -197,22 +197,14 @@ int run_calibrate(const CalibrateArgs& a) {
                  a.target);
     return 2;
   }
-  auto config = cascade::load_cascade_config(a.config);
-  if (!config.is_ok()) {
-    std::fprintf(stderr, "frugal calibrate: %s\n", config.status().to_string().c_str());
-    return 2;
-  }
-  if (config->model_tiers().size() < 2) {
-    std::fprintf(stderr, "frugal calibrate: %s: needs two model tiers (tier 1 and a top tier)\n",
-                 a.config.c_str());
-    return 2;
-  }
-  auto items = cascade::read_task_items(a.data);
-  if (!items.is_ok()) {
-    std::fprintf(stderr, "frugal calibrate: %s\n", items.status().to_string().c_str());
-    return 2;
-  }
-  if (a.n > 0 && static_cast<size_t>(a.n) < items->size()) items->resize(a.n);
+  TaskRunFlags flags{a.config, a.data, a.n, a.threads, a.ctx, a.max_tokens, 2};
+  int exit_code = 0;
+  auto setup = load_task_run("calibrate", flags, &exit_code);
+  if (!setup) return exit_code;
+  std::vector<cascade::TaskItem>* items = &setup->items;
+  cascade::Cascade* c = setup->cascade.get();
+  const int64_t max_tokens = setup->max_tokens;
+  const cascade::Scorer& scorer = setup->scorer;
   if (items->size() < 4) {
     std::fprintf(stderr, "frugal calibrate: %s: %zu items; at least 4 are needed\n",
                  a.data.c_str(), items->size());
@@ -222,19 +214,8 @@ int run_calibrate(const CalibrateArgs& a) {
   const std::string csv_path = !a.csv.empty() ? a.csv : (config_dir / "calibration.csv").string();
   const std::string svg_path = !a.svg.empty() ? a.svg : (config_dir / "calibration.svg").string();
 
-  cascade::CascadeOptions options;
-  options.n_threads = a.threads;
-  options.n_ctx = a.ctx;
-  auto c = cascade::Cascade::create(*config, options);
-  if (!c.is_ok()) {
-    std::fprintf(stderr, "frugal calibrate: %s: %s\n", a.config.c_str(),
-                 c.status().to_string().c_str());
-    return 1;
-  }
-  const int64_t max_tokens = a.max_tokens > 0 ? a.max_tokens : config->max_tokens;
-  const cascade::Scorer scorer = cascade::scorer_from_config(config->scorer);
   double seconds = 0;
-  auto ran = run_task_items("calibrate", **c, scorer, *items, max_tokens, a.data, &seconds);
+  auto ran = run_task_items("calibrate", *c, scorer, *items, max_tokens, a.data, &seconds);
   if (!ran) return 1;
   const std::vector<cascade::ItemRun>& runs = *ran;
   std::vector<std::string> strata;
@@ -277,8 +258,8 @@ int run_calibrate(const CalibrateArgs& a) {
               runs.size(), a.data.c_str(), seconds, split.first.size(), split.second.size(),
               (long long)a.seed);
   std::printf("tier 1 '%s' accuracy %.3f, top tier '%s' accuracy %.3f (held-out half)\n\n",
-              (*c)->tier1().name().c_str(), result->tier1_accuracy,
-              (*c)->top_tier().name().c_str(), result->top_accuracy);
+              c->tier1().name().c_str(), result->tier1_accuracy,
+              c->top_tier().name().c_str(), result->top_accuracy);
   auto aurocs = cascade::compare_scorer_with_baselines(*model, fit_x, fit_labels, eval_x,
                                                        eval_labels,
                                                        {"mean_logprob", "answer_tokens"},

@@ -54,35 +54,17 @@ nlohmann::json group_json(const cascade::GroupEval& g) {
 }
 
 int run_eval(const EvalArgs& a) {
-  auto config = cascade::load_cascade_config(a.config);
-  if (!config.is_ok()) {
-    std::fprintf(stderr, "frugal eval: %s\n", config.status().to_string().c_str());
-    return 2;
-  }
-  if (config->model_tiers().empty()) {
-    std::fprintf(stderr, "frugal eval: %s: no model tier\n", a.config.c_str());
-    return 2;
-  }
-  auto items = cascade::read_task_items(a.data);
-  if (!items.is_ok()) {
-    std::fprintf(stderr, "frugal eval: %s\n", items.status().to_string().c_str());
-    return 2;
-  }
-  if (a.n > 0 && static_cast<size_t>(a.n) < items->size()) items->resize(a.n);
-  const double threshold = a.threshold >= 0 ? a.threshold : config->threshold;
-  cascade::CascadeOptions options;
-  options.n_threads = a.threads;
-  options.n_ctx = a.ctx;
-  auto c = cascade::Cascade::create(*config, options);
-  if (!c.is_ok()) {
-    std::fprintf(stderr, "frugal eval: %s: %s\n", a.config.c_str(),
-                 c.status().to_string().c_str());
-    return 1;
-  }
-  const int64_t max_tokens = a.max_tokens > 0 ? a.max_tokens : config->max_tokens;
-  const cascade::Scorer scorer = cascade::scorer_from_config(config->scorer);
+  TaskRunFlags flags{a.config, a.data, a.n, a.threads, a.ctx, a.max_tokens, 1};
+  int exit_code = 0;
+  auto setup = load_task_run("eval", flags, &exit_code);
+  if (!setup) return exit_code;
+  const std::vector<cascade::TaskItem>* items = &setup->items;
+  cascade::Cascade* c = setup->cascade.get();
+  const int64_t max_tokens = setup->max_tokens;
+  const double threshold = a.threshold >= 0 ? a.threshold : setup->config.threshold;
+  const cascade::Scorer& scorer = setup->scorer;
   double seconds = 0;
-  auto runs = run_task_items("eval", **c, scorer, *items, max_tokens, a.data, &seconds);
+  auto runs = run_task_items("eval", *c, scorer, *items, max_tokens, a.data, &seconds);
   if (!runs) return 1;
   std::vector<cascade::EvalItem> evals;
   for (size_t i = 0; i < items->size(); ++i) {
@@ -122,8 +104,8 @@ int run_eval(const EvalArgs& a) {
   } else {
     std::printf("%zu items from %s, tier 1 '%s', top tier '%s', threshold %.4g, %lld max "
                 "tokens, %.1f s\n\n",
-                evals.size(), a.data.c_str(), (*c)->tier1().name().c_str(),
-                (*c)->top_tier().name().c_str(), threshold, (long long)max_tokens, seconds);
+                evals.size(), a.data.c_str(), c->tier1().name().c_str(),
+                c->top_tier().name().c_str(), threshold, (long long)max_tokens, seconds);
     std::printf("%s", cascade::eval_report_table(*report).c_str());
   }
   std::fflush(stdout);

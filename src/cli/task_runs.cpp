@@ -8,6 +8,47 @@
 
 namespace frugal::cli {
 
+std::optional<TaskRunSetup> load_task_run(const char* command, const TaskRunFlags& flags,
+                                          int* exit_code) {
+  *exit_code = 2;
+  auto config = cascade::load_cascade_config(flags.config_path);
+  if (!config.is_ok()) {
+    std::fprintf(stderr, "frugal %s: %s\n", command, config.status().to_string().c_str());
+    return std::nullopt;
+  }
+  if (config->model_tiers().size() < flags.min_model_tiers) {
+    std::fprintf(stderr, "frugal %s: %s: needs %zu model tier%s (tier 1 and a top tier)\n",
+                 command, flags.config_path.c_str(), flags.min_model_tiers,
+                 flags.min_model_tiers == 1 ? "" : "s");
+    return std::nullopt;
+  }
+  auto items = cascade::read_task_items(flags.data_path);
+  if (!items.is_ok()) {
+    std::fprintf(stderr, "frugal %s: %s\n", command, items.status().to_string().c_str());
+    return std::nullopt;
+  }
+  if (flags.limit > 0 && static_cast<size_t>(flags.limit) < items->size())
+    items->resize(flags.limit);
+  cascade::CascadeOptions options;
+  options.n_threads = flags.threads;
+  options.n_ctx = flags.ctx;
+  auto c = cascade::Cascade::create(*config, options);
+  if (!c.is_ok()) {
+    std::fprintf(stderr, "frugal %s: %s: %s\n", command, flags.config_path.c_str(),
+                 c.status().to_string().c_str());
+    *exit_code = 1;
+    return std::nullopt;
+  }
+  TaskRunSetup setup;
+  setup.max_tokens = flags.max_tokens > 0 ? flags.max_tokens : config->max_tokens;
+  setup.scorer = cascade::scorer_from_config(config->scorer);
+  setup.config = std::move(*config);
+  setup.items = std::move(*items);
+  setup.cascade = std::move(*c);
+  *exit_code = 0;
+  return setup;
+}
+
 std::optional<std::vector<cascade::ItemRun>> run_task_items(
     const char* command, cascade::Cascade& cascade, const cascade::Scorer& scorer,
     const std::vector<cascade::TaskItem>& items, int64_t max_tokens, const std::string& data_path,

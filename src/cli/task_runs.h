@@ -2,6 +2,7 @@
 // top tier, with a progress line on a terminal.
 #pragma once
 
+#include <memory>
 #include <optional>
 #include <string>
 #include <vector>
@@ -10,6 +11,30 @@
 #include "cascade/task_items.h"
 
 namespace frugal::cli {
+
+// What both commands start from: the config, the items, the loaded tiers, the answer length
+// and the configured scorer.
+struct TaskRunSetup {
+  cascade::CascadeConfig config;
+  std::vector<cascade::TaskItem> items;
+  std::unique_ptr<cascade::Cascade> cascade;
+  int64_t max_tokens = 0;
+  cascade::Scorer scorer;
+};
+
+struct TaskRunFlags {
+  std::string config_path, data_path;
+  int64_t limit = 0;        // keep only the first `limit` items when > 0
+  int threads = 0;
+  int64_t ctx = 0;
+  int64_t max_tokens = 0;   // 0: the config's [cascade] max_tokens
+  size_t min_model_tiers = 1;
+};
+
+// Loads everything, or prints "frugal COMMAND: <why>" and sets *exit_code: 2 for a bad config,
+// data file or too few model tiers, 1 when a tier cannot be loaded.
+std::optional<TaskRunSetup> load_task_run(const char* command, const TaskRunFlags& flags,
+                                          int* exit_code);
 
 // The runs in item order, and in `seconds` the time they took. On a failed item, prints
 // "frugal COMMAND: DATA:LINE (item ID): error" and returns nullopt.
