@@ -146,6 +146,58 @@ TEST_F(CalibrateEvalTest, EvalAtThresholdOneEscalatesEverything) {
   EXPECT_NE(o.out.find("PASS"), std::string::npos) << o.out;
 }
 
+TEST_F(CalibrateEvalTest, EvalEarlySweepReplaysTheLogprobFloor) {
+  const json j = eval_json(write_config("sweep.toml", 0.5), "--early-sweep");
+  ASSERT_TRUE(j.contains("early_escalation")) << j.dump();
+  const json& e = j["early_escalation"];
+  EXPECT_FALSE(e["enabled"].get<bool>());
+  const json& sweep = e["sweep"];
+  ASSERT_EQ(sweep.size(), 4u * 5u) << "the default grid: 4 windows x 5 floors";
+  size_t fired = 0;
+  for (size_t i = 0; i < sweep.size(); ++i) {
+    const json& p = sweep[i];
+    EXPECT_EQ(p["items"].get<int>(), kItems);
+    EXPECT_LE(p["stopped_needlessly"].get<int>(), p["stopped"].get<int>());
+    EXPECT_LE(p["tier1_tokens_saved"].get<int>(), p["tier1_tokens"].get<int>());
+    // Without early escalation the replay is the scorer-only cascade eval reports.
+    EXPECT_NEAR(p["accuracy_without"].get<double>(), j["cascade"]["accuracy"].get<double>(),
+                1e-12);
+    EXPECT_NEAR(p["cost_per_item_without"].get<double>() * kItems,
+                j["cascade"]["cost"].get<double>(), 1e-9);
+    fired += p["stopped"].get<int>() > 0;
+    // A lower floor (next point, same window) never stops more items.
+    if (i % 5 != 4) {
+      EXPECT_GE(p["stopped"].get<int>(), sweep[i + 1]["stopped"].get<int>());
+    }
+    if (p["stopped"].get<int>() == 0) {
+      EXPECT_EQ(p["cost_per_item"].get<double>(), p["cost_per_item_without"].get<double>());
+    } else {
+      EXPECT_GT(p["tier1_tokens_saved"].get<int>(), 0);
+    }
+  }
+  EXPECT_GT(fired, 0u) << "some floor of the grid stops the teacher on some of 40 items";
+
+  // With the floor in the config, eval's own cascade numbers include it and agree with the
+  // replay at that point.
+  const fs::path cfg = dir_ / "early.toml";
+  {
+    std::string text = read_file(write_config("early_base.toml", 0.5));
+    text.replace(text.find("max_tokens = 16"), 15,
+                 "max_tokens = 16\nearly_escalation_logprob = -0.5\nearly_escalation_window = 1");
+    std::ofstream(cfg) << text;
+  }
+  const json k = eval_json(cfg, "--early-sweep");
+  ASSERT_TRUE(k["early_escalation"]["enabled"].get<bool>());
+  ASSERT_EQ(k["early_escalation"]["sweep"].size(), 1u);
+  const json& p = k["early_escalation"]["sweep"][0];
+  EXPECT_EQ(k["early_escalation"]["stopped"].get<int>(), p["stopped"].get<int>());
+  EXPECT_NEAR(k["cascade"]["accuracy"].get<double>(), p["accuracy"].get<double>(), 1e-12);
+  EXPECT_NEAR(k["cascade"]["cost"].get<double>(), p["cost_per_item"].get<double>() * kItems,
+              1e-9);
+  EXPECT_GE(k["cascade"]["escalation_rate"].get<double>(),
+            j["cascade"]["escalation_rate"].get<double>());
+}
+
 TEST_F(CalibrateEvalTest, EvalExitsThreeWhenTier1RegressesASlice) {
   const std::string src = std::string(FRUGAL_SHARED_DIR) + "/models/stories260K";
   if (!fs::exists(src + "/stories260K.bin")) GTEST_SKIP() << "no " << src;

@@ -12,6 +12,7 @@
 #include <sstream>
 
 #include "cascade/curve.h"
+#include "cascade/early_escalation.h"
 #include "cascade/stats.h"
 
 namespace frugal::cascade {
@@ -538,6 +539,79 @@ TEST(Eval, BadInputIsAStatus) {
   EvalOptions options;
   options.margin_points = -1;
   EXPECT_EQ(evaluate_slices({e}, options).status().code(), ErrorCode::kInvalidArgument);
+}
+
+// ---------------------------------------------------------------------------------------------
+// Early escalation replay
+// ---------------------------------------------------------------------------------------------
+
+std::vector<AnswerToken> answer_tokens(const std::vector<float>& logprobs) {
+  std::vector<AnswerToken> out;
+  for (float lp : logprobs) out.push_back({"x", lp, {}});
+  return out;
+}
+
+TEST(EarlyEscalation, StopsWhenTheWindowMeanFallsBelowTheFloor) {
+  const auto t = answer_tokens({-0.1f, -0.1f, -3.0f, -3.0f, -0.1f});
+  EXPECT_EQ(early_stop_point(t, 1, -1.0), 3) << "the first token below the floor";
+  EXPECT_EQ(early_stop_point(t, 2, -1.0), 3) << "mean(-0.1, -3) = -1.55";
+  EXPECT_EQ(early_stop_point(t, 3, -1.0), 3) << "mean(-0.1, -0.1, -3) = -1.07";
+  EXPECT_EQ(early_stop_point(t, 4, -1.0), 4) << "mean of the first four = -1.55";
+  EXPECT_EQ(early_stop_point(t, 2, -5.0), 0) << "never below -5";
+  EXPECT_EQ(early_stop_point(t, 6, -0.01), 0) << "an answer shorter than the window";
+  EXPECT_EQ(early_stop_point(answer_tokens({-INFINITY}), 1, -50.0), 1) << "-inf counts as -100";
+  EXPECT_EQ(early_stop_point({}, 1, -0.01), 0);
+}
+
+ItemRun item_run(const std::vector<float>& logprobs, double score, bool tier1_right,
+                 bool top_right) {
+  ItemRun r;
+  r.tier1.tokens = answer_tokens(logprobs);
+  r.tier1.tokens_in = 10;
+  r.tier1.tokens_out = static_cast<int64_t>(logprobs.size());
+  r.tier1.cost = 10.0 + static_cast<double>(logprobs.size());  // 1 per token
+  r.tier1.latency_ms = 2.0 * static_cast<double>(logprobs.size());
+  r.top.cost = 100.0;
+  r.score = score;
+  r.tier1_correct = tier1_right;
+  r.top_correct = top_right;
+  return r;
+}
+
+TEST(EarlyEscalation, SweepPricesTheCutAndEscalatesStoppedItems) {
+  const std::vector<ItemRun> runs = {
+      item_run({-0.1f, -0.1f, -0.1f, -0.1f}, 0.9, true, true),       // confident, kept
+      item_run({-0.1f, -3.0f, -3.0f, -3.0f}, 0.2, false, true),      // collapses: cut at 2
+      item_run({-2.0f, -0.1f, -0.1f, -0.1f}, 0.9, true, false),      // unsure start, kept, right
+  };
+  EarlyEscalationSweep grid;
+  grid.windows = {1};
+  grid.floors = {-1.0, -10.0};
+  const auto price = [](int64_t in, int64_t out) { return static_cast<double>(in + out); };
+  const auto points = sweep_early_escalation(runs, 0.5, grid, price);
+  ASSERT_EQ(points.size(), 2u);
+
+  const EarlyEscalationPoint& p = points[0];  // floor -1: items 2 (at token 2) and 3 (token 1)
+  EXPECT_EQ(p.items, 3u);
+  EXPECT_EQ(p.stopped, 2u);
+  EXPECT_EQ(p.stopped_needlessly, 1u) << "item 3 was kept and right without the floor";
+  EXPECT_EQ(p.tier1_tokens, 12);
+  EXPECT_EQ(p.tier1_tokens_saved, 2 + 3);
+  EXPECT_DOUBLE_EQ(p.tier1_ms_saved, 2.0 * 2 + 2.0 * 3);
+  // Without: item 1 kept (14), item 2 escalated (14 + 100), item 3 kept (14): all right.
+  EXPECT_DOUBLE_EQ(p.cost_per_item_without, (14.0 + 114.0 + 14.0) / 3);
+  EXPECT_DOUBLE_EQ(p.accuracy_without, 1.0);
+  // With: item 2 pays 12 + 100, item 3 pays 11 + 100 and takes the top tier's wrong answer.
+  EXPECT_DOUBLE_EQ(p.cost_per_item, (14.0 + 112.0 + 111.0) / 3);
+  EXPECT_DOUBLE_EQ(p.accuracy, 2.0 / 3);
+  EXPECT_DOUBLE_EQ(p.top_cost_per_item, 100.0);
+
+  const EarlyEscalationPoint& off = points[1];  // floor -10 never fires: same as without
+  EXPECT_EQ(off.stopped, 0u);
+  EXPECT_EQ(off.tier1_tokens_saved, 0);
+  EXPECT_DOUBLE_EQ(off.cost_per_item, off.cost_per_item_without);
+  EXPECT_DOUBLE_EQ(off.accuracy, off.accuracy_without);
+  EXPECT_NE(early_escalation_table(points).find("window"), std::string::npos);
 }
 
 }  // namespace

@@ -16,6 +16,7 @@
 #include "cascade/cache_tier.h"
 #include "cascade/cascade.h"
 #include "cascade/config.h"
+#include "cascade/early_escalation.h"
 #include "cascade/features.h"
 
 namespace frugal::cascade {
@@ -330,6 +331,32 @@ TEST_F(CascadeTest, EarlyEscalationStopsTierOneAndRecordsTheSaving) {
   EXPECT_FALSE(b->escalated_early);
   EXPECT_FALSE(b->escalated);
   EXPECT_EQ(b->tokens_saved, 0);
+}
+
+TEST_F(CascadeTest, ReplayedFloorStopsWhereTheLiveCascadeStops) {
+  // `frugal eval --early-sweep` replays the floor over complete answers; it must cut where the
+  // live cascade cuts.
+  TierRequest r = request("Once upon a time");
+  r.max_tokens = 24;
+  auto full = make(config("threshold = 0.0"))->answer(r);
+  ASSERT_TRUE(full.is_ok());
+  ASSERT_EQ(full->tier1.tokens_out, 24);
+  size_t fired = 0;
+  for (double floor : {-0.01, -0.5, -1.0, -2.0, -1000.0}) {
+    std::ostringstream extra;
+    extra << "threshold = 0.0\nearly_escalation_logprob = " << floor
+          << "\nearly_escalation_window = 2";
+    auto live = make(config(extra.str()))->answer(r);
+    ASSERT_TRUE(live.is_ok());
+    const int64_t replay = early_stop_point(full->tier1.tokens, 2, floor);
+    EXPECT_EQ(live->escalated_early, replay > 0) << "floor " << floor;
+    if (replay > 0) {
+      EXPECT_EQ(live->tier1.tokens_out, replay) << "floor " << floor;
+    }
+    fired += replay > 0;
+  }
+  EXPECT_GE(fired, 1u);
+  EXPECT_LE(fired, 4u) << "the -1000 floor never fires";
 }
 
 TEST_F(CascadeTest, ConfigKeysOfTheCascade) {

@@ -1,8 +1,9 @@
 // Cascade: the escalation policy over the tiers (cache, tier 1, scorer, top tier).
 #include "cascade/cascade.h"
 
-#include <cmath>
 #include <limits>
+
+#include "cascade/early_escalation.h"
 
 namespace frugal::cascade {
 
@@ -21,28 +22,6 @@ void take_answer(CascadeAnswer& out, const Tier& tier, const TierAnswer& a) {
   out.finish = a.finish;
   out.tier = tier.name();
 }
-
-// Watches tier 1's tokens: false (stop) once the mean logprob of the last `window` tokens is
-// below `floor`.
-class LogprobFloor {
- public:
-  LogprobFloor(int64_t window, double floor)
-      : window_(static_cast<size_t>(window)), floor_(floor), recent_(window_, 0.0) {}
-  bool operator()(const AnswerToken& t) {
-    const double lp = std::isfinite(t.logprob) ? t.logprob : -100.0;
-    sum_ += lp - recent_[n_ % window_];
-    recent_[n_ % window_] = lp;
-    ++n_;
-    return n_ < window_ || sum_ / static_cast<double>(window_) >= floor_;
-  }
-
- private:
-  size_t window_;
-  double floor_;
-  std::vector<double> recent_;  // [window] ring of the latest logprobs
-  size_t n_ = 0;
-  double sum_ = 0.0;
-};
 
 }  // namespace
 

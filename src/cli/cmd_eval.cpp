@@ -14,6 +14,7 @@
 #include "cascade/cascade.h"
 #include "cascade/config.h"
 #include "cascade/curve.h"
+#include "cascade/early_escalation.h"
 #include "cascade/task_items.h"
 #include "cli/commands.h"
 #include "cli/task_runs.h"
@@ -29,6 +30,7 @@ struct EvalArgs {
   double margin = 2.0;
   double threshold = -1;  // < 0: the config's
   bool json = false;
+  bool early_sweep = false;
   int64_t max_tokens = 0;  // 0: the config's [cascade] max_tokens
   int threads = 0;
   int64_t ctx = 0;
@@ -66,6 +68,11 @@ int run_eval(const EvalArgs& a) {
   double seconds = 0;
   auto runs = run_task_items("eval", *c, scorer, *items, max_tokens, a.data, &seconds);
   if (!runs) return 1;
+  // With early escalation configured, an item whose tier-1 answer the logprob floor would
+  // have cut escalates (score 0) and pays tier 1 only up to the cut, as the live cascade does.
+  const cascade::CascadeConfig& cfg = setup->config;
+  const cascade::Tier& tier1 = c->tier1();
+  size_t stopped_early = 0;
   std::vector<cascade::EvalItem> evals;
   for (size_t i = 0; i < items->size(); ++i) {
     const cascade::TaskItem& item = (*items)[i];
@@ -74,7 +81,27 @@ int run_eval(const EvalArgs& a) {
     e.slice = item.slice;
     e.difficulty = "d" + std::to_string(item.difficulty);
     e.outcome = {run.tier1_correct, run.top_correct, run.score, run.tier1.cost, run.top.cost};
+    if (cfg.early_escalation) {
+      const int64_t stop = cascade::early_stop_point(
+          run.tier1.tokens, cfg.early_escalation_window, cfg.early_escalation_logprob);
+      if (stop > 0) {
+        ++stopped_early;
+        e.outcome.score = 0.0;
+        e.outcome.tier1_cost = tier1.cost(run.tier1.tokens_in, stop);
+      }
+    }
     evals.push_back(std::move(e));
+  }
+  std::vector<cascade::EarlyEscalationPoint> sweep;
+  if (a.early_sweep) {
+    cascade::EarlyEscalationSweep grid;
+    if (cfg.early_escalation) {
+      grid.windows = {cfg.early_escalation_window};
+      grid.floors = {cfg.early_escalation_logprob};
+    }
+    sweep = cascade::sweep_early_escalation(
+        *runs, threshold, grid,
+        [&](int64_t in, int64_t out) { return tier1.cost(in, out); });
   }
   cascade::EvalOptions eval_options;
   eval_options.threshold = threshold;
@@ -99,6 +126,29 @@ int run_eval(const EvalArgs& a) {
           {{"slice", f.slice}, {"policy", f.policy}, {"loss_points", f.loss_points}});
     }
     j["pass"] = report->pass;
+    j["early_escalation"] = {{"enabled", cfg.early_escalation},
+                             {"window", cfg.early_escalation_window},
+                             {"floor", cfg.early_escalation_logprob},
+                             {"stopped", stopped_early}};
+    if (a.early_sweep) {
+      nlohmann::json points = nlohmann::json::array();
+      for (const auto& p : sweep) {
+        points.push_back({{"window", p.window},
+                          {"floor", p.floor},
+                          {"items", p.items},
+                          {"stopped", p.stopped},
+                          {"stopped_needlessly", p.stopped_needlessly},
+                          {"tier1_tokens", p.tier1_tokens},
+                          {"tier1_tokens_saved", p.tier1_tokens_saved},
+                          {"tier1_ms_saved", p.tier1_ms_saved},
+                          {"accuracy", p.accuracy},
+                          {"accuracy_without", p.accuracy_without},
+                          {"cost_per_item", p.cost_per_item},
+                          {"cost_per_item_without", p.cost_per_item_without},
+                          {"top_cost_per_item", p.top_cost_per_item}});
+      }
+      j["early_escalation"]["sweep"] = points;
+    }
     std::printf("%s\n",
                 j.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace).c_str());
   } else {
@@ -106,7 +156,14 @@ int run_eval(const EvalArgs& a) {
                 "tokens, %.1f s\n\n",
                 evals.size(), a.data.c_str(), c->tier1().name().c_str(),
                 c->top_tier().name().c_str(), threshold, (long long)max_tokens, seconds);
+    if (cfg.early_escalation) {
+      std::printf("early escalation on (window %lld, floor %.3g): tier 1 stopped on %zu of %zu "
+                  "items\n\n",
+                  (long long)cfg.early_escalation_window, cfg.early_escalation_logprob,
+                  stopped_early, evals.size());
+    }
     std::printf("%s", cascade::eval_report_table(*report).c_str());
+    if (a.early_sweep) std::printf("\n%s", cascade::early_escalation_table(sweep).c_str());
   }
   std::fflush(stdout);
   return report->pass ? 0 : 3;
@@ -131,6 +188,9 @@ void register_eval(CLI::App& app, int& exit_code) {
                   "Scorer threshold to evaluate (default: the config's)")
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_flag("--json", args->json, "One JSON object instead of the table");
+  cmd->add_flag("--early-sweep", args->early_sweep,
+                "Also replay early escalation over tier 1's answers and report what it saves "
+                "(the config's window and floor when set, else a grid)");
   cmd->add_option("-n,--max-tokens", args->max_tokens,
                   "Maximum tokens per answer (default: [cascade] max_tokens)")
       ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));

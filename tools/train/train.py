@@ -19,6 +19,7 @@ import collections
 import json
 import math
 import os
+import random
 import sys
 import time
 
@@ -55,12 +56,46 @@ def log(*args):
     print(time.strftime("%H:%M:%S"), *args, flush=True)
 
 
-def training_items(start_chunk, chunk=4096):
-    """An endless stream of training items, chunk k from seed TRAIN_SEED_BASE + k."""
+def training_items(start_chunk, chunk=4096, mix=None):
+    """An endless stream of training items, chunk k from seed TRAIN_SEED_BASE + k.
+
+    mix=None draws the suite's own slice x difficulty mix (tasks.generate); a mix dict
+    {"slices": {slice: weight}, "difficulties": {d: weight}} draws that mix instead (a training
+    curriculum: the held-out and validation sets keep the suite's mix)."""
     k = start_chunk
     while True:
-        yield from tasks.generate(TRAIN_SEED_BASE + k, chunk)
+        if mix is None:
+            yield from tasks.generate(TRAIN_SEED_BASE + k, chunk)
+        else:
+            rng = random.Random(TRAIN_SEED_BASE + k)
+            slices, sw = zip(*mix["slices"].items())
+            diffs, dw = zip(*mix["difficulties"].items())
+            for _ in range(chunk):
+                yield tasks.GENERATORS[rng.choices(slices, sw)[0]](rng, rng.choices(diffs, dw)[0])
         k += 1
+
+
+# The teacher's curriculum: the hard half of the suite and the slices a small model learns last
+# (counting, sorting, subtraction, lookups among several facts) drawn more often than the
+# suite's own 40/25/15/20 difficulty mix would.
+TEACHER_MIX = {
+    "slices": {"add": 14, "sub": 14, "mul": 9, "reverse": 5, "sort": 14, "count": 14,
+               "lookup": 14, "convert": 6, "format": 5, "clarify": 5},
+    "difficulties": {1: 0.15, 2: 0.25, 3: 0.30, 4: 0.30},
+}
+
+
+def length_bucketed(examples_iter, batch, n_ctx, pool_batches=16, seed=0):
+    """Batches of `batch` examples with little padding: draw pool_batches batches' worth of
+    examples, sort them by length, cut into batches, and yield those in a random order."""
+    rng = random.Random(seed)
+    while True:
+        pool = [next(examples_iter) for _ in range(batch * pool_batches)]
+        pool.sort(key=lambda e: len(e[0]) + len(e[1]))
+        chunks = [pool[i:i + batch] for i in range(0, len(pool), batch)]
+        rng.shuffle(chunks)
+        for c in chunks:
+            yield make_batch(c, n_ctx)
 
 
 def encode_example(tok, messages, answer):
@@ -224,11 +259,10 @@ def cmd_teacher(args):
     def batches():
         # A resumed run continues with fresh items rather than repeating the first ones.
         done = torch.load(args.resume)["steps_done"] if args.resume else 0
-        stream = training_items(args.seed * 1000 + done * args.batch // 4096 + 1)
-        while True:
-            ex = [encode_example(tok, it["messages"], it["reference"])
-                  for it in (next(stream) for _ in range(args.batch))]
-            ids, labels = make_batch(ex, cfg.n_ctx)
+        stream = training_items(args.seed * 1000 + done * args.batch // 4096 + 1,
+                                mix=TEACHER_MIX if args.mix == "curriculum" else None)
+        examples = (encode_example(tok, it["messages"], it["reference"]) for it in stream)
+        for ids, labels in length_bucketed(examples, args.batch, cfg.n_ctx, seed=args.seed + done):
             yield ids, labels, None
 
     def ce(m, ids, labels, _):
@@ -276,16 +310,17 @@ def cmd_student(args):
 
     def batches():
         g = torch.Generator().manual_seed(args.seed)
-        while True:
-            order = torch.randperm(len(rows), generator=g).tolist()
-            for s in range(0, len(order) - args.batch + 1, args.batch):
-                chunk = [rows[i] for i in order[s:s + args.batch]]
-                # The hard-label student learns the references; the distilled one learns the
-                # teacher-generated answers and the teacher's soft labels on them.
-                key = "reference" if args.hard_only else "answer"
-                ex = [encode_example(tok, r["messages"], r[key]) for r in chunk]
-                ids, labels = make_batch(ex, cfg.n_ctx)
-                yield ids, labels, None
+        # The hard-label student learns the references; the distilled one learns the
+        # teacher-generated answers and the teacher's soft labels on them.
+        key = "reference" if args.hard_only else "answer"
+
+        def examples():
+            while True:
+                for i in torch.randperm(len(rows), generator=g).tolist():
+                    yield encode_example(tok, rows[i]["messages"], rows[i][key])
+
+        for ids, labels in length_bucketed(examples(), args.batch, cfg.n_ctx, seed=args.seed):
+            yield ids, labels, None
 
     def hard_ce(m, ids, labels, _):
         logits = m(ids)
@@ -406,6 +441,8 @@ def main(argv=None):
 
     p = sub.add_parser("teacher")
     train_opts(p, 192, 6, 6, 2, 512, 6000, 2e-3, 64)
+    p.add_argument("--mix", choices=["suite", "curriculum"], default="curriculum",
+                   help="training slice x difficulty mix (TEACHER_MIX or the suite's own)")
     p = sub.add_parser("student")
     train_opts(p, 64, 4, 4, 2, 176, 6000, 3e-3, 64)
     p.add_argument("--teacher")
