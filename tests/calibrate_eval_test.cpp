@@ -224,7 +224,10 @@ double chosen_threshold(const std::string& csv, size_t* rows) {
   *rows = 0;
   while (std::getline(in, line)) {
     ++*rows;
-    if (line.size() >= 2 && line.substr(line.size() - 2) == ",1") chosen = std::stod(line);
+    std::vector<std::string> cells;
+    std::stringstream ss(line);
+    for (std::string cell; std::getline(ss, cell, ',');) cells.push_back(cell);
+    if (cells.size() > 9 && cells[9] == "1") chosen = std::stod(cells[0]);  // the chosen column
   }
   return chosen;
 }

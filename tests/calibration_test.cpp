@@ -349,6 +349,41 @@ TEST(Curve, SvgIsWellFormedAndPlotsEveryPoint) {
   EXPECT_NE(svg.find("accuracy relative to top tier"), std::string::npos);
 }
 
+TEST(Calibration, SliceMarginRejectsThresholdsThatSinkOneSlice) {
+  // Slice "a": tier 1 always right, confident. Slice "b": tier 1 wrong on 10 of 20 with
+  // middling scores (0.6), right on the rest with 0.65. Overall, keeping everything loses 10
+  // of 220 items (4.5 %): a 95 % target with no slice rule is met while slice b loses 50
+  // points; with a 2-point slice margin b's wrong answers must be escalated.
+  std::vector<CalibrationItem> items;
+  for (int i = 0; i < 200; ++i) items.push_back({true, true, 0.9 + i * 1e-4, 1.0, 10.0, "a"});
+  for (int i = 0; i < 20; ++i) {
+    items.push_back({i >= 10, true, i < 10 ? 0.6 : 0.65, 1.0, 10.0, "b"});
+  }
+  CalibrationOptions plain;
+  plain.target = 0.90;
+  auto r = calibrate_threshold(items, plain);
+  ASSERT_TRUE(r.is_ok());
+  ASSERT_TRUE(r->found);
+  EXPECT_EQ(r->chosen_point().escalated, 0u);
+  EXPECT_EQ(r->chosen_point().worst_slice, "b");
+  EXPECT_NEAR(r->chosen_point().worst_slice_loss_points, 50.0, 1e-9);
+
+  CalibrationOptions strict = plain;
+  strict.slice_margin_points = 2.0;
+  auto s = calibrate_threshold(items, strict);
+  ASSERT_TRUE(s.is_ok());
+  ASSERT_TRUE(s->found);
+  EXPECT_EQ(s->chosen_point().escalated, 10u) << "exactly b's ten wrong answers";
+  EXPECT_LE(s->chosen_point().worst_slice_loss_points, 0.0);
+  EXPECT_GT(s->chosen_point().relative_cost, r->chosen_point().relative_cost);
+  EXPECT_NE(s->summary.find("worst slice"), std::string::npos) << s->summary;
+  // evaluate_threshold applies the same rule at one threshold.
+  const CurvePoint p = evaluate_threshold(items, 0.0, strict);
+  EXPECT_FALSE(p.meets_target);
+  EXPECT_EQ(p.worst_slice, "b");
+  EXPECT_TRUE(evaluate_threshold(items, 0.62, strict).meets_target);
+}
+
 TEST(Curve, CsvHasOneRowPerPointAndMarksTheChoice) {
   const std::vector<CalibrationItem> items = make_items(200, 12, 0.7, 0.85, 0.2);
   auto r = calibrate_threshold(items);
@@ -358,13 +393,13 @@ TEST(Curve, CsvHasOneRowPerPointAndMarksTheChoice) {
   ASSERT_TRUE(std::getline(in, line));
   EXPECT_EQ(line,
             "threshold,escalation_rate,accuracy,relative_quality,margin,lower_bound,cost_per_item,"
-            "relative_cost,meets_target,chosen");
+            "relative_cost,meets_target,chosen,worst_slice,worst_slice_loss_points");
   size_t row = 0, chosen_rows = 0;
   while (std::getline(in, line)) {
     std::vector<std::string> cells;
     std::stringstream ss(line);
     for (std::string cell; std::getline(ss, cell, ',');) cells.push_back(cell);
-    ASSERT_EQ(cells.size(), 10u) << line;
+    ASSERT_EQ(cells.size(), 12u) << line;
     ASSERT_LT(row, r->curve.size());
     const CurvePoint& p = r->curve[row];
     EXPECT_NEAR(std::stod(cells[0]), p.threshold, 1e-9);

@@ -4,6 +4,7 @@
 #include "cascade/calibration.h"
 
 #include <algorithm>
+#include <array>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -127,7 +128,25 @@ CurvePoint evaluate_threshold(const std::vector<CalibrationItem>& items, double 
   }
   p.cost_per_item = cost / n;
   p.relative_cost = top_cost > 0 ? cost / top_cost : 0.0;
-  p.meets_target = p.lower_bound >= 0;
+  std::map<std::string, std::array<double, 3>> slices;  // items, top right, cascade right
+  for (const CalibrationItem& it : items) {
+    auto& t = slices[it.slice];
+    const bool esc = cascade_escalates(it.score, threshold);
+    t[0] += 1;
+    t[1] += it.top_correct ? 1 : 0;
+    t[2] += (esc ? it.top_correct : it.tier1_correct) ? 1 : 0;
+  }
+  p.worst_slice_loss_points = -100.0;
+  for (const auto& [name, t] : slices) {
+    const double loss = 100.0 * (t[1] - t[2]) / t[0];
+    if (loss > p.worst_slice_loss_points) {
+      p.worst_slice_loss_points = loss;
+      p.worst_slice = name;
+    }
+  }
+  p.meets_target = p.lower_bound >= 0 &&
+                   (options.slice_margin_points < 0 ||
+                    p.worst_slice_loss_points <= options.slice_margin_points + 1e-9);
   return p;
 }
 
@@ -182,6 +201,22 @@ Result<CalibrationResult> calibrate_threshold(const std::vector<CalibrationItem>
     correct += it.tier1_correct ? 1 : 0;
   }
 
+  // Per-slice tallies for the slice constraint: items, top-tier right, cascade right.
+  std::map<std::string, size_t> slice_index;
+  for (const CalibrationItem& it : items) slice_index.emplace(it.slice, slice_index.size());
+  std::vector<std::string> slice_names(slice_index.size());
+  for (const auto& [name, k] : slice_index) slice_names[k] = name;
+  std::vector<size_t> item_slice(n);
+  std::vector<double> slice_n(slice_index.size()), slice_top(slice_index.size()),
+      slice_right(slice_index.size());
+  for (size_t i = 0; i < n; ++i) {
+    const size_t k = slice_index[items[i].slice];
+    item_slice[i] = k;
+    slice_n[k] += 1;
+    slice_top[k] += items[i].top_correct ? 1 : 0;
+    slice_right[k] += items[i].tier1_correct ? 1 : 0;
+  }
+
   // Bootstrap state: multiplicity[i * R + r] is how often item i appears in resample r, and
   // resample_sum[r] the sum of d over resample r at the current threshold.
   const bool use_bootstrap = options.bound == BoundMethod::kBootstrap;
@@ -214,6 +249,7 @@ Result<CalibrationResult> calibrate_threshold(const std::vector<CalibrationItem>
       sum_d += after - before;
       sum_d2 += after * after - before * before;
       correct += (it.top_correct ? 1.0 : 0.0) - (it.tier1_correct ? 1.0 : 0.0);
+      slice_right[item_slice[i]] += (it.top_correct ? 1.0 : 0.0) - (it.tier1_correct ? 1.0 : 0.0);
       cost += it.top_cost;
       for (size_t rs = 0; rs < resamples; ++rs) {
         resample_sum[rs] += multiplicity[i * resamples + rs] * (after - before);
@@ -234,7 +270,17 @@ Result<CalibrationResult> calibrate_threshold(const std::vector<CalibrationItem>
     }
     p.cost_per_item = cost / nn;
     p.relative_cost = top_cost > 0 ? cost / top_cost : 0.0;
-    p.meets_target = p.lower_bound >= 0;
+    p.worst_slice_loss_points = -100.0;
+    for (size_t k = 0; k < slice_n.size(); ++k) {
+      const double loss = 100.0 * (slice_top[k] - slice_right[k]) / slice_n[k];
+      if (loss > p.worst_slice_loss_points) {
+        p.worst_slice_loss_points = loss;
+        p.worst_slice = slice_names[k];
+      }
+    }
+    p.meets_target = p.lower_bound >= 0 &&
+                     (options.slice_margin_points < 0 ||
+                      p.worst_slice_loss_points <= options.slice_margin_points + 1e-9);
     r.curve.push_back(p);
   }
 
@@ -264,14 +310,24 @@ Result<CalibrationResult> calibrate_threshold(const std::vector<CalibrationItem>
       c.threshold, 100 * c.escalation_rate, c.accuracy, 100 * c.relative_quality,
       r.top_accuracy, c.relative_cost);
   const std::string bound = format("%.4f", c.lower_bound);
+  const bool by_slice = options.slice_margin_points >= 0;
+  const std::string slice_rule =
+      by_slice ? format(" and no slice more than %.1f points below the top tier",
+                        options.slice_margin_points)
+               : "";
+  const std::string worst = "; worst slice '" + c.worst_slice + "' " +
+                            format("%.1f", c.worst_slice_loss_points) +
+                            " points below the top tier";
   if (found) {
     r.summary = "chose " + point + "; " + conf + " lower bound on accuracy - " +
                 format("%.3f", target) + " x top accuracy is " + bound + " >= 0 (" +
-                bound_method_name(options.bound) + " bound, " + std::to_string(n) + " items)";
+                bound_method_name(options.bound) + " bound, " + std::to_string(n) + " items)" +
+                (by_slice ? worst : "");
   } else {
     r.summary = "no threshold meets " + tgt + " of the top tier's accuracy with " + conf +
-                " confidence on " + std::to_string(n) + " items; the best is " + point +
-                " (lower bound " + bound + " < 0)";
+                " confidence" + slice_rule + " on " + std::to_string(n) +
+                " items; the best is " + point + " (lower bound " + bound + ")" +
+                (by_slice ? worst : "");
   }
   return r;
 }

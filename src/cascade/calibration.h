@@ -22,6 +22,8 @@ struct CalibrationItem {
   double score = 0;       // the scorer's P(tier 1 is good enough), in [0, 1]
   double tier1_cost = 0;  // dollars (or any unit) for tier 1 on this item, >= 0
   double top_cost = 0;    // the same for the top tier, >= 0
+  // The item's slice, for CalibrationOptions::slice_margin_points; may be empty.
+  std::string slice;
 };
 
 // The cascade keeps tier 1's answer when score >= threshold and escalates otherwise.
@@ -43,6 +45,10 @@ struct CalibrationOptions {
   // For kBootstrap; the sweep keeps items x resamples 4-byte counts (16 MB for 2000 items).
   int bootstrap_resamples = 2000;
   uint64_t seed = 1;               // for kBootstrap
+  // When >= 0, a threshold also has to keep every slice's cascade accuracy within this many
+  // percentage points of the top tier's on that slice (point estimates on the items given:
+  // the distillation gate of frugal eval, applied while choosing). < 0: no slice constraint.
+  double slice_margin_points = -1;
 };
 
 // The cascade at one threshold, over the held-out items.
@@ -59,7 +65,13 @@ struct CurvePoint {
   double lower_bound = 0;
   double cost_per_item = 0;      // tier 1 always, plus the top tier when escalated
   double relative_cost = 0;      // cost_per_item / top-only cost per item
-  bool meets_target = false;     // lower_bound >= 0
+  // The slice where the cascade is furthest below the top tier, and by how many points
+  // (100 · (top − cascade) on that slice; <= 0 when no slice is below). Empty slice names:
+  // the items had none.
+  std::string worst_slice;
+  double worst_slice_loss_points = 0;
+  // lower_bound >= 0, and with a slice margin, worst_slice_loss_points <= that margin.
+  bool meets_target = false;
 };
 
 struct CalibrationResult {

@@ -68,19 +68,28 @@ std::string tick_label(double v, double step) {
   return num(fmt, v);
 }
 
+// A CSV field: quoted (with "" for ") when it holds a comma, quote or line break.
+std::string csv_field(const std::string& s) {
+  if (s.find_first_of(",\"\n\r") == std::string::npos) return s;
+  std::string out = "\"";
+  for (char c : s) out += c == '"' ? std::string("\"\"") : std::string(1, c);
+  return out + "\"";
+}
+
 }  // namespace
 
 std::string curve_csv(const CalibrationResult& result) {
   std::ostringstream os;
   os << "threshold,escalation_rate,accuracy,relative_quality,margin,lower_bound,cost_per_item,"
-        "relative_cost,meets_target,chosen\n";
+        "relative_cost,meets_target,chosen,worst_slice,worst_slice_loss_points\n";
   for (size_t k = 0; k < result.curve.size(); ++k) {
     const CurvePoint& p = result.curve[k];
     os << num("%.10g", p.threshold) << ',' << num("%.10g", p.escalation_rate) << ','
        << num("%.10g", p.accuracy) << ',' << num("%.10g", p.relative_quality) << ','
        << num("%.10g", p.margin) << ',' << num("%.10g", p.lower_bound) << ','
        << num("%.10g", p.cost_per_item) << ',' << num("%.10g", p.relative_cost) << ','
-       << (p.meets_target ? 1 : 0) << ',' << (k == result.chosen ? 1 : 0) << '\n';
+       << (p.meets_target ? 1 : 0) << ',' << (k == result.chosen ? 1 : 0) << ','
+       << csv_field(p.worst_slice) << ',' << num("%.10g", p.worst_slice_loss_points) << '\n';
   }
   return os.str();
 }
@@ -202,15 +211,18 @@ std::string curve_table(const CalibrationResult& result, size_t max_rows) {
 
   std::ostringstream os;
   char line[256];
-  std::snprintf(line, sizeof(line), "  %10s %10s %9s %9s %11s %12s %9s %4s\n", "threshold",
-                "escalated", "accuracy", "rel.qual", "lower bnd", "cost/item", "rel.cost", "ok");
+  std::snprintf(line, sizeof(line), "  %10s %10s %9s %9s %11s %12s %9s %4s  %s\n", "threshold",
+                "escalated", "accuracy", "rel.qual", "lower bnd", "cost/item", "rel.cost", "ok",
+                "worst slice (points below top)");
   os << line;
   for (size_t k : rows) {
     const CurvePoint& p = result.curve[k];
-    std::snprintf(line, sizeof(line), "%c %10.4f %9.1f%% %9.4f %8.2f%% %11.4f %12.4g %9.3f %4s\n",
+    std::snprintf(line, sizeof(line),
+                  "%c %10.4f %9.1f%% %9.4f %8.2f%% %11.4f %12.4g %9.3f %4s  %s %.1f\n",
                   k == result.chosen ? '*' : ' ', p.threshold, 100 * p.escalation_rate,
                   p.accuracy, 100 * p.relative_quality, p.lower_bound, p.cost_per_item,
-                  p.relative_cost, p.meets_target ? "yes" : "no");
+                  p.relative_cost, p.meets_target ? "yes" : "no",
+                  p.worst_slice.empty() ? "-" : p.worst_slice.c_str(), p.worst_slice_loss_points);
     os << line;
   }
   os << result.summary << "\n";

@@ -31,6 +31,7 @@ struct CalibrateArgs {
   std::string config = "frugal.toml";
   std::string data;
   double target = 0.98;
+  double slice_margin = -1;  // < 0: no per-slice constraint
   int64_t n = 0;  // 0: every item
   int64_t seed = 1;
   std::string csv;  // default: calibration.csv beside the config
@@ -243,10 +244,11 @@ int run_calibrate(const CalibrateArgs& a) {
   std::vector<cascade::CalibrationItem> cal;
   for (size_t i : split.second) {
     cal.push_back({runs[i].tier1_correct, runs[i].top_correct, model->predict(runs[i].features),
-                   runs[i].tier1.cost, runs[i].top.cost});
+                   runs[i].tier1.cost, runs[i].top.cost, (*items)[i].slice});
   }
   cascade::CalibrationOptions cal_options;
   cal_options.target = a.target;
+  cal_options.slice_margin_points = a.slice_margin;
   auto result = cascade::calibrate_threshold(cal, cal_options);
   if (!result.is_ok()) {
     std::fprintf(stderr, "frugal calibrate: %s\n", result.status().to_string().c_str());
@@ -338,6 +340,10 @@ void register_calibrate(CLI::App& app, int& exit_code) {
                                       "config)");
   cmd->add_option("--svg", args->svg, "Curve plot path (default: calibration.svg beside the "
                                       "config)");
+  cmd->add_option("--slice-margin", args->slice_margin,
+                  "Also require every slice's cascade accuracy within this many points of the "
+                  "top tier's (the eval gate), on the threshold half (default: off)")
+      ->check(CLI::Range(0.0, 100.0));
   cmd->add_flag("--dry-run", args->dry_run, "Report and write the curve, not the config");
   cmd->add_option("-n,--max-tokens", args->max_tokens,
                   "Maximum tokens per answer (default: [cascade] max_tokens)")

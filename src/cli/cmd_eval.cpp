@@ -80,7 +80,8 @@ int run_eval(const EvalArgs& a) {
     cascade::EvalItem e;
     e.slice = item.slice;
     e.difficulty = "d" + std::to_string(item.difficulty);
-    e.outcome = {run.tier1_correct, run.top_correct, run.score, run.tier1.cost, run.top.cost};
+    e.outcome = {run.tier1_correct, run.top_correct, run.score, run.tier1.cost, run.top.cost,
+                 item.slice};
     if (cfg.early_escalation) {
       const int64_t stop = cascade::early_stop_point(
           run.tier1.tokens, cfg.early_escalation_window, cfg.early_escalation_logprob);
