@@ -207,3 +207,29 @@ def test_engine_greedy_answers_equal_pytorch_on_bundled_models(name):
                          os.path.join(ROOT, "data", "heldout.jsonl"), "--compare", "20"],
                         capture_output=True, text=True)
     assert rc.returncode == 0, rc.stdout + rc.stderr
+
+
+def test_cached_teacher_soft_labels_equal_a_live_forward(tokenizer):
+    """Distillation reads the teacher's log-probs computed once (train.teacher_logprobs); they
+    must be the teacher's own at each answer position, in the order the loss selects them."""
+    import torch
+    import torch.nn.functional as F
+    import model as llama
+    import train
+
+    torch.manual_seed(0)
+    teacher = llama.Llama(llama.LlamaConfig(vocab_size=tokenizer.vocab_size, n_embd=32,
+                                            n_layer=2, n_head=2, n_head_kv=1, n_ff=64,
+                                            n_ctx=128))
+    teacher.eval()
+    items = tasks.generate(99, 40)
+    examples = [train.encode_example(tokenizer, it["messages"], it["reference"]) for it in items]
+    cached = train.teacher_logprobs(teacher, examples, 128, batch=7)
+    batch = [0, 5, 17, 39]
+    ids, labels = train.make_batch([examples[i] for i in batch], 128)
+    with torch.no_grad():
+        live = F.log_softmax(teacher(ids), -1)[labels != -100]
+    stacked = torch.cat([cached[i] for i in batch]).float()
+    assert stacked.shape == live.shape
+    assert sum(len(examples[i][1]) for i in batch) == live.shape[0]
+    assert torch.allclose(stacked, live, atol=2e-2)  # float16 storage

@@ -85,17 +85,34 @@ TEACHER_MIX = {
 }
 
 
-def length_bucketed(examples_iter, batch, n_ctx, pool_batches=16, seed=0):
+def length_bucketed(examples_iter, batch, n_ctx, pool_batches=16, seed=0, collate=None):
     """Batches of `batch` examples with little padding: draw pool_batches batches' worth of
-    examples, sort them by length, cut into batches, and yield those in a random order."""
+    examples (prompt_ids, target_ids, ...), sort them by length, cut into batches, and yield
+    collate(batch) (default make_batch) for those in a random order."""
     rng = random.Random(seed)
+    collate = collate or (lambda c: make_batch(c, n_ctx))
     while True:
         pool = [next(examples_iter) for _ in range(batch * pool_batches)]
         pool.sort(key=lambda e: len(e[0]) + len(e[1]))
         chunks = [pool[i:i + batch] for i in range(0, len(pool), batch)]
         rng.shuffle(chunks)
         for c in chunks:
-            yield make_batch(c, n_ctx)
+            yield collate(c)
+
+
+@torch.no_grad()
+def teacher_logprobs(teacher, examples, n_ctx, batch=128):
+    """The teacher's log-probabilities (float16, [n_target_tokens, vocab]) at each example's
+    target positions, computed once so that distillation costs no teacher forward per step."""
+    out = [None] * len(examples)
+    order = sorted(range(len(examples)), key=lambda i: len(examples[i][0]) + len(examples[i][1]))
+    for s in range(0, len(order), batch):
+        idx = order[s:s + batch]
+        ids, labels = make_batch([examples[i] for i in idx], n_ctx)
+        lp = F.log_softmax(teacher(ids).float(), -1)
+        for j, i in enumerate(idx):
+            out[i] = lp[j][labels[j] != -100].half()
+    return out
 
 
 def encode_example(tok, messages, answer):
@@ -308,30 +325,41 @@ def cmd_student(args):
     tag = "student-hard" if args.hard_only else "student-kd"
     log(f"{tag}: {model.n_params():,} parameters, {len(rows)} training rows, config {cfg}")
 
+    # The hard-label student learns the references; the distilled one learns the
+    # teacher-generated answers and the teacher's soft labels on them.
+    key = "reference" if args.hard_only else "answer"
+    encoded = [encode_example(tok, r["messages"], r[key]) for r in rows]
+    soft = None
+    if teacher is not None:
+        t0 = time.time()
+        soft = teacher_logprobs(teacher, encoded, cfg.n_ctx)
+        log(f"{tag}: teacher soft labels for {sum(len(x) for x in soft):,} answer tokens in "
+            f"{time.time() - t0:.1f}s")
+
+    def collate(chunk):
+        ids, labels = make_batch([(p, t) for p, t, _ in chunk], cfg.n_ctx)
+        extra = torch.cat([soft[i] for _, _, i in chunk]).float() if soft is not None else None
+        return ids, labels, extra
+
     def batches():
         g = torch.Generator().manual_seed(args.seed)
-        # The hard-label student learns the references; the distilled one learns the
-        # teacher-generated answers and the teacher's soft labels on them.
-        key = "reference" if args.hard_only else "answer"
 
         def examples():
             while True:
                 for i in torch.randperm(len(rows), generator=g).tolist():
-                    yield encode_example(tok, rows[i]["messages"], rows[i][key])
+                    yield encoded[i][0], encoded[i][1], i
 
-        for ids, labels in length_bucketed(examples(), args.batch, cfg.n_ctx, seed=args.seed):
-            yield ids, labels, None
+        yield from length_bucketed(examples(), args.batch, cfg.n_ctx, seed=args.seed,
+                                   collate=collate)
 
     def hard_ce(m, ids, labels, _):
         logits = m(ids)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
 
-    def distill(m, ids, labels, _):
+    def distill(m, ids, labels, t_logp):
         logits = m(ids)
-        with torch.no_grad():
-            t_logits = teacher(ids)
         sel = labels != -100
-        s, t = logits[sel], t_logits[sel]  # [n_answer_tokens, vocab]
+        s, t = logits[sel], t_logp  # [n_answer_tokens, vocab], row-major like the selection
         temp = args.temperature
         kl = F.kl_div(F.log_softmax(s / temp, -1), F.log_softmax(t / temp, -1),
                       log_target=True, reduction="batchmean") * temp * temp
