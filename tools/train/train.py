@@ -222,7 +222,16 @@ def evaluate(model, tok, n, seed=VAL_SEED):
     return accuracy_table(items, greedy_answers(model, tok, items))
 
 
-def train_loop(args, model, tok, batches, loss_fn, tag):
+def adapt_mix(mix, acc, base=None):
+    """Adaptive curriculum: slice weights become base weight x (error rate + 0.1), from the
+    latest validation accuracies (percent), so the slices still wrong are drawn more often."""
+    base = base or TEACHER_MIX["slices"]
+    for s in mix["slices"]:
+        if s in acc:
+            mix["slices"][s] = base[s] * (1.0 - acc[s] / 100.0 + 0.1)
+
+
+def train_loop(args, model, tok, batches, loss_fn, tag, on_eval=None):
     """Shared optimizer loop: AdamW, warmup + cosine to 10 %, checkpoint and validation."""
     opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95),
                             weight_decay=0.1)
@@ -256,6 +265,8 @@ def train_loop(args, model, tok, batches, loss_fn, tag):
             window = time.time()
         if (args.eval_every and (step + 1) % args.eval_every == 0) or last:
             acc = evaluate(model, tok, args.eval_n)
+            if on_eval:
+                on_eval(acc)
             history.append({"step": step + 1, "minutes": round((time.time() - t_start) / 60, 2),
                             "acc": acc})
             log(f"{tag} eval step {step + 1} ({(time.time() - t_start) / 60:.1f} min): "
@@ -277,7 +288,7 @@ def cmd_teacher(args):
         # A resumed run continues with fresh items rather than repeating the first ones.
         done = torch.load(args.resume)["steps_done"] if args.resume else 0
         stream = training_items(args.seed * 1000 + done * args.batch // 4096 + 1,
-                                mix=TEACHER_MIX if args.mix == "curriculum" else None)
+                                mix=None if args.mix == "suite" else mix)
         examples = (encode_example(tok, it["messages"], it["reference"]) for it in stream)
         for ids, labels in length_bucketed(examples, args.batch, cfg.n_ctx, seed=args.seed + done):
             yield ids, labels, None
@@ -286,7 +297,19 @@ def cmd_teacher(args):
         logits = m(ids)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
 
-    train_loop(args, model, tok, batches(), ce, "teacher")
+    mix = {"slices": dict(TEACHER_MIX["slices"]),
+           "difficulties": dict(TEACHER_MIX["difficulties"])}
+    on_eval = None
+    if args.mix == "adaptive":
+        def on_eval(acc):
+            adapt_mix(mix, acc)
+            log("teacher: slice mix now " + " ".join(f"{k}={v:.1f}"
+                                                     for k, v in mix["slices"].items()))
+        if args.resume:  # start from the resumed checkpoint's latest validation
+            hist = torch.load(args.resume)["history"]
+            if hist:
+                on_eval(hist[-1]["acc"])
+    train_loop(args, model, tok, batches(), ce, "teacher", on_eval)
 
 
 def cmd_gen(args):
@@ -336,10 +359,18 @@ def cmd_student(args):
         log(f"{tag}: teacher soft labels for {sum(len(x) for x in soft):,} answer tokens in "
             f"{time.time() - t0:.1f}s")
 
+    # Where the teacher answered wrong the row's answer is the reference, and the teacher's
+    # soft labels on it point away from it: those tokens learn from the reference alone
+    # (--kd-all keeps the KL term there too).
+    trusted = [bool(r.get("teacher_right", True)) or args.kd_all for r in rows]
+
     def collate(chunk):
         ids, labels = make_batch([(p, t) for p, t, _ in chunk], cfg.n_ctx)
-        extra = torch.cat([soft[i] for _, _, i in chunk]).float() if soft is not None else None
-        return ids, labels, extra
+        if soft is None:
+            return ids, labels, None
+        t_logp = torch.cat([soft[i] for _, _, i in chunk]).float()
+        weight = torch.cat([torch.full((len(soft[i]),), float(trusted[i])) for _, _, i in chunk])
+        return ids, labels, (t_logp, weight)
 
     def batches():
         g = torch.Generator().manual_seed(args.seed)
@@ -356,15 +387,18 @@ def cmd_student(args):
         logits = m(ids)
         return F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
 
-    def distill(m, ids, labels, t_logp):
+    def distill(m, ids, labels, extra):
+        t_logp, weight = extra  # [n_answer_tokens, vocab], [n_answer_tokens]
         logits = m(ids)
         sel = labels != -100
-        s, t = logits[sel], t_logp  # [n_answer_tokens, vocab], row-major like the selection
+        s = logits[sel]  # row-major, like the cached soft labels
         temp = args.temperature
-        kl = F.kl_div(F.log_softmax(s / temp, -1), F.log_softmax(t / temp, -1),
-                      log_target=True, reduction="batchmean") * temp * temp
-        ce = F.cross_entropy(s, labels[sel])
-        return args.alpha * kl + (1 - args.alpha) * ce
+        kl_tok = F.kl_div(F.log_softmax(s / temp, -1), F.log_softmax(t_logp / temp, -1),
+                          log_target=True, reduction="none").sum(-1) * temp * temp
+        ce_tok = F.cross_entropy(s, labels[sel], reduction="none")
+        # Trusted tokens: alpha * KL + (1 - alpha) * CE; the others: CE alone.
+        loss = weight * (args.alpha * kl_tok + (1 - args.alpha) * ce_tok) + (1 - weight) * ce_tok
+        return loss.mean()
 
     train_loop(args, model, tok, batches(), hard_ce if args.hard_only else distill, tag)
 
@@ -469,15 +503,18 @@ def main(argv=None):
 
     p = sub.add_parser("teacher")
     train_opts(p, 192, 6, 6, 2, 512, 6000, 2e-3, 64)
-    p.add_argument("--mix", choices=["suite", "curriculum"], default="curriculum",
-                   help="training slice x difficulty mix (TEACHER_MIX or the suite's own)")
+    p.add_argument("--mix", choices=["suite", "curriculum", "adaptive"], default="adaptive",
+                   help="training mix: the suite's own, TEACHER_MIX, or TEACHER_MIX with slice "
+                        "weights following the validation error rates (adapt_mix)")
     p = sub.add_parser("student")
     train_opts(p, 64, 4, 4, 2, 176, 6000, 3e-3, 64)
     p.add_argument("--teacher")
     p.add_argument("--data", required=True)
     p.add_argument("--hard-only", action="store_true")
-    p.add_argument("--temperature", type=float, default=2.0)
-    p.add_argument("--alpha", type=float, default=0.7)
+    p.add_argument("--temperature", type=float, default=1.0)
+    p.add_argument("--alpha", type=float, default=0.9)
+    p.add_argument("--kd-all", action="store_true",
+                   help="keep the KL term on rows the teacher answered wrong as well")
 
     p = sub.add_parser("gen")
     for a in ("--tok", "--teacher", "--out"):
