@@ -198,6 +198,29 @@ TEST_F(CalibrateEvalTest, EvalEarlySweepReplaysTheLogprobFloor) {
             j["cascade"]["escalation_rate"].get<double>());
 }
 
+TEST_F(CalibrateEvalTest, EvalWritesEveryAnswerWhenAsked) {
+  const fs::path out = dir_ / "answers.jsonl";
+  const json j = eval_json(write_config("answers.toml", 0.5), "--answers " + out.string());
+  std::ifstream in(out);
+  std::string line;
+  int lines = 0, tier1_right = 0, cascade_right = 0, escalated = 0;
+  while (std::getline(in, line)) {
+    const json a = json::parse(line, nullptr, false);
+    ASSERT_FALSE(a.is_discarded()) << line;
+    EXPECT_TRUE(a["id"].is_string());
+    EXPECT_TRUE(a["tier1"]["answer"].is_string());
+    EXPECT_TRUE(a["top"]["answer"].is_string());
+    tier1_right += a["tier1"]["correct"].get<bool>();
+    cascade_right += a["cascade"]["correct"].get<bool>();
+    escalated += a["cascade"]["escalated"].get<bool>();
+    ++lines;
+  }
+  EXPECT_EQ(lines, kItems);
+  EXPECT_EQ(tier1_right, j["tier1"]["correct"].get<int>());
+  EXPECT_EQ(cascade_right, j["cascade"]["correct"].get<int>());
+  EXPECT_NEAR(escalated, j["cascade"]["escalation_rate"].get<double>() * kItems, 1e-9);
+}
+
 TEST_F(CalibrateEvalTest, EvalExitsThreeWhenTier1RegressesASlice) {
   const std::string src = std::string(FRUGAL_SHARED_DIR) + "/models/stories260K";
   if (!fs::exists(src + "/stories260K.bin")) GTEST_SKIP() << "no " << src;

@@ -31,6 +31,7 @@ struct EvalArgs {
   double threshold = -1;  // < 0: the config's
   bool json = false;
   bool early_sweep = false;
+  std::string answers;  // JSONL of every item's answers, when set
   int64_t max_tokens = 0;  // 0: the config's [cascade] max_tokens
   int threads = 0;
   int64_t ctx = 0;
@@ -92,6 +93,33 @@ int run_eval(const EvalArgs& a) {
       }
     }
     evals.push_back(std::move(e));
+  }
+  if (!a.answers.empty()) {
+    std::string text;
+    for (size_t i = 0; i < items->size(); ++i) {
+      const cascade::TaskItem& item = (*items)[i];
+      const cascade::ItemRun& run = (*runs)[i];
+      const bool escalated = cascade::cascade_escalates(evals[i].outcome.score, threshold);
+      nlohmann::json line = {{"id", item.id},
+                             {"slice", item.slice},
+                             {"difficulty", item.difficulty},
+                             {"reference", item.reference},
+                             {"tier1", {{"answer", run.tier1.text},
+                                        {"correct", run.tier1_correct},
+                                        {"score", run.score},
+                                        {"tokens_out", run.tier1.tokens_out}}},
+                             {"top", {{"answer", run.top.text},
+                                      {"correct", run.top_correct},
+                                      {"tokens_out", run.top.tokens_out}}},
+                             {"cascade", {{"escalated", escalated},
+                                          {"correct", escalated ? run.top_correct
+                                                                : run.tier1_correct}}}};
+      text += line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+    }
+    if (Status s = cascade::write_text_file(a.answers, text); !s.is_ok()) {
+      std::fprintf(stderr, "frugal eval: %s\n", s.to_string().c_str());
+      return 1;
+    }
   }
   std::vector<cascade::EarlyEscalationPoint> sweep;
   if (a.early_sweep) {
@@ -189,6 +217,9 @@ void register_eval(CLI::App& app, int& exit_code) {
                   "Scorer threshold to evaluate (default: the config's)")
       ->check(CLI::Range(0.0, 1.0));
   cmd->add_flag("--json", args->json, "One JSON object instead of the table");
+  cmd->add_option("--answers", args->answers,
+                  "Also write every item's answers (tier 1, top, cascade; right or wrong) "
+                  "to this JSONL file");
   cmd->add_flag("--early-sweep", args->early_sweep,
                 "Also replay early escalation over tier 1's answers and report what it saves "
                 "(the config's window and floor when set, else a grid)");
