@@ -43,15 +43,27 @@ mkdir -p "$OUT" "$MODELS_DIR"
 start=$(date +%s)
 if [ "${1:-}" != "--after-teacher" ]; then
   $T tokenizer --out "$OUT/tok.json"
+  # The bundled teacher's schedule in one run (it was trained in stages: tools/train/RUNS.md).
   $T teacher --tok "$OUT/tok.json" --out "$OUT/teacher.pt" --threads "$THREADS" \
-    2>&1 | tee "$OUT/teacher.log"
+    --steps 13000 --batch 128 --lr 3e-3 --mix adaptive 2>&1 | tee "$OUT/teacher.log"
 fi
-$T gen --tok "$OUT/tok.json" --teacher "$OUT/teacher.pt" --out "$OUT/tdata.jsonl" --n 40000 \
-  --threads "$THREADS" 2>&1 | tee "$OUT/gen.log"
+# Teacher data in two halves, one per core.
+$T gen --tok "$OUT/tok.json" --teacher "$OUT/teacher.pt" --out "$OUT/tdata1.jsonl" --n 15000 \
+  --seed 1 --threads "$THREADS" > "$OUT/gen1.log" 2>&1 &
+g1=$!
+$T gen --tok "$OUT/tok.json" --teacher "$OUT/teacher.pt" --out "$OUT/tdata2.jsonl" --n 15000 \
+  --seed 2 --threads "$THREADS" > "$OUT/gen2.log" 2>&1 &
+wait "$g1" && wait $!  # a failed half fails the run (set -e)
+cat "$OUT/tdata1.jsonl" "$OUT/tdata2.jsonl" > "$OUT/tdata.jsonl"
+# The two students side by side: the same rows, steps and schedule; only the loss differs.
 $T student --tok "$OUT/tok.json" --teacher "$OUT/teacher.pt" --data "$OUT/tdata.jsonl" \
-  --out "$OUT/student.pt" --threads "$THREADS" 2>&1 | tee "$OUT/student.log"
+  --out "$OUT/student.pt" --steps 10000 --eval-every 2000 --threads "$THREADS" \
+  > "$OUT/student.log" 2>&1 &
+s1=$!
 $T student --hard-only --tok "$OUT/tok.json" --data "$OUT/tdata.jsonl" \
-  --out "$OUT/student_hard.pt" --threads "$THREADS" 2>&1 | tee "$OUT/student_hard.log"
+  --out "$OUT/student_hard.pt" --steps 10000 --eval-every 2000 --threads "$THREADS" \
+  > "$OUT/student_hard.log" 2>&1 &
+wait "$s1" && wait $!
 for m in teacher student student_hard; do
   $T eval --tok "$OUT/tok.json" --model "$OUT/$m.pt" --items data/heldout.jsonl \
     --answers "$OUT/${m}_answers.jsonl" --threads "$THREADS" | tee "$OUT/${m}_eval.json"
