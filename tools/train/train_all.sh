@@ -45,7 +45,7 @@ if [ "${1:-}" != "--after-teacher" ]; then
   $T tokenizer --out "$OUT/tok.json"
   # The bundled teacher's schedule in one run (it was trained in stages: tools/train/RUNS.md).
   $T teacher --tok "$OUT/tok.json" --out "$OUT/teacher.pt" --threads "$THREADS" \
-    --steps 13000 --batch 128 --lr 3e-3 --mix adaptive 2>&1 | tee "$OUT/teacher.log"
+    --steps 20000 --batch 64 --lr 2e-3 --mix adaptive 2>&1 | tee "$OUT/teacher.log"
 fi
 # Teacher data in two halves, one per core.
 $T gen --tok "$OUT/tok.json" --teacher "$OUT/teacher.pt" --out "$OUT/tdata1.jsonl" --n 15000 \
@@ -57,11 +57,11 @@ wait "$g1" && wait $!  # a failed half fails the run (set -e)
 cat "$OUT/tdata1.jsonl" "$OUT/tdata2.jsonl" > "$OUT/tdata.jsonl"
 # The two students side by side: the same rows, steps and schedule; only the loss differs.
 $T student --tok "$OUT/tok.json" --teacher "$OUT/teacher.pt" --data "$OUT/tdata.jsonl" \
-  --out "$OUT/student.pt" --steps 10000 --eval-every 2000 --threads "$THREADS" \
+  --out "$OUT/student.pt" --steps 8000 --eval-every 2000 --threads "$THREADS" \
   > "$OUT/student.log" 2>&1 &
 s1=$!
 $T student --hard-only --tok "$OUT/tok.json" --data "$OUT/tdata.jsonl" \
-  --out "$OUT/student_hard.pt" --steps 10000 --eval-every 2000 --threads "$THREADS" \
+  --out "$OUT/student_hard.pt" --steps 8000 --eval-every 2000 --threads "$THREADS" \
   > "$OUT/student_hard.log" 2>&1 &
 wait "$s1" && wait $!
 for m in teacher student student_hard; do
