@@ -14,6 +14,7 @@
 #include <vector>
 
 #include "cascade/config.h"
+#include "test_shell.h"
 
 namespace frugal::cascade {
 namespace {
@@ -21,21 +22,10 @@ namespace {
 namespace fs = std::filesystem;
 using nlohmann::json;
 
-struct Output {
-  int exit_code;
-  std::string out;
-};
+using Output = test::CommandOutput;
 
 Output run_frugal(const std::string& args, bool with_stderr = false) {
-  const std::string cmd =
-      std::string(FRUGAL_BINARY) + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  const int status = pclose(p);
-  return {WEXITSTATUS(status), out};
+  return test::run_frugal(args, with_stderr);
 }
 
 std::string read_file(const fs::path& p) {

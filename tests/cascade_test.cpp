@@ -18,28 +18,17 @@
 #include "cascade/config.h"
 #include "cascade/early_escalation.h"
 #include "cascade/features.h"
+#include "test_shell.h"
 
 namespace frugal::cascade {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Output {
-  int exit_code;
-  std::string out;
-};
+using Output = test::CommandOutput;
 
-// Runs frugal with `args` (a shell fragment); stdout only unless `with_stderr`.
 Output run_frugal(const std::string& args, bool with_stderr = false) {
-  const std::string cmd =
-      std::string(FRUGAL_BINARY) + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  const int status = pclose(p);
-  return {WEXITSTATUS(status), out};
+  return test::run_frugal(args, with_stderr);
 }
 
 constexpr double kSmallIn = 0.05, kSmallOut = 0.10, kLargeIn = 0.50, kLargeOut = 1.50;

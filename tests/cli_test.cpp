@@ -13,28 +13,18 @@
 
 #include "engine/gguf.h"
 #include "engine/gguf_writer.h"
+#include "test_shell.h"
 
 namespace frugal {
 namespace {
 
 namespace fs = std::filesystem;
 
-struct Output {
-  int exit_code;
-  std::string out;  // stdout and stderr together
-};
+using Output = test::CommandOutput;
 
 // Runs frugal with `args`; stderr joins stdout unless `with_stderr` is false.
 Output run(const std::string& args, bool with_stderr = true) {
-  const std::string cmd =
-      std::string(FRUGAL_BINARY) + " " + args + (with_stderr ? " 2>&1" : " 2>/dev/null");
-  FILE* p = popen(cmd.c_str(), "r");
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), p)) > 0) out.append(buf, n);
-  int status = pclose(p);
-  return {WEXITSTATUS(status), out};
+  return test::run_frugal(args, with_stderr);
 }
 
 class CliTest : public ::testing::Test {

@@ -15,6 +15,7 @@
 #include "plan/cascade_plan.h"
 #include "plan/memory.h"
 #include "plan/scaling.h"
+#include "test_shell.h"
 
 namespace frugal::plan {
 namespace {
@@ -438,22 +439,9 @@ TEST(PlanCascade, ReadsEscalationRateFromEvalJson) {
 
 // --- the binary end to end --------------------------------------------------------------------
 
-struct RunResult {
-  int exit_code;
-  std::string out;
-};
+using RunResult = test::CommandOutput;
 
-RunResult run_frugal(const std::string& args) {
-  std::string cmd = std::string(FRUGAL_BINARY) + " " + args + " 2>&1";
-  FILE* pipe = popen(cmd.c_str(), "r");
-  CHECK(pipe != nullptr);
-  std::string out;
-  char buf[4096];
-  size_t n;
-  while ((n = fread(buf, 1, sizeof(buf), pipe)) > 0) out.append(buf, n);
-  int status = pclose(pipe);
-  return {WIFEXITED(status) ? WEXITSTATUS(status) : -1, out};
-}
+RunResult run_frugal(const std::string& args) { return test::run_frugal(args, true); }
 
 TEST(PlanCli, MemoryJsonEndToEnd) {
   RunResult r = run_frugal(
