@@ -209,6 +209,20 @@ TEST_F(CalibrateEvalTest, EvalWritesEveryAnswerWhenAsked) {
   EXPECT_EQ(tier1_right, j["tier1"]["correct"].get<int>());
   EXPECT_EQ(cascade_right, j["cascade"]["correct"].get<int>());
   EXPECT_NEAR(escalated, j["cascade"]["escalation_rate"].get<double>() * kItems, 1e-9);
+
+  // An answers path that cannot be written is an error that names it, not a silent skip.
+  const std::string unwritable = (dir_ / "no/such/dir/a.jsonl").string();
+  Output bad = run_frugal("eval --config " + (dir_ / "answers.toml").string() + " --data " +
+                              items() + " -n 16 -t 1 --answers " + unwritable,
+                          true);
+  EXPECT_EQ(bad.exit_code, 1) << bad.out;
+  EXPECT_NE(bad.out.find("no/such/dir"), std::string::npos) << bad.out;
+  // So is a slice margin outside [0, 100].
+  Output margin = run_frugal("calibrate --config " + (dir_ / "answers.toml").string() +
+                                 " --data " + items() + " --slice-margin -1",
+                             true);
+  EXPECT_NE(margin.exit_code, 0);
+  EXPECT_NE(margin.out.find("slice-margin"), std::string::npos) << margin.out;
 }
 
 TEST_F(CalibrateEvalTest, EvalExitsThreeWhenTier1RegressesASlice) {

@@ -345,12 +345,7 @@ void register_calibrate(CLI::App& app, int& exit_code) {
                   "top tier's (the eval gate), on the threshold half (default: off)")
       ->check(CLI::Range(0.0, 100.0));
   cmd->add_flag("--dry-run", args->dry_run, "Report and write the curve, not the config");
-  cmd->add_option("-n,--max-tokens", args->max_tokens,
-                  "Maximum tokens per answer (default: [cascade] max_tokens)")
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
-  cmd->add_option("-t,--threads", args->threads, "Threads per local tier (default: all cores)");
-  cmd->add_option("-c,--ctx", args->ctx,
-                  "Context size per local tier (default: min(4096, trained))");
+  add_tier_run_options(cmd, &args->max_tokens, &args->threads, &args->ctx);
   cmd->callback([args, &exit_code] { exit_code = run_calibrate(*args); });
 }
 

@@ -223,12 +223,7 @@ void register_eval(CLI::App& app, int& exit_code) {
   cmd->add_flag("--early-sweep", args->early_sweep,
                 "Also replay early escalation over tier 1's answers and report what it saves "
                 "(the config's window and floor when set, else a grid)");
-  cmd->add_option("-n,--max-tokens", args->max_tokens,
-                  "Maximum tokens per answer (default: [cascade] max_tokens)")
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
-  cmd->add_option("-t,--threads", args->threads, "Threads per local tier (default: all cores)");
-  cmd->add_option("-c,--ctx", args->ctx,
-                  "Context size per local tier (default: min(4096, trained))");
+  add_tier_run_options(cmd, &args->max_tokens, &args->threads, &args->ctx);
   cmd->callback([args, &exit_code] { exit_code = run_eval(*args); });
 }
 

@@ -8,6 +8,14 @@
 
 namespace frugal::cli {
 
+void add_tier_run_options(CLI::App* cmd, int64_t* max_tokens, int* threads, int64_t* ctx) {
+  cmd->add_option("-n,--max-tokens", *max_tokens,
+                  "Maximum tokens per answer (default: [cascade] max_tokens)")
+      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
+  cmd->add_option("-t,--threads", *threads, "Threads per local tier (default: all cores)");
+  cmd->add_option("-c,--ctx", *ctx, "Context size per local tier (default: min(4096, trained))");
+}
+
 std::optional<TaskRunSetup> load_task_run(const char* command, const TaskRunFlags& flags,
                                           int* exit_code) {
   *exit_code = 2;

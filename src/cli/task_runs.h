@@ -7,10 +7,15 @@
 #include <string>
 #include <vector>
 
+#include <CLI/CLI.hpp>
+
 #include "cascade/cascade.h"
 #include "cascade/task_items.h"
 
 namespace frugal::cli {
+
+// The options both commands take for running the tiers: -n/--max-tokens, -t/--threads, -c/--ctx.
+void add_tier_run_options(CLI::App* cmd, int64_t* max_tokens, int* threads, int64_t* ctx);
 
 // What both commands start from: the config, the items, the loaded tiers, the answer length
 // and the configured scorer.
