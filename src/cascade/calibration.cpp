@@ -4,7 +4,6 @@
 #include "cascade/calibration.h"
 
 #include <algorithm>
-#include <array>
 #include <cmath>
 #include <cstdio>
 #include <map>
@@ -22,6 +21,48 @@ const char* bound_method_name(BoundMethod method) {
 }
 
 namespace {
+
+// Per-slice tallies of the cascade at the current threshold: items, top tier right, cascade
+// right. Starts with every item kept (the cascade's answer is tier 1's).
+struct SliceTally {
+  std::vector<std::string> names;
+  std::vector<size_t> of_item;  // slice index of each item
+  std::vector<double> n, top, right;
+
+  explicit SliceTally(const std::vector<CalibrationItem>& items) {
+    std::map<std::string, size_t> index;
+    for (const CalibrationItem& it : items) index.emplace(it.slice, index.size());
+    names.resize(index.size());
+    for (const auto& [name, k] : index) names[k] = name;
+    n.assign(names.size(), 0.0);
+    top.assign(names.size(), 0.0);
+    right.assign(names.size(), 0.0);
+    for (const CalibrationItem& it : items) {
+      const size_t k = index[it.slice];
+      of_item.push_back(k);
+      n[k] += 1;
+      top[k] += it.top_correct ? 1 : 0;
+      right[k] += it.tier1_correct ? 1 : 0;
+    }
+  }
+  void escalate(size_t i, const CalibrationItem& it) {
+    right[of_item[i]] += (it.top_correct ? 1.0 : 0.0) - (it.tier1_correct ? 1.0 : 0.0);
+  }
+  // Sets p's worst slice, then whether p meets the target (bound, and slice margin if any).
+  void judge(CurvePoint* p, const CalibrationOptions& options) const {
+    p->worst_slice_loss_points = -100.0;
+    for (size_t k = 0; k < names.size(); ++k) {
+      const double loss = 100.0 * (top[k] - right[k]) / n[k];
+      if (loss > p->worst_slice_loss_points) {
+        p->worst_slice_loss_points = loss;
+        p->worst_slice = names[k];
+      }
+    }
+    p->meets_target = p->lower_bound >= 0 &&
+                      (options.slice_margin_points < 0 ||
+                       p->worst_slice_loss_points <= options.slice_margin_points + 1e-9);
+  }
+};
 
 Status validate_items(const std::vector<CalibrationItem>& items, const char* what) {
   if (items.empty()) return invalid_argument(std::string(what) + ": no items");
@@ -128,25 +169,11 @@ CurvePoint evaluate_threshold(const std::vector<CalibrationItem>& items, double 
   }
   p.cost_per_item = cost / n;
   p.relative_cost = top_cost > 0 ? cost / top_cost : 0.0;
-  std::map<std::string, std::array<double, 3>> slices;  // items, top right, cascade right
-  for (const CalibrationItem& it : items) {
-    auto& t = slices[it.slice];
-    const bool esc = cascade_escalates(it.score, threshold);
-    t[0] += 1;
-    t[1] += it.top_correct ? 1 : 0;
-    t[2] += (esc ? it.top_correct : it.tier1_correct) ? 1 : 0;
+  SliceTally slices(items);
+  for (size_t i = 0; i < items.size(); ++i) {
+    if (cascade_escalates(items[i].score, threshold)) slices.escalate(i, items[i]);
   }
-  p.worst_slice_loss_points = -100.0;
-  for (const auto& [name, t] : slices) {
-    const double loss = 100.0 * (t[1] - t[2]) / t[0];
-    if (loss > p.worst_slice_loss_points) {
-      p.worst_slice_loss_points = loss;
-      p.worst_slice = name;
-    }
-  }
-  p.meets_target = p.lower_bound >= 0 &&
-                   (options.slice_margin_points < 0 ||
-                    p.worst_slice_loss_points <= options.slice_margin_points + 1e-9);
+  slices.judge(&p, options);
   return p;
 }
 
@@ -201,21 +228,7 @@ Result<CalibrationResult> calibrate_threshold(const std::vector<CalibrationItem>
     correct += it.tier1_correct ? 1 : 0;
   }
 
-  // Per-slice tallies for the slice constraint: items, top-tier right, cascade right.
-  std::map<std::string, size_t> slice_index;
-  for (const CalibrationItem& it : items) slice_index.emplace(it.slice, slice_index.size());
-  std::vector<std::string> slice_names(slice_index.size());
-  for (const auto& [name, k] : slice_index) slice_names[k] = name;
-  std::vector<size_t> item_slice(n);
-  std::vector<double> slice_n(slice_index.size()), slice_top(slice_index.size()),
-      slice_right(slice_index.size());
-  for (size_t i = 0; i < n; ++i) {
-    const size_t k = slice_index[items[i].slice];
-    item_slice[i] = k;
-    slice_n[k] += 1;
-    slice_top[k] += items[i].top_correct ? 1 : 0;
-    slice_right[k] += items[i].tier1_correct ? 1 : 0;
-  }
+  SliceTally slices(items);  // for the slice margin and each point's worst slice
 
   // Bootstrap state: multiplicity[i * R + r] is how often item i appears in resample r, and
   // resample_sum[r] the sum of d over resample r at the current threshold.
@@ -249,7 +262,7 @@ Result<CalibrationResult> calibrate_threshold(const std::vector<CalibrationItem>
       sum_d += after - before;
       sum_d2 += after * after - before * before;
       correct += (it.top_correct ? 1.0 : 0.0) - (it.tier1_correct ? 1.0 : 0.0);
-      slice_right[item_slice[i]] += (it.top_correct ? 1.0 : 0.0) - (it.tier1_correct ? 1.0 : 0.0);
+      slices.escalate(i, it);
       cost += it.top_cost;
       for (size_t rs = 0; rs < resamples; ++rs) {
         resample_sum[rs] += multiplicity[i * resamples + rs] * (after - before);
@@ -270,17 +283,7 @@ Result<CalibrationResult> calibrate_threshold(const std::vector<CalibrationItem>
     }
     p.cost_per_item = cost / nn;
     p.relative_cost = top_cost > 0 ? cost / top_cost : 0.0;
-    p.worst_slice_loss_points = -100.0;
-    for (size_t k = 0; k < slice_n.size(); ++k) {
-      const double loss = 100.0 * (slice_top[k] - slice_right[k]) / slice_n[k];
-      if (loss > p.worst_slice_loss_points) {
-        p.worst_slice_loss_points = loss;
-        p.worst_slice = slice_names[k];
-      }
-    }
-    p.meets_target = p.lower_bound >= 0 &&
-                     (options.slice_margin_points < 0 ||
-                      p.worst_slice_loss_points <= options.slice_margin_points + 1e-9);
+    slices.judge(&p, options);
     r.curve.push_back(p);
   }
 
