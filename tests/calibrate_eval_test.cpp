@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
+#include <map>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <string>
@@ -333,10 +334,31 @@ TEST_F(CalibrateEvalTest, CalibrateRewritesOtherConfigShapes) {
 TEST_F(CalibrateEvalTest, CalibrateLeavesConfigAloneOnDryRunOrUnmetTarget) {
   const fs::path config = write_config("keep.toml", 0.5);
   const std::string before = read_file(config);
+  const fs::path features = dir_ / "features.jsonl";
   Output dry = run_frugal("calibrate --config " + config.string() + " --data " + items() +
-                          " --dry-run -n 16 -t 1");
+                          " --dry-run -n 16 -t 1 --features " + features.string());
   EXPECT_EQ(dry.exit_code, 0) << dry.out;
   EXPECT_EQ(read_file(config), before);
+
+  // --features: one line per item, both halves, every scorer feature by name.
+  std::ifstream in(features);
+  std::map<std::string, int> halves;
+  int lines = 0;
+  for (std::string line; std::getline(in, line); ++lines) {
+    const json j = json::parse(line, nullptr, false);
+    ASSERT_FALSE(j.is_discarded()) << line;
+    ++halves[j["half"].get<std::string>()];
+    EXPECT_EQ(j["features"].size(), 9u) << line;
+    EXPECT_LE(j["features"]["mean_logprob"].get<double>(), 0.0) << line;
+    EXPECT_GE(j["features"]["answer_tokens"].get<double>(), 1.0) << line;
+    // The same model plays both tiers: it is right for one exactly when for the other.
+    EXPECT_EQ(j["tier1_correct"].get<bool>(), j["top_correct"].get<bool>()) << line;
+    EXPECT_GT(j["top_cost"].get<double>(), j["tier1_cost"].get<double>()) << line;
+  }
+  EXPECT_EQ(lines, kItems);
+  EXPECT_EQ(halves["fit"] + halves["threshold"], kItems);
+  EXPECT_GT(halves["fit"], 0);
+  EXPECT_GT(halves["threshold"], 0);
   // Identical tiers: the cascade cannot reach 1.5 x the top tier's accuracy.
   Output unmet = run_frugal("calibrate --config " + config.string() + " --data " + items() +
                             " --target 1.5 -n 16 -t 1");

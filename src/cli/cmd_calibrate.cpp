@@ -12,6 +12,8 @@
 #include <string>
 #include <vector>
 
+#include <nlohmann/json.hpp>
+
 #include "cascade/calibration.h"
 #include "cascade/cascade.h"
 #include "cascade/config.h"
@@ -36,6 +38,7 @@ struct CalibrateArgs {
   int64_t seed = 1;
   std::string csv;  // default: calibration.csv beside the config
   std::string svg;  // default: calibration.svg beside the config
+  std::string features;  // JSONL of every item's scorer features, when set
   bool dry_run = false;
   int64_t max_tokens = 0;
   int threads = 0;
@@ -190,6 +193,35 @@ std::string auroc_table(const std::vector<cascade::ScorerAuroc>& rows) {
   return out;
 }
 
+// One JSON line per item: its id, slice, which half it fell in ("fit" or "threshold"), whether
+// each tier was right, both costs, and tier 1's scorer features by name, so a scorer can be
+// studied or fitted outside Frugal.
+Status write_features(const std::string& path, const std::vector<cascade::TaskItem>& items,
+                      const std::vector<cascade::ItemRun>& runs,
+                      const cascade::SplitIndices& split) {
+  std::vector<const char*> half(items.size(), "fit");
+  for (size_t i : split.second) half[i] = "threshold";
+  const std::vector<std::string>& names = cascade::scorer_feature_names();
+  std::string text;
+  for (size_t i = 0; i < items.size(); ++i) {
+    nlohmann::json features = nlohmann::json::object();
+    for (size_t k = 0; k < names.size() && k < runs[i].features.size(); ++k) {
+      features[names[k]] = runs[i].features[k];
+    }
+    nlohmann::json line = {{"id", items[i].id},
+                           {"slice", items[i].slice},
+                           {"difficulty", items[i].difficulty},
+                           {"half", half[i]},
+                           {"tier1_correct", runs[i].tier1_correct},
+                           {"top_correct", runs[i].top_correct},
+                           {"tier1_cost", runs[i].tier1.cost},
+                           {"top_cost", runs[i].top.cost},
+                           {"features", features}};
+    text += line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
+  }
+  return cascade::write_text_file(path, text);
+}
+
 int run_calibrate(const CalibrateArgs& a) {
   if (!(a.target > 0 && a.target <= 1.5)) {
     std::fprintf(stderr,
@@ -253,6 +285,13 @@ int run_calibrate(const CalibrateArgs& a) {
   if (!result.is_ok()) {
     std::fprintf(stderr, "frugal calibrate: %s\n", result.status().to_string().c_str());
     return 1;
+  }
+
+  if (!a.features.empty()) {
+    if (Status s = write_features(a.features, *items, runs, split); !s.is_ok()) {
+      std::fprintf(stderr, "frugal calibrate: %s\n", s.to_string().c_str());
+      return 1;
+    }
   }
 
   std::printf("%zu items from %s in %.1f s: scorer fitted on %zu, threshold chosen on %zu "
@@ -344,6 +383,9 @@ void register_calibrate(CLI::App& app, int& exit_code) {
                   "Also require every slice's cascade accuracy within this many points of the "
                   "top tier's (the eval gate), on the threshold half (default: off)")
       ->check(CLI::Range(0.0, 100.0));
+  cmd->add_option("--features", args->features,
+                  "Also write every item's scorer features, labels, costs and split half as "
+                  "JSONL (to study or fit a scorer elsewhere)");
   cmd->add_flag("--dry-run", args->dry_run, "Report and write the curve, not the config");
   add_tier_run_options(cmd, &args->max_tokens, &args->threads, &args->ctx);
   cmd->callback([args, &exit_code] { exit_code = run_calibrate(*args); });
