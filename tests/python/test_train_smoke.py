@@ -233,3 +233,35 @@ def test_cached_teacher_soft_labels_equal_a_live_forward(tokenizer):
     assert stacked.shape == live.shape
     assert sum(len(examples[i][1]) for i in batch) == live.shape[0]
     assert torch.allclose(stacked, live, atol=2e-2)  # float16 storage
+
+
+def test_gen_with_the_engine_writes_the_rows_pytorch_writes(frugal_bin, tmp_path):
+    """`train.py gen --engine` (the C++ engine answering for the teacher) must write exactly
+    the rows the PyTorch path writes: the same answers, right/wrong flags and references."""
+    pytest.importorskip("torch")
+    pytest.importorskip("gguf")
+    import model as llama
+    teacher_gguf = os.path.join(ROOT, "models", "frugal-teacher.gguf")
+    if not os.path.exists(teacher_gguf):
+        pytest.skip("no bundled teacher")
+    m, tokens, merges = llama.from_gguf(teacher_gguf)
+    llama.save(m, str(tmp_path / "teacher.pt"))
+    bpe.Tokenizer(tokens, merges).save(str(tmp_path / "tok.json"))
+    train_py = os.path.join(ROOT, "tools", "train", "train.py")
+    common = ["--tok", str(tmp_path / "tok.json"), "--n", "120", "--seed", "5",
+              "--mix", "curriculum"]
+    subprocess.run([sys.executable, train_py, "gen", *common, "--teacher",
+                    str(tmp_path / "teacher.pt"), "--out", str(tmp_path / "torch.jsonl")],
+                   check=True, capture_output=True, timeout=300)
+    subprocess.run([sys.executable, train_py, "gen", *common, "--engine", frugal_bin,
+                    "--teacher", teacher_gguf, "--out", str(tmp_path / "engine.jsonl")],
+                   check=True, capture_output=True, timeout=300)
+    torch_rows = (tmp_path / "torch.jsonl").read_text().splitlines()
+    engine_rows = (tmp_path / "engine.jsonl").read_text().splitlines()
+    assert len(torch_rows) == 120
+    assert engine_rows == torch_rows
+    # The curriculum mix is harder than the suite's: the teacher misses some, and those rows
+    # carry the reference instead of its answer.
+    rows = [json.loads(r) for r in engine_rows]
+    wrong = [r for r in rows if not r["teacher_right"]]
+    assert wrong and all(r["answer"] == r["reference"] for r in wrong)
