@@ -224,6 +224,12 @@ TEST_F(CalibrateEvalTest, EvalWritesEveryAnswerWhenAsked) {
                              true);
   EXPECT_NE(margin.exit_code, 0);
   EXPECT_NE(margin.out.find("slice-margin"), std::string::npos) << margin.out;
+  // --slice-bound bounds the slice margin; alone it is a usage error.
+  Output alone = run_frugal("calibrate --config " + (dir_ / "answers.toml").string() +
+                                " --data " + items() + " --slice-bound",
+                            true);
+  EXPECT_EQ(alone.exit_code, 2) << alone.out;
+  EXPECT_NE(alone.out.find("needs --slice-margin"), std::string::npos) << alone.out;
 }
 
 TEST_F(CalibrateEvalTest, EvalExitsThreeWhenTier1RegressesASlice) {

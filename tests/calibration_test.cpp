@@ -384,6 +384,41 @@ TEST(Calibration, SliceMarginRejectsThresholdsThatSinkOneSlice) {
   EXPECT_TRUE(evaluate_threshold(items, 0.62, strict).meets_target);
 }
 
+TEST(Calibration, SliceMarginBoundAsksForMoreThanThePointEstimate) {
+  // Slice "b" (100 items): kept, tier 1 is wrong on 3 items the top tier gets right (scores
+  // 0.5) and right on 2 it gets wrong (0.95): a 1-point loss, inside a 2-point margin. Its
+  // 95 % upper bound, 1 + 1.645 · 100 · sqrt((0.05 − 0.01²) / 100) = 4.7 points, is not, so
+  // the bound escalates the three wrong answers (and then b gains 2 points on the top tier).
+  std::vector<CalibrationItem> items;
+  for (int i = 0; i < 400; ++i) items.push_back({true, true, 0.9 + i * 1e-5, 1.0, 10.0, "a"});
+  for (int i = 0; i < 100; ++i) {
+    const bool wrong = i < 3, better = i >= 3 && i < 5;
+    items.push_back({!wrong, !better, wrong ? 0.5 : (better ? 0.95 : 0.96), 1.0, 10.0, "b"});
+  }
+  CalibrationOptions point;
+  point.target = 0.95;
+  point.slice_margin_points = 2.0;
+  auto p = calibrate_threshold(items, point);
+  ASSERT_TRUE(p.is_ok());
+  ASSERT_TRUE(p->found);
+  EXPECT_EQ(p->chosen_point().escalated, 0u);
+  EXPECT_NEAR(p->chosen_point().worst_slice_loss_points, 1.0, 1e-9);
+  EXPECT_NEAR(p->chosen_point().worst_slice_loss_bound_points,
+              1.0 + 1.6448536 * 100 * std::sqrt((0.05 - 0.0001) / 100), 1e-3);
+
+  CalibrationOptions bounded = point;
+  bounded.slice_margin_bound = true;
+  auto b = calibrate_threshold(items, bounded);
+  ASSERT_TRUE(b.is_ok());
+  ASSERT_TRUE(b->found);
+  EXPECT_EQ(b->chosen_point().escalated, 3u);
+  EXPECT_LE(b->chosen_point().worst_slice_loss_bound_points, 2.0);
+  EXPECT_GT(b->chosen_point().relative_cost, p->chosen_point().relative_cost);
+  EXPECT_NE(b->summary.find("upper bound"), std::string::npos) << b->summary;
+  EXPECT_FALSE(evaluate_threshold(items, 0.0, bounded).meets_target);
+  EXPECT_TRUE(evaluate_threshold(items, 0.0, point).meets_target);
+}
+
 TEST(Curve, CsvHasOneRowPerPointAndMarksTheChoice) {
   const std::vector<CalibrationItem> items = make_items(200, 12, 0.7, 0.85, 0.2);
   auto r = calibrate_threshold(items);

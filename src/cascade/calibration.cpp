@@ -27,7 +27,10 @@ namespace {
 struct SliceTally {
   std::vector<std::string> names;
   std::vector<size_t> of_item;  // slice index of each item
-  std::vector<double> n, top, right;
+  // Per slice: items, top-tier right, cascade right, and items where the cascade's answer
+  // (tier 1's while kept) and the top tier's disagree on being right: the sum of squared
+  // per-item losses top_correct − cascade_correct, each in {−1, 0, 1}.
+  std::vector<double> n, top, right, disagree;
 
   explicit SliceTally(const std::vector<CalibrationItem>& items) {
     std::map<std::string, size_t> index;
@@ -37,30 +40,42 @@ struct SliceTally {
     n.assign(names.size(), 0.0);
     top.assign(names.size(), 0.0);
     right.assign(names.size(), 0.0);
+    disagree.assign(names.size(), 0.0);
     for (const CalibrationItem& it : items) {
       const size_t k = index[it.slice];
       of_item.push_back(k);
       n[k] += 1;
       top[k] += it.top_correct ? 1 : 0;
       right[k] += it.tier1_correct ? 1 : 0;
+      disagree[k] += it.tier1_correct != it.top_correct ? 1 : 0;
     }
   }
   void escalate(size_t i, const CalibrationItem& it) {
     right[of_item[i]] += (it.top_correct ? 1.0 : 0.0) - (it.tier1_correct ? 1.0 : 0.0);
+    disagree[of_item[i]] -= it.tier1_correct != it.top_correct ? 1.0 : 0.0;
   }
-  // Sets p's worst slice, then whether p meets the target (bound, and slice margin if any).
+  // Sets p's worst slice and slice bound, then whether p meets the target (bound, and slice
+  // margin if any).
   void judge(CurvePoint* p, const CalibrationOptions& options) const {
+    const double z = z_for_confidence(options.confidence, true);
     p->worst_slice_loss_points = -100.0;
+    p->worst_slice_loss_bound_points = -100.0;
     for (size_t k = 0; k < names.size(); ++k) {
-      const double loss = 100.0 * (top[k] - right[k]) / n[k];
+      const double mean = (top[k] - right[k]) / n[k];
+      const double var = std::max(0.0, disagree[k] / n[k] - mean * mean);
+      const double upper = 100.0 * (mean + z * std::sqrt(var / n[k]));
+      const double loss = 100.0 * mean;
       if (loss > p->worst_slice_loss_points) {
         p->worst_slice_loss_points = loss;
         p->worst_slice = names[k];
       }
+      p->worst_slice_loss_bound_points = std::max(p->worst_slice_loss_bound_points, upper);
     }
+    const double tested = options.slice_margin_bound ? p->worst_slice_loss_bound_points
+                                                     : p->worst_slice_loss_points;
     p->meets_target = p->lower_bound >= 0 &&
                       (options.slice_margin_points < 0 ||
-                       p->worst_slice_loss_points <= options.slice_margin_points + 1e-9);
+                       tested <= options.slice_margin_points + 1e-9);
   }
 };
 
@@ -316,11 +331,16 @@ Result<CalibrationResult> calibrate_threshold(const std::vector<CalibrationItem>
   const bool by_slice = options.slice_margin_points >= 0;
   const std::string slice_rule =
       by_slice ? format(" and no slice more than %.1f points below the top tier",
-                        options.slice_margin_points)
+                        options.slice_margin_points) +
+                     (options.slice_margin_bound ? " (" + conf + " upper bound)" : "")
                : "";
-  const std::string worst = "; worst slice '" + c.worst_slice + "' " +
-                            format("%.1f", c.worst_slice_loss_points) +
-                            " points below the top tier";
+  const std::string worst =
+      "; worst slice '" + c.worst_slice + "' " + format("%.1f", c.worst_slice_loss_points) +
+      " points below the top tier" +
+      (options.slice_margin_bound
+           ? " (largest " + conf + " upper bound of a slice's loss " +
+                 format("%.1f", c.worst_slice_loss_bound_points) + " points)"
+           : "");
   if (found) {
     r.summary = "chose " + point + "; " + conf + " lower bound on accuracy - " +
                 format("%.3f", target) + " x top accuracy is " + bound + " >= 0 (" +

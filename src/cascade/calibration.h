@@ -49,6 +49,10 @@ struct CalibrationOptions {
   // percentage points of the top tier's on that slice (point estimates on the items given:
   // the distillation gate of frugal eval, applied while choosing). < 0: no slice constraint.
   double slice_margin_points = -1;
+  // With a slice margin: test it on each slice's one-sided upper confidence bound (at
+  // `confidence`, normal approximation over the paired per-item losses) instead of the point
+  // estimate. The point estimate favours the threshold where a slice's noise happened to help.
+  bool slice_margin_bound = false;
 };
 
 // The cascade at one threshold, over the held-out items.
@@ -70,7 +74,11 @@ struct CurvePoint {
   // the items had none.
   std::string worst_slice;
   double worst_slice_loss_points = 0;
-  // lower_bound >= 0, and with a slice margin, worst_slice_loss_points <= that margin.
+  // The largest one-sided upper confidence bound of a slice's loss, in points (computed
+  // always; the slice margin tests it when CalibrationOptions::slice_margin_bound is set).
+  double worst_slice_loss_bound_points = 0;
+  // lower_bound >= 0, and with a slice margin, worst_slice_loss_points (or, with
+  // slice_margin_bound, worst_slice_loss_bound_points) <= that margin.
   bool meets_target = false;
 };
 

@@ -34,6 +34,7 @@ struct CalibrateArgs {
   std::string data;
   double target = 0.98;
   double slice_margin = -1;  // < 0: no per-slice constraint
+  bool slice_bound = false;  // test the slice margin on each slice's 95 % upper bound
   int64_t n = 0;  // 0: every item
   int64_t seed = 1;
   std::string csv;  // default: calibration.csv beside the config
@@ -230,6 +231,11 @@ int run_calibrate(const CalibrateArgs& a) {
                  a.target);
     return 2;
   }
+  if (a.slice_bound && a.slice_margin < 0) {
+    std::fprintf(stderr, "frugal calibrate: --slice-bound needs --slice-margin P (the loss in "
+                         "points that each slice's upper bound must stay within)\n");
+    return 2;
+  }
   TaskRunFlags flags{a.config, a.data, a.n, a.threads, a.ctx, a.max_tokens, 2};
   int exit_code = 0;
   auto setup = load_task_run("calibrate", flags, &exit_code);
@@ -281,6 +287,7 @@ int run_calibrate(const CalibrateArgs& a) {
   cascade::CalibrationOptions cal_options;
   cal_options.target = a.target;
   cal_options.slice_margin_points = a.slice_margin;
+  cal_options.slice_margin_bound = a.slice_bound;
   auto result = cascade::calibrate_threshold(cal, cal_options);
   if (!result.is_ok()) {
     std::fprintf(stderr, "frugal calibrate: %s\n", result.status().to_string().c_str());
@@ -383,6 +390,9 @@ void register_calibrate(CLI::App& app, int& exit_code) {
                   "Also require every slice's cascade accuracy within this many points of the "
                   "top tier's (the eval gate), on the threshold half (default: off)")
       ->check(CLI::Range(0.0, 100.0));
+  cmd->add_flag("--slice-bound", args->slice_bound,
+                "Test --slice-margin on each slice's one-sided 95 % upper confidence bound of "
+                "its loss instead of the point estimate (robust to a lucky slice; costs more)");
   cmd->add_option("--features", args->features,
                   "Also write every item's scorer features, labels, costs and split half as "
                   "JSONL (to study or fit a scorer elsewhere)");
