@@ -230,6 +230,13 @@ TEST_F(CalibrateEvalTest, EvalWritesEveryAnswerWhenAsked) {
                             true);
   EXPECT_EQ(alone.exit_code, 2) << alone.out;
   EXPECT_NE(alone.out.find("needs --slice-margin"), std::string::npos) << alone.out;
+  // A features path that cannot be written is an error that names it.
+  Output features = run_frugal("calibrate --config " + (dir_ / "answers.toml").string() +
+                                   " --data " + items() + " -n 16 -t 1 --dry-run --features " +
+                                   unwritable,
+                               true);
+  EXPECT_EQ(features.exit_code, 1) << features.out;
+  EXPECT_NE(features.out.find("no/such/dir"), std::string::npos) << features.out;
 }
 
 TEST_F(CalibrateEvalTest, EvalExitsThreeWhenTier1RegressesASlice) {
