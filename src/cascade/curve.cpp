@@ -6,10 +6,11 @@
 #include <cmath>
 #include <cstdio>
 #include <cstring>
-#include <fstream>
 #include <set>
 #include <sstream>
 #include <vector>
+
+#include "util/file_io.h"
 
 namespace frugal::cascade {
 
@@ -267,12 +268,7 @@ std::string eval_report_table(const EvalReport& report) {
 }
 
 Status write_text_file(const std::string& path, const std::string& text) {
-  std::ofstream out(path, std::ios::binary | std::ios::trunc);
-  if (!out) return io_error("cannot open '" + path + "' for writing: " + std::strerror(errno));
-  out << text;
-  out.close();
-  if (!out) return io_error("cannot write '" + path + "'");
-  return Status::ok();
+  return write_file(path, text);
 }
 
 }  // namespace frugal::cascade

@@ -38,7 +38,9 @@ std::string curve_table(const CalibrationResult& result, size_t max_rows = 20);
 // cost saved; then the verdict ("PASS" or "FAIL" with every flag).
 std::string eval_report_table(const EvalReport& report);
 
-// Writes `text` to `path` (created or truncated). kIo naming the path on failure.
+// Writes `text` to `path` atomically (util's write_file): a new file or a regular one replaced
+// whole; a directory, FIFO, device or socket is refused (kInvalidArgument), kIo naming the path
+// on failure.
 Status write_text_file(const std::string& path, const std::string& text);
 
 }  // namespace frugal::cascade

@@ -6,6 +6,7 @@
 #include <random>
 
 #include "cli/commands.h"
+#include "cli/flags.h"
 #include "engine/model.h"
 #include "kernels/roofline.h"
 #include "util/timer.h"
@@ -146,10 +147,13 @@ void register_bench(CLI::App& app, int& exit_code) {
   auto args = std::make_shared<BenchArgs>();
   auto* cmd = app.add_subcommand("bench", "Prefill and decode speed against the machine's roofline");
   cmd->add_option("-m,--model", args->model, "GGUF model file")->required();
-  cmd->add_option("-p,--n-prompt", args->n_prompt, "Prompt tokens to prefill");
-  cmd->add_option("-n,--n-gen", args->n_gen, "Tokens to decode");
-  cmd->add_option("-t,--threads", args->threads, "Threads (default: all cores)");
-  cmd->add_option("--reps", args->reps, "Repetitions (best is reported)");
+  cmd->add_option("-p,--n-prompt", args->n_prompt, "Prompt tokens to prefill")
+      ->check(int_range(1, int64_t{1} << 20));
+  cmd->add_option("-n,--n-gen", args->n_gen, "Tokens to decode")
+      ->check(int_range(1, int64_t{1} << 20));
+  add_threads_option(cmd, &args->threads, "Threads (default: all cores)");
+  cmd->add_option("--reps", args->reps, "Repetitions (best is reported)")
+      ->check(int_range(1, 1000));
   cmd->add_flag("--json", args->json, "One JSON object");
   cmd->callback([args, &exit_code] { exit_code = bench(*args); });
 }

@@ -6,7 +6,6 @@
 #include <cmath>
 #include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <memory>
 #include <sstream>
 #include <string>
@@ -21,7 +20,9 @@
 #include "cascade/stats.h"
 #include "cascade/task_items.h"
 #include "cli/commands.h"
+#include "cli/flags.h"
 #include "cli/task_runs.h"
+#include "util/file_io.h"
 
 namespace frugal::cli {
 
@@ -162,25 +163,6 @@ std::string rewrite_config(const std::string& text, double threshold,
   std::string out;
   for (const std::string& line : kept) out += line + "\n";
   return out;
-}
-
-// Writes `text` to `path` through a temporary file in the same folder and a rename.
-Status write_atomically(const std::string& path, const std::string& text) {
-  const std::string tmp = path + ".tmp" + std::to_string(getpid());
-  {
-    std::ofstream out(tmp, std::ios::binary | std::ios::trunc);
-    if (!out) return io_error(tmp + ": cannot open for writing");
-    out << text;
-    out.flush();
-    if (!out) return io_error(tmp + ": write failed");
-  }
-  std::error_code ec;
-  fs::rename(tmp, path, ec);
-  if (ec) {
-    fs::remove(tmp, ec);
-    return io_error(path + ": cannot replace: " + ec.message());
-  }
-  return Status::ok();
 }
 
 std::string auroc_table(const std::vector<cascade::ScorerAuroc>& rows) {
@@ -341,11 +323,13 @@ int run_calibrate(const CalibrateArgs& a) {
     std::fflush(stdout);
     return 0;
   }
-  std::ifstream in(a.config, std::ios::binary);
-  std::stringstream buf;
-  buf << in.rdbuf();
+  auto old_text = read_file(a.config);
+  if (!old_text.is_ok()) {
+    std::fprintf(stderr, "frugal calibrate: %s\n", old_text.status().to_string().c_str());
+    return 1;
+  }
   const std::string text =
-      rewrite_config(buf.str(), threshold, cascade::scorer_weights_toml(model->params()));
+      rewrite_config(*old_text, threshold, cascade::scorer_weights_toml(model->params()));
   // Check the rewritten file before replacing the old one.
   auto reread = cascade::parse_cascade_config(text, a.config, config_dir.string());
   if (!reread.is_ok() || reread->threshold != threshold || !reread->scorer.set) {
@@ -355,7 +339,7 @@ int run_calibrate(const CalibrateArgs& a) {
                  a.config.c_str());
     return 1;
   }
-  if (Status s = write_atomically(a.config, text); !s.is_ok()) {
+  if (Status s = write_file(a.config, text); !s.is_ok()) {
     std::fprintf(stderr, "frugal calibrate: %s\n", s.to_string().c_str());
     return 1;
   }
@@ -379,9 +363,9 @@ void register_calibrate(CLI::App& app, int& exit_code) {
                   "Wanted cascade accuracy as a fraction of the top tier's, in (0, 1.5] "
                   "(default 0.98)");
   cmd->add_option("--limit", args->n, "Use only the first N items (default: all)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(int_range(0, INT64_MAX));
   cmd->add_option("--seed", args->seed, "Seed of the fit/threshold split (default 1)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(int_range(0, INT64_MAX));
   cmd->add_option("--csv", args->csv, "Curve CSV path (default: calibration.csv beside the "
                                       "config)");
   cmd->add_option("--svg", args->svg, "Curve plot path (default: calibration.svg beside the "
@@ -389,7 +373,7 @@ void register_calibrate(CLI::App& app, int& exit_code) {
   cmd->add_option("--slice-margin", args->slice_margin,
                   "Also require every slice's cascade accuracy within this many points of the "
                   "top tier's (the eval gate), on the threshold half (default: off)")
-      ->check(CLI::Range(0.0, 100.0));
+      ->check(real_range(0.0, 100.0));
   cmd->add_flag("--slice-bound", args->slice_bound,
                 "Test --slice-margin on each slice's one-sided 95 % upper confidence bound of "
                 "its loss instead of the point estimate (robust to a lucky slice; costs more)");

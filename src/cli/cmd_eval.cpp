@@ -17,6 +17,7 @@
 #include "cascade/early_escalation.h"
 #include "cascade/task_items.h"
 #include "cli/commands.h"
+#include "cli/flags.h"
 #include "cli/task_runs.h"
 
 namespace frugal::cli {
@@ -208,14 +209,14 @@ void register_eval(CLI::App& app, int& exit_code) {
   cmd->add_option("--config", args->config, "Cascade config file (default: frugal.toml)");
   cmd->add_option("--data", args->data, "Task items, JSONL (docs/TASKS.md)")->required();
   cmd->add_option("--limit", args->n, "Use only the first N items (default: all)")
-      ->check(CLI::NonNegativeNumber);
+      ->check(int_range(0, INT64_MAX));
   cmd->add_option("--margin", args->margin,
                   "Allowed accuracy loss per slice vs the top tier, percentage points "
                   "(default 2)")
-      ->check(CLI::Range(0.0, 100.0));
+      ->check(real_range(0.0, 100.0));
   cmd->add_option("--threshold", args->threshold,
                   "Scorer threshold to evaluate (default: the config's)")
-      ->check(CLI::Range(0.0, 1.0));
+      ->check(real_range(0.0, 1.0));
   cmd->add_flag("--json", args->json, "One JSON object instead of the table");
   cmd->add_option("--answers", args->answers,
                   "Also write every item's answers (tier 1, top, cascade; right or wrong) "

@@ -8,6 +8,7 @@
 #include <sstream>
 
 #include "cli/commands.h"
+#include "cli/flags.h"
 #include "engine/chat_template.h"
 #include "engine/generate.h"
 #include "engine/gguf.h"
@@ -134,11 +135,11 @@ int run(RunArgs a) {
       std::fprintf(stderr, "frugal run: %s\n", st.to_string().c_str());
       return 1;
     }
-    std::ofstream out(a.dump_logits, std::ios::binary);
-    out.write(reinterpret_cast<const char*>(logits.data()),
-              static_cast<std::streamsize>(logits.size() * sizeof(float)));
-    if (!out) {
-      std::fprintf(stderr, "frugal run: cannot write %s\n", a.dump_logits.c_str());
+    Status written = write_file(
+        a.dump_logits, std::string_view(reinterpret_cast<const char*>(logits.data()),
+                                        logits.size() * sizeof(float)));
+    if (!written.is_ok()) {
+      std::fprintf(stderr, "frugal run: --dump-logits: %s\n", written.to_string().c_str());
       return 1;
     }
     if (a.n_predict == 0) return 0;
@@ -203,17 +204,18 @@ void register_run(CLI::App& app, int& exit_code) {
                   "Template name (chatml, llama2, llama3, mistral, ...) overriding the model's");
   cmd->add_option("--tokens", args->tokens, "Prompt as token ids (space or comma separated)");
   cmd->add_option("-n,--n-predict", args->n_predict, "Maximum tokens to generate")
-      ->check(CLI::Range(int64_t{0}, int64_t{1} << 30));
-  cmd->add_option("--temp", args->temp, "Temperature (0 = greedy)")->check(CLI::Range(0.0, 100.0));
-  cmd->add_option("--top-k", args->top_k, "Top-k (0 = off)")->check(CLI::Range(0, 1 << 30));
-  cmd->add_option("--top-p", args->top_p, "Top-p (1 = off)");
-  cmd->add_option("--min-p", args->min_p, "Min-p (0 = off)");
+      ->check(int_range(0, int64_t{1} << 30));
+  cmd->add_option("--temp", args->temp, "Temperature (0 = greedy)")->check(real_range(0.0, 100.0));
+  cmd->add_option("--top-k", args->top_k, "Top-k (0 = off)")->check(int_range(0, 1 << 30));
+  cmd->add_option("--top-p", args->top_p, "Top-p (1 = off)")->check(real_range(0.0, 1.0));
+  cmd->add_option("--min-p", args->min_p, "Min-p (0 = off)")->check(real_range(0.0, 1.0));
   cmd->add_option("--seed", args->seed, "Random seed (default: random)");
   cmd->add_option("--stop", args->stop, "Stop string (repeatable)");
-  cmd->add_option("--logprobs", args->logprobs, "Top alternatives per token in --json (0-20)");
+  cmd->add_option("--logprobs", args->logprobs, "Top alternatives per token in --json (0-20)")
+      ->check(int_range(0, 20));
   cmd->add_flag("--json", args->json, "One JSON object per generated token");
-  cmd->add_option("-t,--threads", args->threads, "Threads (default: all cores)");
-  cmd->add_option("-c,--ctx", args->ctx, "Context size in tokens (default: min(4096, trained))");
+  add_threads_option(cmd, &args->threads, "Threads (default: all cores)");
+  add_ctx_option(cmd, &args->ctx, "Context size in tokens (default: min(4096, trained))");
   cmd->add_option("--dump-logits", args->dump_logits,
                   "Write the prompt's logits as float32 [n_tokens, n_vocab] to this file");
   cmd->add_flag("-v,--verbose", args->verbose, "Print timings");

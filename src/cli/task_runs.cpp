@@ -6,14 +6,16 @@
 #include <chrono>
 #include <cstdio>
 
+#include "cli/flags.h"
+
 namespace frugal::cli {
 
 void add_tier_run_options(CLI::App* cmd, int64_t* max_tokens, int* threads, int64_t* ctx) {
   cmd->add_option("-n,--max-tokens", *max_tokens,
                   "Maximum tokens per answer (default: [cascade] max_tokens)")
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
-  cmd->add_option("-t,--threads", *threads, "Threads per local tier (default: all cores)");
-  cmd->add_option("-c,--ctx", *ctx, "Context size per local tier (default: min(4096, trained))");
+      ->check(int_range(1, int64_t{1} << 30));
+  add_threads_option(cmd, threads, "Threads per local tier (default: all cores)");
+  add_ctx_option(cmd, ctx, "Context size per local tier (default: min(4096, trained))");
 }
 
 std::optional<TaskRunSetup> load_task_run(const char* command, const TaskRunFlags& flags,

@@ -9,6 +9,8 @@
 #include <limits>
 #include <memory>
 
+#include "util/file_io.h"
+
 namespace frugal {
 
 namespace {
@@ -87,52 +89,6 @@ void put_value(std::string* out, const GgufValue& v) {
 }
 
 uint64_t align_up(uint64_t x, uint64_t a) { return (x + a - 1) / a * a; }
-
-// A FILE* that removes its temporary file unless committed.
-class TempFile {
- public:
-  explicit TempFile(std::string path) : path_(std::move(path)) {}
-  ~TempFile() {
-    if (f_ != nullptr) std::fclose(f_);
-    if (!committed_) std::remove(path_.c_str());
-  }
-  Status open() {
-    f_ = std::fopen(path_.c_str(), "wb");
-    if (f_ == nullptr) return io_error("cannot create " + path_ + ": " + std::strerror(errno));
-    std::setvbuf(f_, nullptr, _IOFBF, 1 << 20);
-    return Status::ok();
-  }
-  Status write(const void* p, size_t n) {
-    if (n == 0) return Status::ok();
-    if (std::fwrite(p, 1, n, f_) != n)
-      return io_error("write failed for " + path_ + ": " + std::strerror(errno));
-    return Status::ok();
-  }
-  Status zeros(size_t n) {
-    static const char kZero[256] = {};
-    while (n > 0) {
-      size_t k = n < sizeof(kZero) ? n : sizeof(kZero);
-      FRUGAL_RETURN_IF_ERROR(write(kZero, k));
-      n -= k;
-    }
-    return Status::ok();
-  }
-  Status commit(const std::string& final_path) {
-    int rc = std::fclose(f_);
-    f_ = nullptr;
-    if (rc != 0) return io_error("cannot finish " + path_ + ": " + std::strerror(errno));
-    if (std::rename(path_.c_str(), final_path.c_str()) != 0)
-      return io_error("cannot rename " + path_ + " to " + final_path + ": " +
-                      std::strerror(errno));
-    committed_ = true;
-    return Status::ok();
-  }
-
- private:
-  std::string path_;
-  FILE* f_ = nullptr;
-  bool committed_ = false;
-};
 
 }  // namespace
 
@@ -277,10 +233,17 @@ Status GgufWriter::write(const std::string& path) const {
     put<uint64_t>(&head, offsets[i]);
   }
 
-  TempFile out(path + ".tmp");
-  FRUGAL_RETURN_IF_ERROR(out.open());
-  FRUGAL_RETURN_IF_ERROR(out.write(head.data(), head.size()));
-  FRUGAL_RETURN_IF_ERROR(out.zeros(align_up(head.size(), alignment_) - head.size()));
+  FRUGAL_ASSIGN_OR_RETURN(std::unique_ptr<AtomicFile> out, AtomicFile::create(path));
+  auto zeros = [&](size_t n) -> Status {
+    static const char kZero[256] = {};
+    for (size_t k = 0; n > 0; n -= k) {
+      k = n < sizeof(kZero) ? n : sizeof(kZero);
+      FRUGAL_RETURN_IF_ERROR(out->write(kZero, k));
+    }
+    return Status::ok();
+  };
+  FRUGAL_RETURN_IF_ERROR(out->write(head.data(), head.size()));
+  FRUGAL_RETURN_IF_ERROR(zeros(align_up(head.size(), alignment_) - head.size()));
   for (size_t i = 0; i < tensors_.size(); ++i) {
     const PendingTensor& t = tensors_[i];
     uint64_t written = 0;
@@ -289,7 +252,7 @@ Status GgufWriter::write(const std::string& path) const {
         return internal_error("tensor '" + t.name + "' producer emitted more than its " +
                               std::to_string(t.n_bytes) + " bytes");
       written += n;
-      return out.write(bytes, n);
+      return out->write(bytes, n);
     };
     FRUGAL_RETURN_IF_ERROR(t.producer(sink));
     if (written != t.n_bytes)
@@ -299,9 +262,9 @@ Status GgufWriter::write(const std::string& path) const {
     // Padding goes between tensors only, so the file ends where the last tensor's data ends
     // and any truncation is detectable.
     if (i + 1 < tensors_.size())
-      FRUGAL_RETURN_IF_ERROR(out.zeros(align_up(t.n_bytes, alignment_) - t.n_bytes));
+      FRUGAL_RETURN_IF_ERROR(zeros(align_up(t.n_bytes, alignment_) - t.n_bytes));
   }
-  return out.commit(path);
+  return out->commit();
 }
 
 }  // namespace frugal

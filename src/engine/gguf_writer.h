@@ -60,9 +60,10 @@ class GgufWriter {
                     TensorProducer producer);
   size_t n_tensors() const { return tensors_.size(); }
 
-  // Writes the whole file to `path` atomically (a temporary file beside it, then rename).
-  // Errors: kIo (open, write, rename), or what a producer returned; a producer that emits the
-  // wrong number of bytes is kInternal. On error no file appears at `path`.
+  // Writes the whole file to `path` atomically (util's AtomicFile: a temporary file beside
+  // it, then rename). Errors: kInvalidArgument when `path` is a directory, FIFO, device or
+  // socket; kIo (create, write, rename), or what a producer returned; a producer that emits
+  // the wrong number of bytes is kInternal. On error `path` is untouched.
   Status write(const std::string& path) const;
 
  private:

@@ -28,8 +28,7 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const ModelO
                    " tokens but token_embd.weight has " + std::to_string(m->config_.n_vocab) +
                    " rows");
   }
-  const int threads = options.n_threads > 0 ? options.n_threads : default_thread_count();
-  m->pool_ = std::make_unique<ThreadPool>(threads);
+  FRUGAL_ASSIGN_OR_RETURN(m->pool_, ThreadPool::create(options.n_threads));
 
   // θ_i = base^(-2i/d), divided by Llama-3's per-frequency factors and the linear scale.
   const ModelConfig& c = m->config_;

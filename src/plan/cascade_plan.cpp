@@ -2,8 +2,9 @@
 #include "plan/cascade_plan.h"
 
 #include <cmath>
-#include <fstream>
 #include <nlohmann/json.hpp>
+
+#include "util/file_io.h"
 
 namespace frugal::plan {
 
@@ -76,9 +77,14 @@ Result<CascadeEconomics> cascade_economics(const cascade::CascadeConfig& config,
 }
 
 Result<EvalRates> read_eval_rates(const std::string& path) {
-  std::ifstream in(path);
-  if (!in) return not_found("eval result " + path + " not found");
-  nlohmann::json j = nlohmann::json::parse(in, nullptr, /*allow_exceptions=*/false);
+  Result<std::string> text = read_file(path);
+  if (!text.is_ok()) {
+    if (text.status().code() == ErrorCode::kNotFound) {
+      return not_found("eval result " + path + " not found");
+    }
+    return Status(text.status().code(), "eval result " + text.status().message());
+  }
+  nlohmann::json j = nlohmann::json::parse(*text, nullptr, /*allow_exceptions=*/false);
   if (j.is_discarded()) return invalid_argument(path + " is not valid JSON");
   if (!j.is_object() || !j.contains("cascade") || !j["cascade"].is_object() ||
       !j["cascade"].contains("escalation_rate") || !j["cascade"]["escalation_rate"].is_number()) {

@@ -6,13 +6,15 @@
 #include <memory>
 #include <string>
 
+#include "util/file_io.h"  // read_file, write_file
 #include "util/status.h"
 
 namespace frugal {
 
 class MappedFile {
  public:
-  // Maps `path` read-only. Errors: kNotFound (no such file), kIo (cannot open or map).
+  // Maps `path` read-only. Errors: those of ReadableFile::open (a FIFO, device or directory is
+  // refused without blocking), kIo (cannot map).
   // An empty file maps to size() == 0 and data() == nullptr.
   static Result<std::unique_ptr<MappedFile>> open(const std::string& path);
   ~MappedFile();
@@ -29,10 +31,5 @@ class MappedFile {
   size_t size_ = 0;
   std::string path_;
 };
-
-// Reads a whole file into memory. Errors as MappedFile::open.
-Result<std::string> read_file(const std::string& path);
-// Writes `bytes` to `path` atomically (temp file + rename). Errors: kIo.
-Status write_file(const std::string& path, const std::string& bytes);
 
 }  // namespace frugal

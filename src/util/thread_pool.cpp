@@ -2,6 +2,8 @@
 #include "util/thread_pool.h"
 
 #include <algorithm>
+#include <string>
+#include <system_error>
 
 #include "util/check.h"
 
@@ -22,7 +24,32 @@ inline void cpu_relax() {
 }  // namespace
 
 ThreadPool::ThreadPool(int n_threads) : n_threads_(std::max(1, n_threads)) {
-  for (int i = 1; i < n_threads_; ++i) workers_.emplace_back([this, i] { worker_loop(i); });
+  (void)start_workers();  // on a refusal, runs with the workers it got
+}
+
+ThreadPool::ThreadPool(int n_threads, NoWorkers) : n_threads_(std::max(1, n_threads)) {}
+
+Status ThreadPool::start_workers() {
+  const int wanted = n_threads_;
+  for (int i = 1; i < wanted; ++i) {
+    try {
+      workers_.emplace_back([this, i] { worker_loop(i); });
+    } catch (const std::system_error& e) {
+      n_threads_ = i;  // the caller and the i - 1 workers that did start
+      return unavailable("the system refused to start thread " + std::to_string(i + 1) +
+                         " of " + std::to_string(wanted) + " (" + e.what() +
+                         "); the process limit (ulimit -u) or memory may be too low: use fewer "
+                         "threads");
+    }
+  }
+  return Status::ok();
+}
+
+Result<std::unique_ptr<ThreadPool>> ThreadPool::create(int n_threads) {
+  FRUGAL_ASSIGN_OR_RETURN(int n, resolve_thread_count(n_threads));
+  std::unique_ptr<ThreadPool> pool(new ThreadPool(n, NoWorkers{}));
+  FRUGAL_RETURN_IF_ERROR(pool->start_workers());  // the destructor joins those that started
+  return pool;
 }
 
 ThreadPool::~ThreadPool() {
@@ -106,6 +133,23 @@ int64_t parallel_grain(int64_t work_per_item, int64_t multiple) {
 int default_thread_count() {
   unsigned n = std::thread::hardware_concurrency();
   return n == 0 ? 1 : static_cast<int>(n);
+}
+
+int max_thread_count() { return 4 * default_thread_count(); }
+
+Result<int> resolve_thread_count(int64_t requested) {
+  if (requested == 0) return default_thread_count();
+  if (requested < 0) {
+    return invalid_argument("a thread count of " + std::to_string(requested) +
+                            " is negative; give 1 or more (0 for one per hardware thread)");
+  }
+  if (requested > max_thread_count()) {
+    return invalid_argument("a thread count of " + std::to_string(requested) + " is more than " +
+                            std::to_string(max_thread_count()) + " (4 x the " +
+                            std::to_string(default_thread_count()) +
+                            " hardware threads); more threads than cores only slow it down");
+  }
+  return static_cast<int>(requested);
 }
 
 }  // namespace frugal

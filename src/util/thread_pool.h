@@ -6,15 +6,24 @@
 #include <atomic>
 #include <cstdint>
 #include <functional>
+#include <memory>
 #include <thread>
 #include <vector>
+
+#include "util/status.h"
 
 namespace frugal {
 
 class ThreadPool {
  public:
-  // `n_threads` counts the calling thread: 1 means no workers, everything runs inline.
+  // `n_threads` counts the calling thread: 1 means no workers, everything runs inline. When
+  // the system refuses a thread (ulimit -u), the pool runs with the threads it got; create()
+  // reports that instead.
   explicit ThreadPool(int n_threads);
+  // A pool of exactly `n_threads` threads (0: default_thread_count()). Errors:
+  // kInvalidArgument for a negative count or one above max_thread_count(); kUnavailable when
+  // the system refuses to start a thread (the process limit, memory), saying how many started.
+  static Result<std::unique_ptr<ThreadPool>> create(int n_threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
   ThreadPool& operator=(const ThreadPool&) = delete;
@@ -31,6 +40,10 @@ class ThreadPool {
                     const std::function<void(int64_t, int64_t, int)>& fn);
 
  private:
+  struct NoWorkers {};
+  ThreadPool(int n_threads, NoWorkers);
+  // Starts workers 1 .. n_threads-1; on a refusal keeps those started and returns the error.
+  Status start_workers();
   void worker_loop(int index);
 
   int n_threads_;
@@ -43,6 +56,14 @@ class ThreadPool {
 
 // The number of threads to use when the user gives none: the hardware's count.
 int default_thread_count();
+
+// The most threads a pool may have: 4 x the hardware threads. More only adds switching, and a
+// mistyped count (100000) would otherwise spawn until the system refuses.
+int max_thread_count();
+
+// A thread count as the user gave it: 0 means default_thread_count(). Errors: kInvalidArgument
+// for a negative count or one above max_thread_count(), giving both numbers.
+Result<int> resolve_thread_count(int64_t requested);
 
 // A parallel section costs microseconds to hand off, and a whole timeslice when the machine is
 // busy, so work below this many units (about one multiply-add each) per chunk stays on the
