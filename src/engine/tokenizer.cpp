@@ -11,6 +11,14 @@ namespace frugal {
 
 namespace {
 
+// 0-15 for a hexadecimal digit (either case), -1 for anything else.
+int hex_digit_value(char c) {
+  if (c >= '0' && c <= '9') return c - '0';
+  if (c >= 'a' && c <= 'f') return c - 'a' + 10;
+  if (c >= 'A' && c <= 'F') return c - 'A' + 10;
+  return -1;
+}
+
 constexpr std::string_view kSpmSpace = "\xE2\x96\x81";  // U+2581, SentencePiece's space
 
 // GPT-2's byte <-> printable-character table: printable Latin-1 bytes map to themselves, the
@@ -568,8 +576,11 @@ std::string Tokenizer::token_to_piece(int32_t id, bool render_special) const {
     case TokenType::kUserDefined:
       return text;
     case TokenType::kByte:
+      // "<0xHH>" is the byte 0xHH; any other text (a malformed file's "<0xZZ>") is shown as
+      // written rather than guessed at.
       if (text.size() == 6 && text.compare(0, 3, "<0x") == 0 && text[5] == '>') {
-        return std::string(1, static_cast<char>(std::stoi(text.substr(3, 2), nullptr, 16)));
+        const int hi = hex_digit_value(text[3]), lo = hex_digit_value(text[4]);
+        if (hi >= 0 && lo >= 0) return std::string(1, static_cast<char>(hi * 16 + lo));
       }
       return text;
     case TokenType::kNormal:

@@ -1,0 +1,192 @@
+// Model::load on malformed models: each nonsense hyper-parameter (a block count that does not
+// match the tensors, zero or NaN epsilon or RoPE base, head counts whose product wraps, a
+// width that head counts do not divide, a truncated file, a malformed byte token) is refused
+// with a message naming the key and both numbers — never a crash, never a model that runs
+// garbage. The valid tiny model loads and runs, so every refusal is the change's doing.
+#include <gtest/gtest.h>
+
+#include <unistd.h>
+
+#include <cmath>
+#include <filesystem>
+#include <limits>
+#include <string>
+
+#include "engine/gguf.h"
+#include "engine/model.h"
+#include "engine/tokenizer.h"
+#include "tiny_model.h"
+#include "util/file_io.h"
+
+namespace frugal {
+namespace {
+
+namespace fs = std::filesystem;
+
+class ModelLoadTest : public ::testing::Test {
+ protected:
+  void SetUp() override {
+    dir_ = fs::temp_directory_path() / ("frugal_model_load_test_" + std::to_string(getpid()));
+    fs::create_directories(dir_);
+  }
+  void TearDown() override { fs::remove_all(dir_); }
+
+  // Writes `w` and loads it; returns the load's status.
+  Status load(GgufWriter& w, const std::string& name = "m.gguf") {
+    const std::string path = (dir_ / name).string();
+    Status s = w.write(path);
+    if (!s.is_ok()) return s;
+    ModelOptions o;
+    o.n_threads = 1;
+    auto m = Model::load(path, o);
+    return m.is_ok() ? Status::ok() : m.status();
+  }
+
+  // Expects `w` to be refused as corrupt with every one of `parts` in the message.
+  void expect_refused(GgufWriter& w, std::initializer_list<const char*> parts) {
+    Status s = load(w);
+    ASSERT_FALSE(s.is_ok()) << "loaded";
+    EXPECT_EQ(s.code(), ErrorCode::kCorrupt) << s.to_string();
+    for (const char* p : parts) {
+      EXPECT_NE(s.message().find(p), std::string::npos) << "'" << p << "' not in: " << s.message();
+    }
+  }
+
+  fs::path dir_;
+};
+
+TEST_F(ModelLoadTest, TheTinyModelLoadsAndRuns) {
+  GgufWriter w = test::tiny_model_writer();
+  const std::string path = (dir_ / "tiny.gguf").string();
+  ASSERT_TRUE(w.write(path).is_ok());
+  ModelOptions o;
+  o.n_threads = 1;
+  auto m = Model::load(path, o);
+  ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+  EXPECT_EQ((*m)->config().n_layer, 2);
+  auto kv = (*m)->make_kv_cache(32);
+  const KvCache::SeqId seq = kv->create_sequence();
+  const std::vector<int32_t> tokens = (*m)->tokenizer().encode("hi the", true, false);
+  ASSERT_FALSE(tokens.empty());
+  SeqBatch b;
+  b.seq = seq;
+  b.tokens = tokens;
+  std::vector<float> logits;
+  ASSERT_TRUE((*m)->forward(std::span<const SeqBatch>(&b, 1), *kv, logits).is_ok());
+  ASSERT_EQ(static_cast<int64_t>(logits.size()), (*m)->config().n_vocab);
+  for (float x : logits) ASSERT_TRUE(std::isfinite(x));
+}
+
+TEST_F(ModelLoadTest, BlockCountAboveTheTensorsIsRefusedWithBothNumbers) {
+  for (uint64_t n : {uint64_t{3}, uint64_t{2147483647}, uint64_t{1} << 40}) {
+    GgufWriter w = test::tiny_model_writer();
+    w.set_uint64("llama.block_count", n);
+    expect_refused(w, {"llama.block_count is", std::to_string(n).c_str(),
+                       "the file has tensors for 2 layers"});
+  }
+}
+
+TEST_F(ModelLoadTest, BlockCountBelowTheTensorsIsRefused) {
+  test::TinyModelShape four;
+  four.n_layer = 4;
+  GgufWriter w = test::tiny_model_writer(four);
+  w.set_uint32("llama.block_count", 3);
+  expect_refused(w, {"the file has tensors for layer 3 but llama.block_count is 3"});
+}
+
+TEST_F(ModelLoadTest, ZeroOrNanEpsilonAndRopeBaseAreRefusedNamingTheKey) {
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  const float inf = std::numeric_limits<float>::infinity();
+  for (float eps : {0.0f, -1e-5f, nan, inf, 2.0f}) {
+    GgufWriter w = test::tiny_model_writer();
+    w.set_float32("llama.attention.layer_norm_rms_epsilon", eps);
+    expect_refused(w, {"llama.attention.layer_norm_rms_epsilon is"});
+  }
+  for (float base : {0.0f, -10000.0f, nan, inf, 1.0f}) {
+    GgufWriter w = test::tiny_model_writer();
+    w.set_float32("llama.rope.freq_base", base);
+    expect_refused(w, {"llama.rope.freq_base is"});
+  }
+  GgufWriter w = test::tiny_model_writer();
+  w.set_string("llama.rope.scaling.type", "linear");
+  w.set_float32("llama.rope.scaling.factor", 0.0f);
+  expect_refused(w, {"llama.rope.scaling.factor is 0"});
+}
+
+TEST_F(ModelLoadTest, HeadCountsWhoseProductWrapsAreRefused) {
+  // 2^62 heads x key_length 4 wraps to 0 in 64 bits; 2^33 x 2^31 wraps too.
+  {
+    GgufWriter w = test::tiny_model_writer();
+    w.set_uint64("llama.attention.head_count", uint64_t{1} << 62);
+    w.set_uint64("llama.attention.head_count_kv", uint64_t{1} << 62);
+    w.set_uint32("llama.attention.key_length", 4);
+    w.set_uint32("llama.attention.value_length", 4);
+    expect_refused(w, {"llama.attention.head_count 4611686018427387904 x head dimension 4"});
+  }
+  {
+    GgufWriter w = test::tiny_model_writer();
+    w.set_uint64("llama.attention.head_count", uint64_t{1} << 33);
+    w.set_uint64("llama.attention.head_count_kv", uint64_t{1} << 33);
+    w.set_uint32("llama.attention.key_length", 512);
+    w.set_uint32("llama.attention.value_length", 512);
+    expect_refused(w, {"llama.attention.head_count 8589934592 x head dimension 512"});
+  }
+}
+
+TEST_F(ModelLoadTest, WidthNotDividedByTheHeadCountIsRefused) {
+  GgufWriter w = test::tiny_model_writer();
+  w.set_uint32("llama.attention.head_count", 3);
+  w.set_uint32("llama.attention.head_count_kv", 3);
+  expect_refused(w, {"llama.embedding_length (8) is not a multiple of "
+                     "llama.attention.head_count (3)"});
+}
+
+TEST_F(ModelLoadTest, NonPositiveSizesNameTheirKey) {
+  GgufWriter w = test::tiny_model_writer();
+  w.set_int32("llama.feed_forward_length", -16);
+  expect_refused(w, {"llama.feed_forward_length is -16"});
+}
+
+TEST_F(ModelLoadTest, TruncatedFileIsRefusedNamingTheTensor) {
+  GgufWriter w = test::tiny_model_writer();
+  const std::string path = (dir_ / "whole.gguf").string();
+  ASSERT_TRUE(w.write(path).is_ok());
+  const std::string bytes = read_file(path).value();
+  for (size_t cut : {bytes.size() - 1, bytes.size() / 2, size_t{40}}) {
+    const std::string cut_path = (dir_ / "cut.gguf").string();
+    ASSERT_TRUE(write_file(cut_path, bytes.substr(0, cut)).is_ok());
+    ModelOptions o;
+    o.n_threads = 1;
+    auto m = Model::load(cut_path, o);
+    ASSERT_FALSE(m.is_ok()) << "cut at " << cut;
+    EXPECT_EQ(m.status().code(), ErrorCode::kCorrupt) << m.status().to_string();
+    EXPECT_NE(m.status().message().find(cut == bytes.size() - 1 ? "file truncated" : "cut.gguf"),
+              std::string::npos)
+        << m.status().message();
+  }
+}
+
+TEST_F(ModelLoadTest, MalformedByteTokenTextRendersAsWrittenInsteadOfThrowing) {
+  GgufWriter w = test::tiny_model_writer();
+  const GgufValue* tokens = nullptr;
+  for (const auto& [key, value] : w.metadata()) {
+    if (key == "tokenizer.ggml.tokens") tokens = &value;
+  }
+  ASSERT_NE(tokens, nullptr);
+  std::vector<std::string> texts = *tokens->as_string_array();
+  texts[3] = "<0xZZ>";  // a byte token (type 6) whose text is not two hex digits
+  texts[4] = "<0x-1>";
+  w.set_string_array("tokenizer.ggml.tokens", texts);
+  const std::string path = (dir_ / "bytes.gguf").string();
+  ASSERT_TRUE(w.write(path).is_ok());
+  auto f = GgufFile::open(path);
+  ASSERT_TRUE(f.is_ok());
+  auto tok = Tokenizer::from_gguf(**f);
+  ASSERT_TRUE(tok.is_ok()) << tok.status().to_string();
+  EXPECT_EQ((*tok)->token_to_piece(3), "<0xZZ>");
+  EXPECT_EQ((*tok)->token_to_piece(4), "<0x-1>");
+  EXPECT_EQ((*tok)->token_to_piece(3 + 0x41), "A");  // a well-formed one still decodes
+}
+
+}  // namespace
+}  // namespace frugal
