@@ -1,8 +1,12 @@
-// Chat templates: recognition of the common families and their hand-written renderings, each
-// matching what the family's Hugging Face Jinja template produces (minus the leading BOS).
+// Chat templates: the file's Jinja template through engine/jinja.h, and the named formats:
+// recognition of the common families and their hand-written renderings, each matching what the
+// family's Hugging Face Jinja template produces (minus the leading BOS).
 #include "engine/chat_template.h"
 
 #include <cctype>
+
+#include "engine/jinja.h"
+#include "engine/tokenizer.h"
 
 namespace frugal {
 
@@ -324,6 +328,136 @@ Result<std::string> apply_chat_template(const ChatTemplate& chat_template,
       return render_deepseek(messages, add_generation_prompt);
   }
   return internal_error("unhandled chat format");
+}
+
+// ---- The file's own template ----------------------------------------------------------------
+
+namespace {
+
+std::string known_names() {
+  std::string names;
+  for (const NamedFormat& n : kNames) {
+    if (!names.empty()) names += ", ";
+    names += n.name;
+  }
+  return names;
+}
+
+bool starts_with(std::string_view s, std::string_view p) { return s.substr(0, p.size()) == p; }
+
+Result<std::vector<ChatMessage>> plain_messages(const nlohmann::ordered_json& messages) {
+  std::vector<ChatMessage> out;
+  for (size_t i = 0; i < messages.size(); ++i) {
+    const auto& m = messages[i];
+    const std::string where = "message " + std::to_string(i);
+    if (!m.is_object() || !m.contains("role") || !m["role"].is_string()) {
+      return invalid_argument(where + " has no string 'role'");
+    }
+    ChatMessage cm;
+    cm.role = m["role"].get<std::string>();
+    if (m.contains("content") && m["content"].is_string()) {
+      cm.content = m["content"].get<std::string>();
+    } else if (m.contains("content") && !m["content"].is_null()) {
+      return invalid_argument(where + ": a named chat format takes string content only (the " +
+                              "file's Jinja template takes structured content)");
+    }
+    out.push_back(std::move(cm));
+  }
+  return out;
+}
+
+}  // namespace
+
+Result<ResolvedChatTemplate> resolve_chat_template(std::string_view source) {
+  ResolvedChatTemplate r;
+  if (trim(source).empty()) {
+    r.named.format = ChatFormat::kChatml;
+    r.description = "named: chatml (the file has no chat template)";
+    return r;
+  }
+  for (const NamedFormat& n : kNames) {
+    if (source == n.name) {
+      FRUGAL_ASSIGN_OR_RETURN(r.named, parse_chat_template(source));
+      r.description = std::string("named: ") + chat_format_name(r.named.format);
+      return r;
+    }
+  }
+  auto parsed = jinja::Template::parse(source);
+  if (parsed.is_ok()) {
+    r.jinja = std::make_shared<const jinja::Template>(std::move(parsed).value());
+    r.description = "jinja (from the file)";
+    return r;
+  }
+  auto fallback = parse_chat_template(source);
+  if (!fallback.is_ok()) {
+    return unsupported("the chat template does not parse (" + parsed.status().message() +
+                       ") and is not a family this build recognises; pass --chat-template NAME "
+                       "with one of: " + known_names());
+  }
+  r.named = std::move(fallback).value();
+  r.description = std::string("named: ") + chat_format_name(r.named.format) +
+                  " (fallback because the file's template does not parse: " +
+                  parsed.status().message() + ")";
+  return r;
+}
+
+ChatTemplateInputs chat_template_inputs(const Tokenizer& tokenizer) {
+  ChatTemplateInputs in;
+  if (tokenizer.bos_id() >= 0) in.bos_token = tokenizer.token_text(tokenizer.bos_id());
+  if (tokenizer.eos_id() >= 0) in.eos_token = tokenizer.token_text(tokenizer.eos_id());
+  in.add_bos = tokenizer.add_bos();
+  in.add_eos = tokenizer.add_eos();
+  return in;
+}
+
+Result<std::string> apply_chat_template(const ResolvedChatTemplate& chat_template,
+                                        const nlohmann::ordered_json& messages,
+                                        const ChatTemplateInputs& inputs) {
+  if (!messages.is_array()) return invalid_argument("the messages are not a JSON array");
+  if (!chat_template.jinja) {
+    FRUGAL_ASSIGN_OR_RETURN(std::vector<ChatMessage> plain, plain_messages(messages));
+    return apply_chat_template(chat_template.named, plain, inputs.add_generation_prompt);
+  }
+  jinja::ValueDict globals;
+  globals.set("bos_token", jinja::Value(inputs.bos_token));
+  globals.set("eos_token", jinja::Value(inputs.eos_token));
+  if (inputs.extra.is_object()) {
+    for (const auto& [k, v] : inputs.extra.items()) globals.set(k, jinja::Value::from_json(v));
+  } else if (!inputs.extra.is_null()) {
+    return invalid_argument("the extra chat template variables are not a JSON object");
+  }
+  globals.set("messages", jinja::Value::from_json(messages));
+  globals.set("add_generation_prompt", jinja::Value(inputs.add_generation_prompt));
+  auto text = chat_template.jinja->render(globals, inputs.now);
+  if (!text.is_ok()) {
+    const std::string& msg = text.status().message();
+    constexpr std::string_view kRaised = "the template raised an error at line ";
+    if (starts_with(msg, kRaised)) {
+      const size_t colon = msg.find(": ", kRaised.size());
+      const std::string line = msg.substr(kRaised.size(), colon - kRaised.size());
+      return invalid_argument("the chat template refused the conversation: " +
+                              msg.substr(colon + 2) + " (template line " + line + ")");
+    }
+    return Status(text.status().code(), "chat template: " + msg);
+  }
+  std::string out = std::move(text).value();
+  if (inputs.add_bos && !inputs.bos_token.empty() && starts_with(out, inputs.bos_token)) {
+    out.erase(0, inputs.bos_token.size());
+  }
+  if (inputs.add_eos && !inputs.eos_token.empty() && out.size() >= inputs.eos_token.size() &&
+      out.compare(out.size() - inputs.eos_token.size(), inputs.eos_token.size(),
+                  inputs.eos_token) == 0) {
+    out.erase(out.size() - inputs.eos_token.size());
+  }
+  return out;
+}
+
+Result<std::string> apply_chat_template(const ResolvedChatTemplate& chat_template,
+                                        const std::vector<ChatMessage>& messages,
+                                        const ChatTemplateInputs& inputs) {
+  nlohmann::ordered_json j = nlohmann::ordered_json::array();
+  for (const ChatMessage& m : messages) j.push_back({{"role", m.role}, {"content", m.content}});
+  return apply_chat_template(chat_template, j, inputs);
 }
 
 }  // namespace frugal
