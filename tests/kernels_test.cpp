@@ -16,8 +16,10 @@
 namespace frugal::kernels {
 namespace {
 
-constexpr GgmlType kWeightTypes[] = {GgmlType::kF32, GgmlType::kF16, GgmlType::kBF16,
-                                     GgmlType::kQ8_0, GgmlType::kQ4_0};
+constexpr GgmlType kWeightTypes[] = {
+    GgmlType::kF32,  GgmlType::kF16,  GgmlType::kBF16, GgmlType::kQ8_0, GgmlType::kQ4_0,
+    GgmlType::kQ4_1, GgmlType::kQ5_0, GgmlType::kQ5_1, GgmlType::kIQ4_NL, GgmlType::kQ2_K,
+    GgmlType::kQ3_K, GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ6_K};
 
 std::vector<float> random_floats(int64_t n, uint32_t seed, float scale = 1.0f) {
   std::mt19937 rng(seed);
@@ -70,15 +72,18 @@ void for_each_target(F body) {
 }
 
 TEST(Matmul, MatchesReferenceOnOddShapesForEveryTypeAndTarget) {
+  // Row lengths of one block, a few blocks, and many (odd counts); for K-quants in blocks of 256.
   const int64_t cols[] = {32, 96, 4128};
+  const int64_t cols_k[] = {256, 768, 4352};
   const int64_t rows[] = {1, 3, 17, 33};
   const int64_t tokens[] = {1, 2, 5, 17};
   ThreadPool pool(2);
   for (GgmlType type : kWeightTypes) {
     SCOPED_TRACE(ggml_type_info(type)->name);
-    for (int64_t n_cols : cols) {
+    const bool k_quant = ggml_type_info(type)->block_size == 256;
+    for (int64_t n_cols : k_quant ? cols_k : cols) {
       for (int64_t n_rows : rows) {
-        if (n_cols == 4128 && n_rows == 33) continue;  // keeps the test fast; 17 rows cover it
+        if (n_cols > 4096 && n_rows == 33) continue;  // keeps the test fast; 17 rows cover it
         const TestMatrix m(type, n_rows, n_cols, static_cast<uint32_t>(n_rows * 131 + n_cols));
         for (int64_t n_tokens : tokens) {
           SCOPED_TRACE(std::to_string(n_rows) + "x" + std::to_string(n_cols) + " tokens " +
@@ -143,6 +148,43 @@ TEST(Matmul, QuantizedOutputTracksFloatProduct) {
   }
 }
 
+TEST(Matmul, QuantizedKernelsComputeTheDequantizedProduct) {
+  // A quantized matmul multiplies the stored weights (as dequantize_row reads them) by the
+  // activations rounded to 8 bits: per element |Δx| <= step / 2, step = amax(x block) / 127
+  // (blocks of 32, or 256 for K-quants), so |y - W·x| <= Σ_k |w_k| step_k / 2 (+ float
+  // rounding). This ties each kernel's reading of the block layout to the dequantizer's.
+  const int64_t n_rows = 9, n_cols = 512, n_tokens = 3;
+  const std::vector<float> x = random_floats(n_tokens * n_cols, 21, 1.5f);
+  for (GgmlType type : kWeightTypes) {
+    const GgmlTypeInfo* info = ggml_type_info(type);
+    if (info->block_size == 1 || type == GgmlType::kF32) continue;
+    SCOPED_TRACE(info->name);
+    const TestMatrix m(type, n_rows, n_cols, 17);
+    std::vector<float> y(n_tokens * n_rows), want(n_tokens * n_rows);
+    matmul(m.view, x.data(), n_tokens, y.data(), nullptr);
+    matmul_ref(m.view, x.data(), n_tokens, want.data());
+    const int64_t act_block = info->block_size == 256 ? 256 : 32;
+    std::vector<float> row(n_cols);
+    for (int64_t r = 0; r < n_rows; ++r) {
+      dequantize_row(type, m.bytes.data() + r * m.view.row_bytes(), row.data(), n_cols);
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        const float* xt = x.data() + t * n_cols;
+        double exact = 0, bound = 0;
+        for (int64_t b = 0; b < n_cols / act_block; ++b) {
+          float amax = 0;
+          for (int64_t k = 0; k < act_block; ++k) amax = std::max(amax, std::fabs(xt[b * act_block + k]));
+          for (int64_t k = b * act_block; k < (b + 1) * act_block; ++k) {
+            exact += double{row[k]} * xt[k];
+            bound += std::fabs(row[k]) * amax / 127 / 2;
+          }
+        }
+        ASSERT_NEAR(y[t * n_rows + r], exact, bound * 1.001 + 1e-4) << "row " << r;
+        ASSERT_NEAR(want[t * n_rows + r], exact, bound * 1.001 + 1e-4) << "reference, row " << r;
+      }
+    }
+  }
+}
+
 TEST(SmallOps, MatchReferenceOnOddSizes) {
   for (int64_t n : {1, 7, 16, 33, 1000}) {
     SCOPED_TRACE("n=" + std::to_string(n));
@@ -189,6 +231,46 @@ TEST(SmallOps, MatchReferenceOnOddSizes) {
       }
       EXPECT_NEAR(total, 1.0, 1e-5);
     });
+  }
+}
+
+TEST(Attention, F16CacheMatchesReferenceAndStaysCloseToF32) {
+  for (int64_t head_dim : {8, 64, 72}) {
+    for (int64_t n : {1, 17, 37}) {
+      const int64_t n_q = 2, bs = 16, n_blocks = (n + bs - 1) / bs;
+      SCOPED_TRACE("head_dim=" + std::to_string(head_dim) + " n=" + std::to_string(n));
+      const std::vector<float> k32 = random_floats(n_blocks * bs * head_dim, 7);
+      const std::vector<float> v32 = random_floats(n_blocks * bs * head_dim, 8);
+      const std::vector<float> q = random_floats(n_q * head_dim, 9);
+      std::vector<uint16_t> k16(k32.size()), v16(v32.size());
+      for_each_target([&] {
+        // The SIMD conversion rounds exactly as the scalar one, ties included.
+        f32_to_f16_row(k32.data(), k16.data(), static_cast<int64_t>(k32.size()));
+        for (size_t i = 0; i < k32.size(); ++i) ASSERT_EQ(k16[i], fp32_to_fp16(k32[i])) << i;
+      });
+      for (size_t i = 0; i < v32.size(); ++i) v16[i] = fp32_to_fp16(v32[i]);
+      std::vector<const uint16_t*> kb, vb;
+      std::vector<const float*> kb32, vb32;
+      for (int64_t b = 0; b < n_blocks; ++b) {
+        kb.push_back(k16.data() + b * bs * head_dim);
+        vb.push_back(v16.data() + b * bs * head_dim);
+        kb32.push_back(k32.data() + b * bs * head_dim);
+        vb32.push_back(v32.data() + b * bs * head_dim);
+      }
+      const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+      std::vector<float> s(n_q * n), ref(n_q * head_dim), got(n_q * head_dim), f32(n_q * head_dim);
+      attention_f16_ref(q.data(), n_q, kb.data(), vb.data(), bs, head_dim, n, scale, s.data(),
+                        ref.data());
+      attention_ref(q.data(), n_q, kb32.data(), vb32.data(), bs, head_dim, n, scale, s.data(),
+                    f32.data());
+      for_each_target([&] {
+        attention_f16(q.data(), n_q, kb.data(), vb.data(), bs, head_dim, n, scale, s.data(),
+                      got.data());
+        for (int64_t i = 0; i < n_q * head_dim; ++i) ASSERT_NEAR(got[i], ref[i], 1e-5f);
+      });
+      // Half precision keeps 11 significant bits: values in [-1, 1] move by at most 2^-11.
+      for (int64_t i = 0; i < n_q * head_dim; ++i) EXPECT_NEAR(ref[i], f32[i], 4e-3f);
+    }
   }
 }
 

@@ -7,9 +7,11 @@
 #include <cstring>
 #include <limits>
 #include <random>
+#include <string>
 #include <vector>
 
 #include "kernels/ggml_type.h"
+#include "kernels/matmul_internal.h"
 #include "kernels/ops.h"
 #include "kernels/ops_ref.h"
 
@@ -194,6 +196,163 @@ TEST(Quantize, ActivationQuantizationRoundsToNearestStep) {
   for (int i = 0; i < 128; ++i) {
     ASSERT_LE(std::fabs(d[i / 32] * q[i] - x[i]), d[i / 32] * 0.5f * 1.0001f + 1e-12f);
     ASSERT_LE(std::abs(int{q[i]}), 127);
+  }
+}
+
+
+// ---- Q4_1, Q5_0, Q5_1, IQ4_NL and the K-quants -------------------------------------------------
+//
+// Every format stores, per (sub-)block, a grid of representable values: offset + step * k for
+// integers k in [k_min, k_max] (IQ4_NL: step * table[k]). The quantizers pick the block's
+// scales by a least-squares search and then round each element to the NEAREST grid value of
+// the scales as stored, so: (a) each element comes back as its nearest grid value, which (b)
+// for an element inside the grid's range is within step / 2; the search may trade a few
+// clipped extremes for a finer step, so (c) bounds the clipped fraction and (d) the relative
+// RMS error, which for rounding uniform over one step is step / sqrt(12) / RMS(x) (~ range /
+// (levels - 1) / sqrt(12) for a sub-block of Gaussian values; the limits below are that
+// estimate for blocks of 16 / 32 Gaussian samples with ~15 % headroom).
+
+struct Grid {
+  float step, offset;
+  int k_min, k_max;
+};
+
+uint16_t u16_at(const uint8_t* p) {
+  uint16_t v;
+  std::memcpy(&v, p, 2);
+  return v;
+}
+
+// The grid of element e of the block at `b` (e counts from the block start).
+Grid grid_of(GgmlType type, const uint8_t* b, int e) {
+  const float h0 = fp16_to_fp32(u16_at(b));
+  switch (type) {
+    case GgmlType::kQ4_1: return {h0, fp16_to_fp32(u16_at(b + 2)), 0, 15};
+    case GgmlType::kQ5_1: return {h0, fp16_to_fp32(u16_at(b + 2)), 0, 31};
+    case GgmlType::kQ5_0: return {h0, -16 * h0, 0, 31};
+    case GgmlType::kQ2_K: {
+      const auto& q = *reinterpret_cast<const BlockQ2_K*>(b);
+      const uint8_t s = q.scales[e / 16];
+      return {fp16_to_fp32(q.d) * (s & 15), -fp16_to_fp32(q.dmin) * (s >> 4), 0, 3};
+    }
+    case GgmlType::kQ3_K: {
+      const auto& q = *reinterpret_cast<const BlockQ3_K*>(b);
+      uint8_t s[16];
+      unpack_scales_q3_k(q.scales, s);
+      return {fp16_to_fp32(q.d) * (s[e / 16] - 32), 0.0f, -4, 3};
+    }
+    case GgmlType::kQ4_K:
+    case GgmlType::kQ5_K: {
+      const auto& q = *reinterpret_cast<const BlockQ4_K*>(b);  // same header in both
+      uint8_t sc[8], m[8];
+      unpack_scales_k4(q.scales, sc, m);
+      return {fp16_to_fp32(q.d) * sc[e / 32], -fp16_to_fp32(q.dmin) * m[e / 32], 0,
+              type == GgmlType::kQ4_K ? 15 : 31};
+    }
+    case GgmlType::kQ6_K: {
+      const auto& q = *reinterpret_cast<const BlockQ6_K*>(b);
+      return {fp16_to_fp32(q.d) * q.scales[e / 16], 0.0f, -32, 31};
+    }
+    default: ADD_FAILURE() << "no grid for this type"; return {};
+  }
+}
+
+struct RoundTripCase {
+  GgmlType type;
+  double max_rel_rms;  // (d) on the Gaussian blocks
+  double max_clipped = 0.02;  // (c): a 2- or 3-bit grid fitted for least squares clips ~6 %
+};
+
+class ExtraTypeRoundTrip : public ::testing::TestWithParam<RoundTripCase> {};
+
+TEST_P(ExtraTypeRoundTrip, NearestGridValueWithinHalfAStep) {
+  const GgmlType type = GetParam().type;
+  const GgmlTypeInfo* info = ggml_type_info(type);
+  const int64_t bs = info->block_size, n = 256 * 24;
+  std::vector<float> x = test_row(n, 7);
+  // Whole super-blocks: zero, constant, all-positive, and one with a single outlier.
+  for (int j = 0; j < 256; ++j) {
+    x[256 * 2 + j] = 0.0f;
+    x[256 * 3 + j] = 0.75f;
+    x[256 * 4 + j] = std::fabs(x[256 * 4 + j]) + 0.5f;
+    x[256 * 5 + j] *= 0.01f;
+  }
+  x[256 * 5 + 17] = 3.0f;
+  std::vector<uint8_t> q(static_cast<size_t>(ggml_row_bytes(type, n)));
+  std::vector<float> back(n);
+  quantize_row(type, x.data(), q.data(), n);
+  dequantize_row(type, q.data(), back.data(), n);
+  int clipped = 0;
+  double err2 = 0, ref2 = 0;
+  for (int64_t i = 0; i < n; ++i) {
+    const uint8_t* blk = q.data() + (i / bs) * info->type_size;
+    const int e = static_cast<int>(i % bs);
+    const float xv = x[i], err = std::fabs(back[i] - xv);
+    if (i >= 256 * 6) err2 += double{err} * err, ref2 += double{xv} * xv;
+    if (type == GgmlType::kIQ4_NL) {  // (a) against the table
+      const float d = fp16_to_fp32(u16_at(blk));
+      for (int8_t v : kIq4nlValues) ASSERT_LE(err, std::fabs(d * v - xv) * (1 + 1e-6f) + 1e-7f);
+      continue;
+    }
+    const Grid g = grid_of(type, blk, e);
+    const float s = std::fabs(g.step);
+    float nearest_err = INFINITY;
+    for (int k = g.k_min; k <= g.k_max; ++k)
+      nearest_err = std::min(nearest_err, std::fabs(g.offset + g.step * k - xv));
+    const float slack = 1e-6f * (std::fabs(xv) + std::fabs(g.offset) + s * 32) + 1e-7f;
+    ASSERT_LE(err, nearest_err + slack) << "element " << i << " is not at its nearest grid value";
+    const float lo = std::min(g.offset + g.step * g.k_min, g.offset + g.step * g.k_max);
+    const float hi = std::max(g.offset + g.step * g.k_min, g.offset + g.step * g.k_max);
+    if (xv >= lo - s / 2 && xv <= hi + s / 2) {
+      ASSERT_LE(err, s / 2 + slack) << "element " << i;  // (b)
+    } else {
+      ++clipped;
+    }
+  }
+  // The special blocks come back exactly (zero) or nearly so (constant: one grid value).
+  for (int j = 0; j < 256; ++j) ASSERT_EQ(back[256 * 2 + j], 0.0f);
+  for (int j = 0; j < 256; ++j) ASSERT_NEAR(back[256 * 3 + j], 0.75f, 0.75f * 2e-3f);
+  EXPECT_NEAR(back[256 * 5 + 17], 3.0f, 3.0f * 0.1f) << "the outlier keeps its size";
+  EXPECT_LE(clipped, GetParam().max_clipped * n) << "(c) clipped elements";
+  const double rel = std::sqrt(err2 / ref2);
+  std::printf("%s: relative RMS error %.4f on Gaussian blocks, %d clipped\n", info->name, rel,
+              clipped);
+  EXPECT_LE(rel, GetParam().max_rel_rms) << "(d)";
+  EXPECT_GT(rel, GetParam().max_rel_rms / 4) << "(d) suspiciously exact";
+}
+
+// Limits: step / sqrt(12) / sigma with step = (expected range of the block) / levels; the
+// expected range of 32 (16) standard normal samples is 4.1 (3.5); +15 %.
+INSTANTIATE_TEST_SUITE_P(
+    Types, ExtraTypeRoundTrip,
+    ::testing::Values(RoundTripCase{GgmlType::kQ4_1, 4.1 / 15 / 3.464 * 1.15},
+                      RoundTripCase{GgmlType::kQ5_1, 4.1 / 31 / 3.464 * 1.15},
+                      RoundTripCase{GgmlType::kQ5_0, 2 * 2.05 / 31 / 3.464 * 1.25},
+                      RoundTripCase{GgmlType::kIQ4_NL, 4.1 / 15 / 3.464 * 1.15},
+                      RoundTripCase{GgmlType::kQ2_K, 3.5 / 3 / 3.464 * 1.15, 0.1},
+                      RoundTripCase{GgmlType::kQ3_K, 3.5 / 7 / 3.464 * 1.15, 0.1},
+                      RoundTripCase{GgmlType::kQ4_K, 4.1 / 15 / 3.464 * 1.15},
+                      RoundTripCase{GgmlType::kQ5_K, 4.1 / 31 / 3.464 * 1.15},
+                      RoundTripCase{GgmlType::kQ6_K, 3.5 / 63 / 3.464 * 1.15}),
+    [](const auto& info) { return std::string(ggml_type_info(info.param.type)->name); });
+
+TEST(Quantize, ActivationSuperBlocksAsLlamaCppQ8K) {
+  // Q8_K: d = max / -127 with max the element of largest magnitude (its sign kept), so that
+  // element becomes exactly -127; bsums are the sums of each 16 integers.
+  std::vector<float> x = test_row(512, 9);
+  x[300] = -9.0f;  // the largest magnitude of the second super-block, negative
+  std::vector<kernels::ActivationBlockK> a(2);
+  kernels::quantize_activations_k_ref(x.data(), 2, a.data());
+  EXPECT_EQ(a[1].qs[300 - 256], -127);
+  EXPECT_FLOAT_EQ(a[1].d, 9.0f / 127.0f);
+  for (int b = 0; b < 2; ++b) {
+    for (int j = 0; j < 16; ++j) {
+      int s = 0;
+      for (int i = 0; i < 16; ++i) s += a[b].qs[16 * j + i];
+      ASSERT_EQ(a[b].bsums[j], s);
+    }
+    for (int i = 0; i < 256; ++i)
+      ASSERT_LE(std::fabs(a[b].d * a[b].qs[i] - x[256 * b + i]), std::fabs(a[b].d) * 0.5001f);
   }
 }
 

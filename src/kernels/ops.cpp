@@ -87,7 +87,20 @@ void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
     const VF sig = hn::Div(one, hn::Add(one, hn::Exp(df, hn::Neg(g))));
     hn::StoreU(hn::Mul(hn::Mul(g, sig), hn::LoadU(df, up + i)), df, out + i);
   }
-  for (; i < n; ++i) out[i] = gate[i] / (1.0f + std::exp(-gate[i])) * up[i];
+  if (i < n) {
+    // The tail through the same vector code, padded: an element's value must not depend on
+    // where it falls in the array, or batching tokens together would change their results.
+    HWY_ALIGN float g[HWY_LANES(float)] = {}, u[HWY_LANES(float)] = {};
+    const int64_t rest = n - i;
+    for (int64_t j = 0; j < rest; ++j) {
+      g[j] = gate[i + j];
+      u[j] = up[i + j];
+    }
+    const VF gv = hn::Load(df, g);
+    const VF sig = hn::Div(one, hn::Add(one, hn::Exp(df, hn::Neg(gv))));
+    hn::Store(hn::Mul(hn::Mul(gv, sig), hn::Load(df, u)), df, g);
+    for (int64_t j = 0; j < rest; ++j) out[i + j] = g[j];
+  }
 }
 
 float Softmax(float* x, int64_t n) {
@@ -135,6 +148,76 @@ void Attention(const float* q, int64_t n_q, const float* const* k_blocks,
   }
 }
 
+// ---------------------------------------------------------------- F16 KV cache
+
+using DH = hn::Rebind<hwy::float16_t, DF>;  // as many halves as DF has floats
+
+HWY_INLINE VF LoadHalves(const uint16_t* p) {
+  return hn::PromoteTo(DF(), hn::LoadU(DH(), reinterpret_cast<const hwy::float16_t*>(p)));
+}
+
+// Sum of a[i] * fp32(b[i]); the same summation order as Dot.
+float DotF16(const float* a, const uint16_t* b, int64_t n) {
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  VF s0 = hn::Zero(df), s1 = hn::Zero(df), s2 = hn::Zero(df), s3 = hn::Zero(df);
+  int64_t i = 0;
+  for (; i + 4 * N <= n; i += 4 * N) {
+    s0 = hn::MulAdd(hn::LoadU(df, a + i), LoadHalves(b + i), s0);
+    s1 = hn::MulAdd(hn::LoadU(df, a + i + N), LoadHalves(b + i + N), s1);
+    s2 = hn::MulAdd(hn::LoadU(df, a + i + 2 * N), LoadHalves(b + i + 2 * N), s2);
+    s3 = hn::MulAdd(hn::LoadU(df, a + i + 3 * N), LoadHalves(b + i + 3 * N), s3);
+  }
+  for (; i + N <= n; i += N) s0 = hn::MulAdd(hn::LoadU(df, a + i), LoadHalves(b + i), s0);
+  float s = hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
+  for (; i < n; ++i) s += a[i] * fp16_to_fp32(b[i]);
+  return s;
+}
+
+void AxpyF16(float a, const uint16_t* x, float* y, int64_t n) {
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const VF va = hn::Set(df, a);
+  int64_t i = 0;
+  for (; i + N <= n; i += N)
+    hn::StoreU(hn::MulAdd(va, LoadHalves(x + i), hn::LoadU(df, y + i)), df, y + i);
+  for (; i < n; ++i) y[i] += a * fp16_to_fp32(x[i]);
+}
+
+// Attention over an F16 cache: as Attention, each half widened to float as it is read.
+void AttentionF16(const float* q, int64_t n_q, const uint16_t* const* k_blocks,
+                  const uint16_t* const* v_blocks, int64_t block_size, int64_t head_dim,
+                  int64_t n, float scale, float* scores, float* out) {
+  for (int64_t j = 0; j < n; ++j) {
+    const uint16_t* k = k_blocks[j / block_size] + (j % block_size) * head_dim;
+    for (int64_t g = 0; g < n_q; ++g)
+      scores[g * n + j] = DotF16(q + g * head_dim, k, head_dim) * scale;
+  }
+  for (int64_t g = 0; g < n_q; ++g) Softmax(scores + g * n, n);
+  for (int64_t i = 0; i < n_q * head_dim; ++i) out[i] = 0.0f;
+  for (int64_t j = 0; j < n; ++j) {
+    const uint16_t* v = v_blocks[j / block_size] + (j % block_size) * head_dim;
+    for (int64_t g = 0; g < n_q; ++g) AxpyF16(scores[g * n + j], v, out + g * head_dim, head_dim);
+  }
+}
+
+// Round to nearest even, as fp32_to_fp16.
+void F32ToF16(const float* x, uint16_t* out, int64_t n) {
+  const DF df;
+  const DH dh;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  int64_t i = 0;
+#if HWY_TARGET != HWY_SCALAR  // Highway's scalar emulation truncates instead of rounding
+  for (; i + N <= n; i += N)
+    hn::StoreU(hn::DemoteTo(dh, hn::LoadU(df, x + i)), dh,
+               reinterpret_cast<hwy::float16_t*>(out + i));
+#else
+  (void)dh;
+  (void)N;
+#endif
+  for (; i < n; ++i) out[i] = fp32_to_fp16(x[i]);
+}
+
 const char* TargetName() { return hwy::TargetName(HWY_TARGET); }
 
 }  // namespace frugal::kernels::HWY_NAMESPACE
@@ -151,6 +234,8 @@ HWY_EXPORT(RmsNorm);
 HWY_EXPORT(SiluMul);
 HWY_EXPORT(Softmax);
 HWY_EXPORT(Attention);
+HWY_EXPORT(AttentionF16);
+HWY_EXPORT(F32ToF16);
 HWY_EXPORT(TargetName);
 
 void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool) {
@@ -164,6 +249,15 @@ void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, Thr
     case GgmlType::kBF16: return matmul_bf16(w, x, n_tokens, y, pool);
     case GgmlType::kQ8_0: return matmul_q8_0(w, x, n_tokens, y, pool);
     case GgmlType::kQ4_0: return matmul_q4_0(w, x, n_tokens, y, pool);
+    case GgmlType::kQ4_1: return matmul_q4_1(w, x, n_tokens, y, pool);
+    case GgmlType::kQ5_0: return matmul_q5_0(w, x, n_tokens, y, pool);
+    case GgmlType::kQ5_1: return matmul_q5_1(w, x, n_tokens, y, pool);
+    case GgmlType::kIQ4_NL: return matmul_iq4_nl(w, x, n_tokens, y, pool);
+    case GgmlType::kQ2_K: return matmul_q2_k(w, x, n_tokens, y, pool);
+    case GgmlType::kQ3_K: return matmul_q3_k(w, x, n_tokens, y, pool);
+    case GgmlType::kQ4_K: return matmul_q4_k(w, x, n_tokens, y, pool);
+    case GgmlType::kQ5_K: return matmul_q5_k(w, x, n_tokens, y, pool);
+    case GgmlType::kQ6_K: return matmul_q6_k(w, x, n_tokens, y, pool);
     default:
       CHECK(false, "matmul: no kernel for weight type %u", static_cast<unsigned>(w.type));
   }
@@ -195,6 +289,17 @@ void attention(const float* q, int64_t n_q, const float* const* k_blocks,
                float scale, float* scores, float* out) {
   HWY_DYNAMIC_DISPATCH(Attention)(q, n_q, k_blocks, v_blocks, block_size, head_dim, n, scale,
                                   scores, out);
+}
+
+void attention_f16(const float* q, int64_t n_q, const uint16_t* const* k_blocks,
+                   const uint16_t* const* v_blocks, int64_t block_size, int64_t head_dim,
+                   int64_t n, float scale, float* scores, float* out) {
+  HWY_DYNAMIC_DISPATCH(AttentionF16)(q, n_q, k_blocks, v_blocks, block_size, head_dim, n, scale,
+                                     scores, out);
+}
+
+void f32_to_f16_row(const float* x, uint16_t* out, int64_t n) {
+  HWY_DYNAMIC_DISPATCH(F32ToF16)(x, out, n);
 }
 
 // Per head vector of 64-128 elements, next to the matmuls; the scalar loop is fast enough.

@@ -5,6 +5,8 @@
 #include <cmath>
 #include <vector>
 
+#include "kernels/matmul_internal.h"
+#include "kernels/quants_ref.h"
 #include "util/check.h"
 
 namespace frugal::kernels {
@@ -92,6 +94,7 @@ void quantize_row_ref(GgmlType type, const float* x, void* out, int64_t n) {
       quantize_q4_0(x, static_cast<BlockQ4_0*>(out), n / kQK4_0);
       return;
     default:
+      if (is_extra_quant_type(type)) return quantize_extra_ref(type, x, out, n);
       CHECK(false, "quantize_row: unsupported type");
   }
 }
@@ -135,6 +138,7 @@ void dequantize_row_ref(GgmlType type, const void* x, float* out, int64_t n) {
       return;
     }
     default:
+      if (is_extra_quant_type(type)) return dequantize_extra_ref(type, x, out, n);
       CHECK(false, "dequantize_row: unsupported type");
   }
 }
@@ -151,7 +155,40 @@ void quantize_activations_ref(const float* x, int64_t n, int8_t* q, float* d) {
   }
 }
 
+namespace {
+
+// The extra quantized types: activations quantized per token as the type's kernel does
+// (Q8_0 blocks with sums for 32-element types, Q8_K super-blocks for K-quants), then one
+// block_dot_ref per weight block, summed in block order.
+void matmul_blocks_ref(const WeightView& w, const float* x, int64_t n_tokens, float* y) {
+  const int64_t rb = w.row_bytes();
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  const GgmlTypeInfo* info = ggml_type_info(w.type);
+  const int64_t n_blocks = w.n_cols / info->block_size;
+  const bool k_quant = info->block_size == kQK_K;
+  std::vector<ActivationBlock32> a32(k_quant ? 0 : static_cast<size_t>(n_blocks));
+  std::vector<ActivationBlockK> ak(k_quant ? static_cast<size_t>(n_blocks) : 0);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    if (k_quant) {
+      quantize_activations_k_ref(x + t * w.n_cols, n_blocks, ak.data());
+    } else {
+      quantize_activations32_ref(x + t * w.n_cols, n_blocks, 0, a32.data());
+    }
+    for (int64_t r = 0; r < w.n_rows; ++r) {
+      float sum = 0.0f;
+      for (int64_t b = 0; b < n_blocks; ++b) {
+        const void* act = k_quant ? static_cast<const void*>(&ak[b]) : &a32[b];
+        sum += block_dot_ref(w.type, base + r * rb + b * info->type_size, act);
+      }
+      y[t * w.n_rows + r] = sum;
+    }
+  }
+}
+
+}  // namespace
+
 void matmul_ref(const WeightView& w, const float* x, int64_t n_tokens, float* y) {
+  if (is_extra_quant_type(w.type)) return matmul_blocks_ref(w, x, n_tokens, y);
   const int64_t rb = w.row_bytes();
   const auto* base = static_cast<const uint8_t*>(w.data);
   if (w.type == GgmlType::kQ8_0 || w.type == GgmlType::kQ4_0) {
@@ -267,6 +304,29 @@ void attention_ref(const float* q, int64_t n_q, const float* const* k_blocks,
     for (int64_t i = 0; i < head_dim; ++i) o[i] = 0.0f;
     for (int64_t j = 0; j < n; ++j)
       axpy_ref(s[j], v_blocks[j / block_size] + (j % block_size) * head_dim, o, head_dim);
+  }
+}
+
+// The F16-cache variant: each key and value widened to float, then as attention_ref.
+void attention_f16_ref(const float* q, int64_t n_q, const uint16_t* const* k_blocks,
+                       const uint16_t* const* v_blocks, int64_t block_size, int64_t head_dim,
+                       int64_t n, float scale, float* scores, float* out) {
+  std::vector<float> k(head_dim), v(head_dim);
+  for (int64_t g = 0; g < n_q; ++g) {
+    float* s = scores + g * n;
+    for (int64_t j = 0; j < n; ++j) {
+      const uint16_t* kh = k_blocks[j / block_size] + (j % block_size) * head_dim;
+      for (int64_t i = 0; i < head_dim; ++i) k[i] = fp16_to_fp32(kh[i]);
+      s[j] = dot_ref(q + g * head_dim, k.data(), head_dim) * scale;
+    }
+    softmax_ref(s, n);
+    float* o = out + g * head_dim;
+    for (int64_t i = 0; i < head_dim; ++i) o[i] = 0.0f;
+    for (int64_t j = 0; j < n; ++j) {
+      const uint16_t* vh = v_blocks[j / block_size] + (j % block_size) * head_dim;
+      for (int64_t i = 0; i < head_dim; ++i) v[i] = fp16_to_fp32(vh[i]);
+      axpy_ref(s[j], v.data(), o, head_dim);
+    }
   }
 }
 

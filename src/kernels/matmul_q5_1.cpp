@@ -1,0 +1,64 @@
+// Matmul for Q5_1 weights, compiled for every SIMD target (Highway foreach_target).
+// Blocks of 32 5-bit values with a minimum; activations as Q8_0 blocks with sums.
+#undef HWY_TARGET_INCLUDE
+#define HWY_TARGET_INCLUDE "kernels/matmul_q5_1.cpp"
+#include "hwy/foreach_target.h"  // IWYU pragma: keep
+
+#include "hwy/highway.h"
+#include "kernels/matmul_blocks-inl.h"
+
+HWY_BEFORE_NAMESPACE();
+#if HWY_TARGET == HWY_AVX3_DL
+#pragma GCC target("avx512vnni")  // see matmul-inl.h
+#endif
+namespace frugal::kernels::HWY_NAMESPACE {
+
+// Block (24 bytes): d, m (fp16), 4 bytes of fifth bits, 16 bytes of nibbles (ggml_type.h).
+// Activations: Q8_0 blocks with s = d * sum(qs), so the minimum adds m * s.
+struct Q5_1Kernel {
+  static constexpr GgmlType kType = GgmlType::kQ5_1;
+  using Act = ActivationBlock32;
+  static constexpr int64_t kBlockBytes = 24;
+  static constexpr int kBiasMul = 0;
+#if FRUGAL_BLOCK_KERNELS
+  struct Header {
+    VF32 d, m;  // m only in the first lane of each row's group
+  };
+  static HWY_INLINE Header LoadHeader(const uint8_t* const* p, const int32_t* spread) {
+    return {RowHalfs(p, 0, spread), hn::Mul(RowHalfs(p, 2, spread), FirstLaneOfRow())};
+  }
+  template <int kT>
+  static HWY_INLINE void Dot(const uint8_t* const* p, const Header&, const Act* const* a,
+                             VI32* isum) {
+    VU8 lo, hi;
+    Q5Values(LoadRowChunks(p, 8), LoadRowChunks(p, 4), &lo, &hi);
+    for (int t = 0; t < kT; ++t)
+      isum[t] = DotU8I8(DotU8I8(isum[t], lo, DupAct(a[t]->qs)), hi, DupAct(a[t]->qs + 16));
+  }
+  static HWY_INLINE VF32 Finish(VF32 acc, VI32 isum, const Header& h, const Act& a) {
+    const DF32 df;
+    acc = hn::MulAdd(hn::ConvertTo(df, isum), hn::Mul(h.d, hn::Set(df, a.d)), acc);
+    return hn::MulAdd(h.m, hn::Set(df, a.s), acc);
+  }
+#endif
+};
+
+void MatmulQ5_1(const WeightView& w, const float* x, int64_t n_tokens, float* y, ThreadPool* pool) {
+  MatmulBlocks<Q5_1Kernel>(w, x, n_tokens, y, pool);
+}
+
+}  // namespace frugal::kernels::HWY_NAMESPACE
+HWY_AFTER_NAMESPACE();
+
+#if HWY_ONCE
+namespace frugal::kernels {
+
+HWY_EXPORT(MatmulQ5_1);
+
+void matmul_q5_1(const WeightView& w, const float* x, int64_t n_tokens, float* y,
+                 ThreadPool* pool) {
+  HWY_DYNAMIC_DISPATCH(MatmulQ5_1)(w, x, n_tokens, y, pool);
+}
+
+}  // namespace frugal::kernels
+#endif  // HWY_ONCE
