@@ -395,7 +395,9 @@ TEST_F(CalibrateEvalTest, BadInputsExitTwoWithAMessage) {
     std::ofstream out(malformed);
     std::string line;
     std::getline(in, line);
-    out << line << "\n" << line << "\n{\"id\": \"x\", \"slice\": \n";
+    out << line << "\n";
+    std::getline(in, line);
+    out << line << "\n{\"id\": \"x\", \"slice\": \n";
   }
   Output bad = run_frugal("eval --config " + config.string() + " --data " + malformed.string(),
                           true);

@@ -1,5 +1,7 @@
 // The TOML cascade config: the shipped frugal.toml, defaults, and errors that name key and line.
 #include <gtest/gtest.h>
+#include <sys/stat.h>
+#include <unistd.h>
 
 #include <string>
 
@@ -91,7 +93,7 @@ TEST(CascadeConfig, RefusesInconsistentTiers) {
             std::string::npos);
   EXPECT_NE(error_of("[[tier]]\nname = \"s\"\nkind = \"local\"\nmodel = \"a.gguf\"\n"
                      "price_in = -0.1\nprice_out = 0.1\n")
-                .find(">= 0"),
+                .find("must be a number from 0 to 1e15 (got -0.1)"),
             std::string::npos);
   EXPECT_NE(error_of("[[tier]]\nname = \"r\"\nkind = \"remote\"\nprice_in = 1\nprice_out = 1\n")
                 .find("url"),
@@ -113,6 +115,43 @@ TEST(CascadeConfig, RefusesInconsistentTiers) {
   EXPECT_NE(error_of("[[tier]]\nname = \"c\"\nkind = \"cache\"\nurl = \"x\"\n")
                 .find("only applies to remote"),
             std::string::npos);
+}
+
+TEST(CascadeConfig, CountsAndNumbersOutOfRangeAreRefusedWithTheRange) {
+  const std::string tier = "[[tier]]\nname = \"s\"\nkind = \"local\"\nmodel = \"a.gguf\"\n";
+  // A window this long would be allocated whole by early escalation.
+  std::string window = error_of("[cascade]\nearly_escalation_window = 1000000000000\n" + tier +
+                                "params = 1e9\n");
+  EXPECT_NE(window.find("'early_escalation_window' in [cascade] must be an integer from 1 to "
+                        "65536 (got 1000000000000)"),
+            std::string::npos)
+      << window;
+  EXPECT_NE(error_of("[cascade]\nmax_tokens = 0\n" + tier + "params = 1e9\n")
+                .find("from 1 to 1073741824"),
+            std::string::npos);
+  std::string params = error_of(tier + "params = 1e300\n");
+  EXPECT_NE(params.find("'params' in [[tier]] #1 ('s') must be a number from 0 to 1e15 (got "
+                        "1e+300)"),
+            std::string::npos)
+      << params;
+  EXPECT_NE(error_of(tier + "price_in = nan\nprice_out = 1\n").find("from 0 to 1e15"),
+            std::string::npos);
+}
+
+TEST(CascadeConfig, ADirectoryOrFifoAsTheConfigIsNamedAsSuch) {
+  auto dir = load_cascade_config("/tmp");
+  ASSERT_FALSE(dir.is_ok());
+  EXPECT_EQ(dir.status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(dir.status().message().find("/tmp is a directory, not a regular file"),
+            std::string::npos)
+      << dir.status().message();
+  const std::string fifo = "/tmp/frugal_cascade_config_test_fifo_" + std::to_string(getpid());
+  ASSERT_EQ(mkfifo(fifo.c_str(), 0600), 0);
+  auto pipe = load_cascade_config(fifo);  // no writer: a blocking open would hang here
+  unlink(fifo.c_str());
+  ASSERT_FALSE(pipe.is_ok());
+  EXPECT_NE(pipe.status().message().find("is a FIFO"), std::string::npos)
+      << pipe.status().message();
 }
 
 TEST(CascadeConfig, SyntaxErrorsAndMissingFilesAreReported) {

@@ -156,7 +156,9 @@ TEST(ReadTaskItems, ErrorsNameTheLineAndField) {
   const std::string good =
       R"({"id": "a", "slice": "add", "difficulty": 1, "messages": [{"role": "user", )"
       R"("content": "1+1"}], "reference": "2", "check": {"method": "numeric"}, "extra": 1})";
-  auto one = read_task_items(temp_file("good.jsonl", good + "\n\n" + good + "\n"));
+  std::string good_b = good;
+  good_b.replace(good_b.find("\"a\""), 3, "\"b\"");
+  auto one = read_task_items(temp_file("good.jsonl", good + "\n\n" + good_b + "\n"));
   ASSERT_TRUE(one.is_ok()) << one.status().to_string();
   EXPECT_EQ(one->size(), 2u);
   EXPECT_EQ((*one)[1].line, 3);
@@ -168,7 +170,7 @@ TEST(ReadTaskItems, ErrorsNameTheLineAndField) {
 
   std::string no_slice = good;
   no_slice.replace(no_slice.find("\"slice\""), 7, "\"slise\"");
-  auto missing = read_task_items(temp_file("missing.jsonl", good + "\n" + good + "\n" + no_slice));
+  auto missing = read_task_items(temp_file("missing.jsonl", good + "\n" + good_b + "\n" + no_slice));
   ASSERT_FALSE(missing.is_ok());
   EXPECT_NE(missing.status().message().find(":3: field 'slice' is missing"), std::string::npos)
       << missing.status().message();
@@ -190,6 +192,46 @@ TEST(ReadTaskItems, ErrorsNameTheLineAndField) {
   ASSERT_FALSE(none.is_ok());
   EXPECT_EQ(none.status().code(), ErrorCode::kNotFound);
   EXPECT_FALSE(read_task_items(temp_file("empty.jsonl", "\n\n")).is_ok());
+}
+
+// Each kind of item that used to be accepted (and then judged or grouped wrongly) is refused,
+// naming the line, the field and what is allowed.
+TEST(ReadTaskItems, RefusesOutOfRangeDuplicateUnknownAndNonUtf8Items) {
+  const std::string head = R"({"id": ")";
+  auto line = [](const std::string& id, const std::string& difficulty, const std::string& role) {
+    return R"({"id": ")" + id + R"(", "slice": "add", "difficulty": )" + difficulty +
+           R"(, "messages": [{"role": ")" + role + R"(", "content": "1+1"}], "reference": "2", )"
+           R"("check": {"method": "numeric"}})";
+  };
+  auto error = [](const std::string& name, const std::string& text) {
+    auto r = parse_task_items(text, name);
+    EXPECT_FALSE(r.is_ok()) << "accepted:\n" << text;
+    return r.is_ok() ? std::string() : r.status().message();
+  };
+  ASSERT_TRUE(parse_task_items(line("a", "1", "user") + "\n" + line("b", "4", "system"), "ok")
+                  .is_ok());
+  for (const char* d : {"0", "5", "99", "-1", "1.5"}) {
+    std::string msg = error("d.jsonl", line("a", d, "user"));
+    EXPECT_NE(msg.find("d.jsonl:1: field 'difficulty' must be an integer from 1 to 4"),
+              std::string::npos)
+        << msg;
+  }
+  std::string dup = error("dup.jsonl", line("a", "1", "user") + "\n\n" + line("a", "2", "user"));
+  EXPECT_NE(dup.find("dup.jsonl:3: id 'a' was already used on line 1"), std::string::npos) << dup;
+  std::string robot = error("r.jsonl", line("a", "1", "robot"));
+  EXPECT_NE(robot.find("r.jsonl:1: field 'messages' has a message with role 'robot' (known "
+                       "roles: system, user, assistant)"),
+            std::string::npos)
+      << robot;
+  std::string empty_id = error("e.jsonl", line("", "1", "user"));
+  EXPECT_NE(empty_id.find("field 'id' must not be empty"), std::string::npos) << empty_id;
+  std::string latin1 = line("a", "1", "user");
+  latin1.replace(latin1.find("1+1"), 3, "caf\xe9");  // Latin-1, not UTF-8
+  std::string enc = error("l.jsonl", latin1);
+  EXPECT_NE(enc.find("l.jsonl:1: not UTF-8 text (byte 0xe9 at column"), std::string::npos) << enc;
+  std::string syntax = error("s.jsonl", head + "a\", oops}");
+  EXPECT_NE(syntax.find("s.jsonl:1: malformed JSON (syntax error"), std::string::npos) << syntax;
+  EXPECT_NE(error("x.jsonl", "[1, 2]").find("must be a JSON object"), std::string::npos);
 }
 
 // The Python reference judges many (item, answer) pairs built from every held-out item; the

@@ -2,8 +2,8 @@
 #include "cascade/config.h"
 
 #include <cmath>
+#include <cstdio>
 #include <filesystem>
-#include <fstream>
 #include <limits>
 #include <memory>
 #include <set>
@@ -13,10 +13,20 @@
 
 #include "cascade/features.h"
 #include "engine/gguf.h"
+#include "util/file_io.h"
 
 namespace frugal::cascade {
 
 namespace {
+
+// Bounds on counts, so that a typo cannot ask for an impossible allocation: answers as long as
+// the CLI's -n allows, a window no answer could fill, a cache of a billion answers.
+constexpr int64_t kMaxAnswerTokens = int64_t{1} << 30;
+constexpr int64_t kMaxEarlyEscalationWindow = int64_t{1} << 16;
+constexpr int64_t kMaxCacheCapacity = int64_t{1} << 30;
+// Prices, parameter counts and latency hints above this are typos (a quadrillion parameters,
+// $1e15 per million tokens), and products of them would print as inf.
+constexpr double kMaxNumber = 1e15;
 
 constexpr std::string_view kTopKeys[] = {"cascade", "tier"};
 constexpr std::string_view kCascadeKeys[] = {"threshold",
@@ -83,26 +93,31 @@ class ConfigReader {
                                           " must be a number");
     }
     double v = node->value<double>().value_or(0);
-    if (!(v >= 0) || v == std::numeric_limits<double>::infinity()) {
+    if (!(v >= 0) || v > kMaxNumber) {
+      char got[64];
+      std::snprintf(got, sizeof(got), "%g", v);
       return error_at(node->source(), "'" + std::string(key) + "' in " + where +
-                                          " must be a finite number >= 0 (got " +
-                                          std::to_string(v) + ")");
+                                          " must be a number from 0 to 1e15 (got " + got + ")");
     }
     *out = v;
     return Status::ok();
   }
 
-  // Reads an optional integer >= `min`; `*out` keeps its value when the key is absent.
+  // Reads an optional integer in [min, max]; `*out` keeps its value when the key is absent.
   Status read_count(const toml::table& table, std::string_view key, const std::string& where,
-                    int64_t min, int64_t* out, bool* present = nullptr) const {
+                    int64_t min, int64_t max, int64_t* out, bool* present = nullptr) const {
     const toml::node* node = table.get(key);
     if (present != nullptr) *present = node != nullptr;
     if (node == nullptr) return Status::ok();
-    if (!node->is_integer() || node->value<int64_t>().value_or(min - 1) < min) {
+    const int64_t v = node->is_integer() ? node->value<int64_t>().value_or(min - 1) : min - 1;
+    if (!node->is_integer() || v < min || v > max) {
       return error_at(node->source(), "'" + std::string(key) + "' in " + where +
-                                          " must be an integer >= " + std::to_string(min));
+                                          " must be an integer from " + std::to_string(min) +
+                                          " to " + std::to_string(max) +
+                                          (node->is_integer() ? " (got " + std::to_string(v) + ")"
+                                                              : std::string()));
     }
-    *out = node->value<int64_t>().value_or(min);
+    *out = v;
     return Status::ok();
   }
 
@@ -179,7 +194,8 @@ Status ConfigReader::read_tier(const toml::table& table, int index, double price
       read_number(table, "latency_ms_per_token", where, &tier->latency_ms_per_token_hint));
   FRUGAL_RETURN_IF_ERROR(
       read_number(table, "latency_ms_fixed", where, &tier->latency_ms_fixed_hint));
-  FRUGAL_RETURN_IF_ERROR(read_count(table, "capacity", where, 1, &tier->cache_capacity));
+  FRUGAL_RETURN_IF_ERROR(read_count(table, "capacity", where, 1, kMaxCacheCapacity,
+                                     &tier->cache_capacity));
   if (has_in != has_out) {
     return error_at(table.source(), where + " sets only one of price_in / price_out; set both "
                                             "($ per million input / output tokens)");
@@ -317,8 +333,10 @@ Result<CascadeConfig> ConfigReader::read(const std::string& text) {
     }
     FRUGAL_RETURN_IF_ERROR(read_number(*cascade, "local_price_per_flop", "[cascade]",
                                        &config.local_price_per_flop));
-    FRUGAL_RETURN_IF_ERROR(read_count(*cascade, "max_tokens", "[cascade]", 1, &config.max_tokens));
+    FRUGAL_RETURN_IF_ERROR(read_count(*cascade, "max_tokens", "[cascade]", 1, kMaxAnswerTokens,
+                                      &config.max_tokens));
     FRUGAL_RETURN_IF_ERROR(read_count(*cascade, "early_escalation_window", "[cascade]", 1,
+                                      kMaxEarlyEscalationWindow,
                                       &config.early_escalation_window));
     FRUGAL_RETURN_IF_ERROR(read_signed(*cascade, "early_escalation_logprob", "[cascade]",
                                        &config.early_escalation_logprob,
@@ -397,16 +415,18 @@ Result<CascadeConfig> parse_cascade_config(const std::string& toml_text, const s
 }
 
 Result<CascadeConfig> load_cascade_config(const std::string& path) {
-  std::ifstream in(path, std::ios::binary);
-  if (!in) {
-    return not_found("config file " + path +
-                     " not found (pass --config PATH; frugal.toml at the repository root is an "
-                     "example)");
+  Result<std::string> text = read_file(path);
+  if (!text.is_ok()) {
+    if (text.status().code() == ErrorCode::kNotFound) {
+      return not_found("config file " + path +
+                       " not found (pass --config PATH; frugal.toml at the repository root is "
+                       "an example)");
+    }
+    return Status(text.status().code(), "config file " + text.status().message() +
+                                            " (pass --config PATH to a TOML file)");
   }
-  std::ostringstream text;
-  text << in.rdbuf();
   std::string base_dir = std::filesystem::path(path).parent_path().string();
-  return parse_cascade_config(text.str(), path, base_dir);
+  return parse_cascade_config(*text, path, base_dir);
 }
 
 double tier_query_cost(const TierConfig& tier, double tokens_in, double tokens_out) {

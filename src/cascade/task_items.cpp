@@ -4,11 +4,13 @@
 #include <algorithm>
 #include <charconv>
 #include <cmath>
-#include <filesystem>
-#include <fstream>
+#include <cstdio>
 #include <nlohmann/json.hpp>
 #include <sstream>
 #include <system_error>
+#include <unordered_map>
+
+#include "util/file_io.h"
 
 namespace frugal::cascade {
 
@@ -101,6 +103,52 @@ Result<std::string> get_string(const json& j, const std::string& where, const ch
   return it->get<std::string>();
 }
 
+// The offset of the first byte that is not part of a well-formed UTF-8 sequence (overlong
+// forms, surrogates and code points above U+10FFFF included), or npos when all of `s` is.
+size_t first_invalid_utf8(std::string_view s) {
+  size_t i = 0;
+  while (i < s.size()) {
+    const unsigned char c = static_cast<unsigned char>(s[i]);
+    if (c < 0x80) {
+      ++i;
+      continue;
+    }
+    size_t len = 0;
+    uint32_t cp = 0, min = 0;
+    if ((c & 0xE0) == 0xC0) {
+      len = 2, cp = c & 0x1F, min = 0x80;
+    } else if ((c & 0xF0) == 0xE0) {
+      len = 3, cp = c & 0x0F, min = 0x800;
+    } else if ((c & 0xF8) == 0xF0) {
+      len = 4, cp = c & 0x07, min = 0x10000;
+    } else {
+      return i;
+    }
+    if (i + len > s.size()) return i;
+    for (size_t k = 1; k < len; ++k) {
+      const unsigned char cc = static_cast<unsigned char>(s[i + k]);
+      if ((cc & 0xC0) != 0x80) return i;
+      cp = (cp << 6) | (cc & 0x3F);
+    }
+    if (cp < min || cp > 0x10FFFF || (cp >= 0xD800 && cp <= 0xDFFF)) return i;
+    i += len;
+  }
+  return std::string_view::npos;
+}
+
+// "syntax error while parsing object key - invalid literal; last read: '{\"id\": \"b\", o'"
+// from nlohmann's "[json.exception.parse_error.101] parse error at line 1, column 14: ...".
+std::string json_error_text(const json::parse_error& e) {
+  std::string what = e.what();
+  const size_t colon = what.find(": ");
+  if (colon != std::string::npos) what = what.substr(colon + 2);
+  return what;
+}
+
+bool is_known_role(const std::string& role) {
+  return role == "system" || role == "user" || role == "assistant";
+}
+
 }  // namespace
 
 std::string_view normalize_answer(std::string_view answer) {
@@ -112,16 +160,32 @@ std::string_view normalize_answer(std::string_view answer) {
 }
 
 Result<TaskItem> parse_task_item(std::string_view json_line, const std::string& where) {
-  json j = json::parse(json_line.begin(), json_line.end(), nullptr, /*allow_exceptions=*/false);
-  if (j.is_discarded()) return invalid_argument(where + ": malformed JSON");
+  if (const size_t bad = first_invalid_utf8(json_line); bad != std::string_view::npos) {
+    char byte[8];
+    std::snprintf(byte, sizeof(byte), "0x%02x", static_cast<unsigned char>(json_line[bad]));
+    return invalid_argument(where + ": not UTF-8 text (byte " + byte + " at column " +
+                            std::to_string(bad + 1) +
+                            "); task files must be UTF-8 encoded JSON lines");
+  }
+  json j;
+  try {
+    j = json::parse(json_line.begin(), json_line.end());
+  } catch (const json::parse_error& e) {
+    return invalid_argument(where + ": malformed JSON (" + json_error_text(e) + ")");
+  }
   if (!j.is_object()) return invalid_argument(where + ": a task item must be a JSON object");
   TaskItem item;
   FRUGAL_ASSIGN_OR_RETURN(item.id, get_string(j, where, "id"));
+  if (item.id.empty()) return field_error(where, "id", "must not be empty");
   FRUGAL_ASSIGN_OR_RETURN(item.slice, get_string(j, where, "slice"));
   auto diff = j.find("difficulty");
   if (diff == j.end()) return field_error(where, "difficulty", "is missing");
-  if (!diff->is_number_integer() || diff->get<int64_t>() < 0 || diff->get<int64_t>() > 1000) {
-    return field_error(where, "difficulty", "must be a non-negative integer (1..4)");
+  if (!diff->is_number_integer() || diff->get<int64_t>() < kMinDifficulty ||
+      diff->get<int64_t>() > kMaxDifficulty) {
+    return field_error(where, "difficulty",
+                       "must be an integer from " + std::to_string(kMinDifficulty) + " to " +
+                           std::to_string(kMaxDifficulty) +
+                           (diff->is_number() ? " (got " + diff->dump() + ")" : std::string()));
   }
   item.difficulty = static_cast<int>(diff->get<int64_t>());
   auto messages = j.find("messages");
@@ -135,7 +199,13 @@ Result<TaskItem> parse_task_item(std::string_view json_line, const std::string& 
       return field_error(where, "messages",
                          "must hold objects with string 'role' and 'content'");
     }
-    item.messages.push_back({m["role"].get<std::string>(), m["content"].get<std::string>()});
+    std::string role = m["role"].get<std::string>();
+    if (!is_known_role(role)) {
+      return field_error(where, "messages",
+                         "has a message with role '" + role +
+                             "' (known roles: system, user, assistant)");
+    }
+    item.messages.push_back({std::move(role), m["content"].get<std::string>()});
   }
   if (j.contains("reference") && !j["reference"].is_null()) {
     FRUGAL_ASSIGN_OR_RETURN(item.reference, get_string(j, where, "reference"));
@@ -178,24 +248,38 @@ Result<TaskItem> parse_task_item(std::string_view json_line, const std::string& 
 }
 
 Result<std::vector<TaskItem>> read_task_items(const std::string& path) {
-  std::error_code ec;
-  if (!std::filesystem::exists(path, ec)) return not_found(path + ": no such file");
-  std::ifstream in(path, std::ios::binary);
-  if (!in) return io_error(path + ": cannot open for reading");
+  Result<std::string> text = read_file(path);
+  if (!text.is_ok()) {
+    if (text.status().code() == ErrorCode::kNotFound) return not_found(path + ": no such file");
+    return text.status();
+  }
+  return parse_task_items(*text, path);
+}
+
+Result<std::vector<TaskItem>> parse_task_items(std::string_view text, const std::string& name) {
   std::vector<TaskItem> items;
-  std::string line;
+  std::unordered_map<std::string, int> line_of_id;
   int line_no = 0;
-  while (std::getline(in, line)) {
+  size_t start = 0;
+  while (start < text.size()) {
+    size_t end = text.find('\n', start);
+    if (end == std::string_view::npos) end = text.size();
+    std::string_view line = text.substr(start, end - start);
+    start = end + 1;
     ++line_no;
-    if (!line.empty() && line.back() == '\r') line.pop_back();
+    if (!line.empty() && line.back() == '\r') line.remove_suffix(1);
     if (normalize_answer(line).empty()) continue;
-    FRUGAL_ASSIGN_OR_RETURN(TaskItem item,
-                            parse_task_item(line, path + ":" + std::to_string(line_no)));
+    const std::string where = name + ":" + std::to_string(line_no);
+    FRUGAL_ASSIGN_OR_RETURN(TaskItem item, parse_task_item(line, where));
     item.line = line_no;
+    auto [it, fresh] = line_of_id.emplace(item.id, line_no);
+    if (!fresh) {
+      return invalid_argument(where + ": id '" + item.id + "' was already used on line " +
+                              std::to_string(it->second) + "; ids must be unique in a file");
+    }
     items.push_back(std::move(item));
   }
-  if (in.bad()) return io_error(path + ": read failed");
-  if (items.empty()) return invalid_argument(path + ": no task items");
+  if (items.empty()) return invalid_argument(name + ": no task items");
   return items;
 }
 

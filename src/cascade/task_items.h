@@ -35,12 +35,21 @@ struct TaskItem {
   int line = 0;  // 1-based line in the file it was read from
 };
 
+// Difficulty is 1 (trivial) to 4 (hard), docs/TASKS.md.
+inline constexpr int kMinDifficulty = 1;
+inline constexpr int kMaxDifficulty = 4;
+
 // Reads a JSONL file of task items; blank lines are skipped and unknown keys ignored.
 // Errors name the file and line: kNotFound (no such file), kIo (unreadable), kInvalidArgument
-// (malformed JSON; a missing or mistyped field — id, slice, difficulty, messages, reference,
-// check — naming it; an unknown check method; a numeric item whose reference is not a number;
-// no items at all).
+// (not a regular file; a line that is not UTF-8; malformed JSON, with the parser's reason; a
+// missing or mistyped field — id, slice, difficulty, messages, reference, check — naming it;
+// an empty id or one already used; a difficulty outside 1..4; a role other than system, user
+// or assistant; an unknown check method; a numeric item whose reference is not a number; no
+// items at all), kOutOfRange (a file over kMaxReadFileBytes).
 Result<std::vector<TaskItem>> read_task_items(const std::string& path);
+
+// The same over a file's text; `name` stands for the file in messages.
+Result<std::vector<TaskItem>> parse_task_items(std::string_view text, const std::string& name);
 
 // One item from one parsed JSON line's text; `where` prefixes error messages ("file:12").
 Result<TaskItem> parse_task_item(std::string_view json_line, const std::string& where);

@@ -10,6 +10,7 @@
 #include "cascade/cascade.h"
 #include "cascade/config.h"
 #include "cli/commands.h"
+#include "cli/flags.h"
 
 namespace frugal::cli {
 
@@ -77,6 +78,11 @@ bool answer_one(cascade::Cascade& c, const CascadeArgs& a, int64_t max_tokens,
 }
 
 int run_cascade(const CascadeArgs& a) {
+  if (a.prompt_set && a.prompt.empty()) {
+    std::fprintf(stderr, "frugal cascade: the prompt is empty; pass -p TEXT, or one prompt per "
+                         "line on stdin\n");
+    return 2;
+  }
   auto config = cascade::load_cascade_config(a.config);
   if (!config.is_ok()) {
     std::fprintf(stderr, "frugal cascade: %s\n", config.status().to_string().c_str());
@@ -116,14 +122,13 @@ void register_cascade(CLI::App& app, int& exit_code) {
   cmd->add_option("--system", args->system, "System message for every prompt");
   cmd->add_option("-n,--max-tokens", args->max_tokens,
                   "Maximum tokens per answer (default: [cascade] max_tokens)")
-      ->check(CLI::Range(int64_t{1}, int64_t{1} << 30));
+      ->check(int_range(1, int64_t{1} << 30));
   cmd->add_option("--temp", args->temp, "Temperature (0 = greedy; only greedy is cached)")
-      ->check(CLI::Range(0.0, 100.0));
+      ->check(real_range(0.0, 100.0));
   cmd->add_option("--seed", args->seed, "Random seed for --temp > 0")
-      ->check(CLI::NonNegativeNumber);
-  cmd->add_option("-t,--threads", args->threads, "Threads per local tier (default: all cores)");
-  cmd->add_option("-c,--ctx", args->ctx,
-                  "Context size per local tier (default: min(4096, trained))");
+      ->check(int_range(0, INT64_MAX));
+  add_threads_option(cmd, &args->threads, "Threads per local tier (default: all cores)");
+  add_ctx_option(cmd, &args->ctx, "Context size per local tier (default: min(4096, trained))");
   cmd->add_flag("--json", args->json, "One JSON object per prompt");
   cmd->callback([args, &exit_code] { exit_code = run_cascade(*args); });
 }
