@@ -2,6 +2,8 @@
 // computed by hand, input validation, and `plan memory --json` through the real binary.
 #include <gtest/gtest.h>
 
+#include <cctype>
+
 #include <cmath>
 #include <cstdio>
 #include <cstring>
@@ -490,6 +492,82 @@ TEST(PlanCli, CascadeReadsEvalResult) {
   EXPECT_NEAR(j["cascade"]["cost_per_million"].get<double>(), 157.5, 1e-9);
   EXPECT_NEAR(j["top_only"]["cost_per_million"].get<double>(), 550, 1e-9);
   EXPECT_NEAR(j["break_even_escalation_rate"].get<double>(), 1 - 4.5e-5 / 5.5e-4, 1e-12);
+}
+
+TEST(PlanSize, RefusesTargetsAndVolumesOutsideTheCoveredRange) {
+  auto near_e = compute_optimal_for_loss(kFit, 1.6900001, FlopPrices{}, Workload{});
+  ASSERT_FALSE(near_e.is_ok());
+  EXPECT_NE(near_e.status().message().find("beyond the 1e+16 parameters"), std::string::npos)
+      << near_e.status().message();
+  EXPECT_FALSE(validate_target_loss(kFit, 1e100).is_ok());
+  auto huge = inference_aware_for_loss(kFit, 2.2, FlopPrices{}, Workload{1e300, 1000});
+  ASSERT_FALSE(huge.is_ok());
+  EXPECT_NE(huge.status().message().find("lifetime requests 1e+300 is more than 1e+15"),
+            std::string::npos)
+      << huge.status().message();
+  EXPECT_FALSE(validate_size(1e300, 1e12).is_ok());
+  EXPECT_FALSE(validate_size(1e9, 0).is_ok());
+  EXPECT_TRUE(validate_size(7e9, 2e12).is_ok());
+}
+
+// Extreme inputs either give a plan of finite numbers or a refusal that says what to fix:
+// never "$infT", "-nan %" or a 100-digit loss with exit 0.
+TEST(PlanCli, ExtremeInputsAreRefusedNotPrintedAsInfOrNan) {
+  const std::string config = std::string(FRUGAL_SOURCE_DIR) + "/frugal.toml";
+  const std::vector<std::string> cases = {
+      "plan size --loss 1.6900001 --requests 1e9",
+      "plan size --loss 1e100 --requests 1e9",
+      "plan size --ref llama2-7b --requests 1e300",
+      "plan size --ref llama2-7b --requests 1e9 --tokens-per-request 1e300",
+      "plan size --ref llama2-7b --requests 1e9 --gpu-flops 1e-300",
+      "plan size --ref llama2-7b --requests 1e9 --gpu-hour-price 1e300",
+      "plan size --ref llama2-7b --requests 1e9 --train-price-per-flop 1e300",
+      "plan size --ref llama2-7b --requests 1e9 --max-tokens 1e300",
+      "plan size --ref-params 1e300 --ref-tokens 1e300 --requests 1",
+      "plan compare 1e300:1e300 --requests 1",
+      "plan compare 1:1 --requests 1",
+      "plan memory --n-layer 1000000000000 --n-head 4 --head-dim 4",
+      "plan memory --n-layer 4 --n-head 4 --head-dim 4 --params 1e300",
+      "plan memory --n-layer 4 --n-head 4 --head-dim 4 --budget-gb 1e300",
+      "plan cascade --config " + config + " --escalation-rate 0.5 --tokens-in 1e308",
+      "plan cascade --config " + config + " --escalation-rate nan",
+  };
+  for (const std::string& c : cases) {
+    RunResult r = run_frugal(c);
+    EXPECT_TRUE(r.exit_code == 0 || r.exit_code == 2) << c << "\n" << r.out;
+    for (const std::string bad : {"inf", "nan", "NaN"}) {
+      if (r.exit_code != 0) break;  // a refusal may quote the input it refuses
+      // As a word ("$infT", "-nan %"), not inside "inference" or "information".
+      for (size_t at = r.out.find(bad); at != std::string::npos; at = r.out.find(bad, at + 1)) {
+        const size_t end = at + bad.size();
+        const bool word = (at == 0 || !std::isalpha(static_cast<unsigned char>(r.out[at - 1]))) &&
+                          (end == r.out.size() || !std::islower(static_cast<unsigned char>(r.out[end])));
+        EXPECT_FALSE(word) << c << " printed " << bad << ":\n" << r.out;
+      }
+    }
+    EXPECT_LT(r.out.size(), 4000u) << c;
+    if (r.exit_code == 2) EXPECT_LT(r.out.size(), 400u) << "a refusal is one line: " << r.out;
+  }
+}
+
+TEST(PlanCli, AnUnknownWeightTypeIsRefusedEvenWhereItWouldBeUnused) {
+  RunResult typo = run_frugal("plan memory --n-layer 4 --n-head 4 --head-dim 4 --params 1e9 "
+                              "--weight-type q9");
+  EXPECT_EQ(typo.exit_code, 2);
+  EXPECT_NE(typo.out.find("unknown weight type 'q9'"), std::string::npos) << typo.out;
+  RunResult unused = run_frugal("plan memory --gguf " + write_toy_gguf() + " --weight-type q9");
+  EXPECT_EQ(unused.exit_code, 2);
+  EXPECT_NE(unused.out.find("unknown weight type 'q9'"), std::string::npos) << unused.out;
+  RunResult ignored = run_frugal("plan memory --gguf " + write_toy_gguf() + " --weight-type q8_0");
+  EXPECT_EQ(ignored.exit_code, 2);
+  EXPECT_NE(ignored.out.find("give --params too"), std::string::npos) << ignored.out;
+}
+
+TEST(PlanCli, ADirectoryAsTheEvalResultIsRefusedNotThrown) {
+  RunResult r = run_frugal("plan cascade --config " + std::string(FRUGAL_SOURCE_DIR) +
+                           "/frugal.toml --eval " + testing::TempDir());
+  EXPECT_EQ(r.exit_code, 2) << r.out;
+  EXPECT_NE(r.out.find("is a directory, not a regular file"), std::string::npos) << r.out;
 }
 
 TEST(PlanCli, BadInputExitsWithTwoAndSaysWhatToFix) {

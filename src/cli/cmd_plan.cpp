@@ -9,6 +9,7 @@
 
 #include "cascade/config.h"
 #include "cli/commands.h"
+#include "cli/flags.h"
 #include "plan/cascade_plan.h"
 #include "plan/memory.h"
 #include "plan/scaling.h"
@@ -107,15 +108,23 @@ void add_price_flags(CLI::App* cmd, PriceFlags& f) {
   cmd->add_option("--tokens-per-request", f.tokens_per_request,
                   "Prompt + generated tokens per request (default 1000)");
   f.train_per_flop_opt = cmd->add_option("--train-price-per-flop", f.train_per_flop,
-                                         "Training $ per FLOP (default: from the GPU flags)");
+                                         "Training $ per FLOP (default: from the GPU flags)")
+                             ->check(real_range(0, plan::kMaxPricePerFlop));
   f.infer_per_flop_opt = cmd->add_option("--infer-price-per-flop", f.infer_per_flop,
-                                         "Inference $ per FLOP (default: from the GPU flags)");
-  cmd->add_option("--gpu-hour-price", f.gpu_hour_price, "$ per GPU-hour (default 2.0)");
-  cmd->add_option("--gpu-flops", f.gpu_flops, "GPU peak FLOP/s (default 989e12, H100 BF16)");
+                                         "Inference $ per FLOP (default: from the GPU flags)")
+                             ->check(real_range(0, plan::kMaxPricePerFlop));
+  // The ranges keep every derived price finite: from a cent to a million dollars per hour,
+  // from a megaflop to a zettaflop per second.
+  cmd->add_option("--gpu-hour-price", f.gpu_hour_price, "$ per GPU-hour (default 2.0)")
+      ->check(real_range(0.01, 1e6));
+  cmd->add_option("--gpu-flops", f.gpu_flops, "GPU peak FLOP/s (default 989e12, H100 BF16)")
+      ->check(real_range(1e6, 1e21));
   cmd->add_option("--train-utilization", f.train_utilization,
-                  "Share of peak FLOP/s reached in training (default 0.4)");
+                  "Share of peak FLOP/s reached in training (default 0.4)")
+      ->check(real_range(0.001, 1));
   cmd->add_option("--infer-utilization", f.infer_utilization,
-                  "Share of peak FLOP/s reached in inference (default 0.2)");
+                  "Share of peak FLOP/s reached in inference (default 0.2)")
+      ->check(real_range(0.001, 1));
   cmd->add_flag("--json", f.json, "Print one JSON object instead of tables");
 }
 
@@ -247,7 +256,9 @@ Status run_size(const SizeFlags& f) {
     if (!n.is_ok()) return invalid_argument("--ref-params: " + n.status().message());
     auto d = plan::parse_count(f.ref_tokens);
     if (!d.is_ok()) return invalid_argument("--ref-tokens: " + d.status().message());
-    if (*n <= 0 || *d <= 0) return invalid_argument("--ref-params and --ref-tokens must be > 0");
+    if (Status s = plan::validate_size(*n, *d); !s.is_ok()) {
+      return invalid_argument("--ref-params / --ref-tokens: " + s.message());
+    }
     target = plan::chinchilla_loss(fit, *n, *d);
     target_source = human_count(*n) + " params on " + human_count(*d) + " tokens";
   }
@@ -260,7 +271,9 @@ Status run_size(const SizeFlags& f) {
   if (!f.max_tokens.empty()) {
     auto m = plan::parse_count(f.max_tokens);
     if (!m.is_ok()) return invalid_argument("--max-tokens: " + m.status().message());
-    if (*m <= 0) return invalid_argument("--max-tokens must be > 0");
+    if (!(*m > 0 && *m <= plan::kMaxTokens)) {
+      return invalid_argument("--max-tokens must be from 1 to 1e18 training tokens");
+    }
     max_tokens = *m;
   }
   FRUGAL_ASSIGN_OR_RETURN(
@@ -335,8 +348,8 @@ Status run_compare(const CompareFlags& f) {
     if (!n.is_ok()) return invalid_argument("'" + c + "': " + n.status().message());
     auto d = plan::parse_count(c.substr(colon + 1));
     if (!d.is_ok()) return invalid_argument("'" + c + "': " + d.status().message());
-    if (*n <= 0 || *d <= 0) {
-      return invalid_argument("'" + c + "': parameters and tokens must be > 0");
+    if (Status s = plan::validate_size(*n, *d); !s.is_ok()) {
+      return invalid_argument("'" + c + "': " + s.message());
     }
     rows.push_back(plan::evaluate_size(fit, *n, *d, e.prices, e.workload));
   }
@@ -371,6 +384,7 @@ struct MemoryFlags {
   int64_t n_layer = 0, n_head = 0, n_head_kv = 0, head_dim = 0, n_embd = 0;
   std::string params;
   std::string weight_type = "f16";
+  CLI::Option* weight_type_opt = nullptr;
   std::string kv_type = "f16";
   int64_t context = 0;
   double budget_gb = 80;
@@ -380,6 +394,16 @@ struct MemoryFlags {
 Result<plan::ModelMemorySource> memory_source(const MemoryFlags& f) {
   bool any_dim = f.n_layer != 0 || f.n_head != 0 || f.n_head_kv != 0 || f.head_dim != 0 ||
                  f.n_embd != 0 || !f.params.empty();
+  if (f.weight_type_opt->count() > 0) {
+    // Checked even where it would not be used, so a typo is never silently ignored.
+    if (Status s = plan::weights_of_type(1, f.weight_type).status(); !s.is_ok()) {
+      return invalid_argument("--weight-type: " + s.message());
+    }
+    if (f.params.empty()) {
+      return invalid_argument("--weight-type sizes the weights of --params N; give --params "
+                              "too (with --gguf the file's own types are counted)");
+    }
+  }
   if (!f.gguf.empty()) {
     if (any_dim) {
       return invalid_argument("give either --gguf or dimensions (--n-layer ...), not both");
@@ -418,6 +442,9 @@ Result<plan::ModelMemorySource> memory_source(const MemoryFlags& f) {
   if (!f.params.empty()) {
     auto n = plan::parse_count(f.params);
     if (!n.is_ok()) return invalid_argument("--params: " + n.status().message());
+    if (!(*n > 0 && *n <= plan::kMaxParams)) {
+      return invalid_argument("--params must be from 1 to 1e16");
+    }
     FRUGAL_ASSIGN_OR_RETURN(plan::WeightGroup g, plan::weights_of_type(*n, f.weight_type));
     s.weights.push_back(g);
   }
@@ -672,20 +699,28 @@ void register_plan(CLI::App& app, int& exit_code) {
   auto* memory_cmd = plan_cmd->add_subcommand(
       "memory", "Weight and KV-cache memory, concurrent sequences, MHA vs GQA vs MQA");
   memory_cmd->add_option("--gguf", memory->gguf, "Read dimensions and weights from a GGUF file");
-  memory_cmd->add_option("--n-layer", memory->n_layer, "Transformer blocks");
-  memory_cmd->add_option("--n-head", memory->n_head, "Query heads");
-  memory_cmd->add_option("--n-head-kv", memory->n_head_kv, "KV heads (default: --n-head)");
-  memory_cmd->add_option("--head-dim", memory->head_dim, "Dimension of one head");
-  memory_cmd->add_option("--n-embd", memory->n_embd, "Embedding width (head dim = n_embd/n_head)");
+  // Dimensions far beyond any model (a million layers or heads) are refused here.
+  memory_cmd->add_option("--n-layer", memory->n_layer, "Transformer blocks")
+      ->check(int_range(0, 1 << 20));
+  memory_cmd->add_option("--n-head", memory->n_head, "Query heads")->check(int_range(0, 1 << 20));
+  memory_cmd->add_option("--n-head-kv", memory->n_head_kv, "KV heads (default: --n-head)")
+      ->check(int_range(0, 1 << 20));
+  memory_cmd->add_option("--head-dim", memory->head_dim, "Dimension of one head")
+      ->check(int_range(0, 1 << 20));
+  memory_cmd->add_option("--n-embd", memory->n_embd, "Embedding width (head dim = n_embd/n_head)")
+      ->check(int_range(0, 1 << 30));
   memory_cmd->add_option("--params", memory->params, "Parameter count, for weight memory");
-  memory_cmd->add_option("--weight-type", memory->weight_type,
-                         "Weight type with --params (default f16; q8_0, q4_0, q4_K, ...)");
+  memory->weight_type_opt = memory_cmd->add_option(
+      "--weight-type", memory->weight_type,
+      "Weight type with --params (default f16; q8_0, q4_0, q4_K, ...)");
   memory_cmd->add_option("--kv-type", memory->kv_type,
                          "KV cache element type: f32, f16 (default), bf16, q8_0, q4_0");
   memory_cmd->add_option("--context", memory->context,
-                         "Tokens per sequence (default: the model's training context)");
+                         "Tokens per sequence (default: the model's training context)")
+      ->check(int_range(0, kMaxContextTokens));
   memory_cmd->add_option("--budget-gb", memory->budget_gb,
-                         "Memory budget in GB (10^9 bytes; default 80)");
+                         "Memory budget in GB (10^9 bytes; default 80)")
+      ->check(real_range(0, 1e9));
   memory_cmd->add_flag("--json", memory->json, "Print one JSON object instead of tables");
   memory_cmd->callback([memory, &exit_code] {
     Status s = run_memory(*memory);
@@ -699,16 +734,20 @@ void register_plan(CLI::App& app, int& exit_code) {
                           "Cascade config (default frugal.toml)");
   cascade_flags->escalation_rate_opt =
       cascade_cmd->add_option("--escalation-rate", cascade_flags->escalation_rate,
-                              "Share of non-cached queries tier 1 escalates to the top tier");
+                              "Share of non-cached queries tier 1 escalates to the top tier")
+          ->check(real_range(0, 1));
   cascade_cmd->add_option("--eval", cascade_flags->eval,
                           "Read cascade.escalation_rate from a `frugal eval` result JSON");
   cascade_cmd->add_option("--tokens-in", cascade_flags->tokens_in,
-                          "Prompt tokens per query (default 500)");
+                          "Prompt tokens per query (default 500)")
+      ->check(real_range(0, plan::kMaxTokensPerRequest));
   cascade_cmd->add_option("--tokens-out", cascade_flags->tokens_out,
-                          "Generated tokens per query (default 200)");
+                          "Generated tokens per query (default 200)")
+      ->check(real_range(0, plan::kMaxTokensPerRequest));
   cascade_flags->cache_hit_rate_opt =
       cascade_cmd->add_option("--cache-hit-rate", cascade_flags->cache_hit_rate,
-                              "Share of queries the cache answers (default 0)");
+                              "Share of queries the cache answers (default 0)")
+          ->check(real_range(0, 1));
   cascade_cmd->add_flag("--json", cascade_flags->json, "Print one JSON object instead of tables");
   cascade_cmd->callback([cascade_flags, &exit_code] {
     Status s = run_cascade(*cascade_flags);

@@ -12,7 +12,7 @@ namespace {
 
 std::string fmt_num(double v) {
   char buf[64];
-  std::snprintf(buf, sizeof(buf), "%g", v);
+  std::snprintf(buf, sizeof(buf), "%.8g", v);
   return buf;
 }
 
@@ -25,6 +25,31 @@ Status require_non_negative(const char* what, double v) {
 Status require_positive(const char* what, double v) {
   if (!std::isfinite(v)) return invalid_argument(std::string(what) + " must be a finite number");
   if (v <= 0) return invalid_argument(std::string(what) + " must be > 0 (got " + fmt_num(v) + ")");
+  return Status::ok();
+}
+
+// `v` in [0, max]: beyond it the arithmetic leaves the range where the fit means anything,
+// and products overflow to inf.
+Status require_at_most(const char* what, double v, double max) {
+  FRUGAL_RETURN_IF_ERROR(require_non_negative(what, v));
+  if (v > max) {
+    return invalid_argument(std::string(what) + " " + fmt_num(v) + " is more than " +
+                            fmt_num(max) + ", the most this planner covers");
+  }
+  return Status::ok();
+}
+
+// A choice whose size is past kMaxParams / kMaxTokens is not a plan anyone can act on, and
+// its costs print as inf.
+Status check_choice(const char* what, double target_loss, const SizeChoice& c) {
+  if (!(c.n_params <= kMaxParams) || !(c.n_tokens <= kMaxTokens) ||
+      !std::isfinite(c.total_cost)) {
+    return invalid_argument("target loss " + fmt_num(target_loss) + " needs " +
+                            fmt_num(c.n_params) + " parameters on " + fmt_num(c.n_tokens) +
+                            " tokens (" + what + "), beyond the " + fmt_num(kMaxParams) +
+                            " parameters and " + fmt_num(kMaxTokens) +
+                            " tokens this planner covers; aim for a higher loss");
+  }
   return Status::ok();
 }
 
@@ -80,6 +105,20 @@ Status validate_target_loss(const ChinchillaFit& fit, double target_loss) {
                             " is not above the irreducible loss E = " + fmt_num(fit.e) +
                             "; no model size reaches it");
   }
+  if (target_loss > kMaxTargetLoss) {
+    return invalid_argument("target loss " + fmt_num(target_loss) + " is above " +
+                            fmt_num(kMaxTargetLoss) +
+                            " nats per token (worse than guessing among 22,000 tokens); the "
+                            "fit was measured at losses of about 2 to 4");
+  }
+  return Status::ok();
+}
+
+Status validate_size(double n_params, double n_tokens) {
+  FRUGAL_RETURN_IF_ERROR(require_positive("parameter count", n_params));
+  FRUGAL_RETURN_IF_ERROR(require_positive("training tokens", n_tokens));
+  FRUGAL_RETURN_IF_ERROR(require_at_most("parameter count", n_params, kMaxParams));
+  FRUGAL_RETURN_IF_ERROR(require_at_most("training tokens", n_tokens, kMaxTokens));
   return Status::ok();
 }
 
@@ -104,14 +143,17 @@ double price_per_flop(double gpu_hour_price, double gpu_flops, double utilizatio
 }
 
 Status validate_prices(const FlopPrices& prices) {
-  FRUGAL_RETURN_IF_ERROR(require_non_negative("training price per FLOP", prices.train_per_flop));
-  FRUGAL_RETURN_IF_ERROR(require_non_negative("inference price per FLOP", prices.infer_per_flop));
+  FRUGAL_RETURN_IF_ERROR(
+      require_at_most("training price per FLOP", prices.train_per_flop, kMaxPricePerFlop));
+  FRUGAL_RETURN_IF_ERROR(
+      require_at_most("inference price per FLOP", prices.infer_per_flop, kMaxPricePerFlop));
   return Status::ok();
 }
 
 Status validate_workload(const Workload& workload) {
-  FRUGAL_RETURN_IF_ERROR(require_non_negative("lifetime requests", workload.requests));
-  FRUGAL_RETURN_IF_ERROR(require_non_negative("tokens per request", workload.tokens_per_request));
+  FRUGAL_RETURN_IF_ERROR(require_at_most("lifetime requests", workload.requests, kMaxRequests));
+  FRUGAL_RETURN_IF_ERROR(require_at_most("tokens per request", workload.tokens_per_request,
+                                         kMaxTokensPerRequest));
   return Status::ok();
 }
 
@@ -142,7 +184,9 @@ Result<SizeChoice> compute_optimal_for_loss(const ChinchillaFit& fit, double tar
   double data_term = c * fit.alpha / (fit.alpha + fit.beta);
   double n = std::pow(fit.a / param_term, 1.0 / fit.alpha);
   double d = std::pow(fit.b / data_term, 1.0 / fit.beta);
-  return evaluate_size(fit, n, d, prices, workload);
+  SizeChoice choice = evaluate_size(fit, n, d, prices, workload);
+  FRUGAL_RETURN_IF_ERROR(check_choice("compute-optimal", target_loss, choice));
+  return choice;
 }
 
 Result<SizeChoice> fixed_ratio_for_loss(const ChinchillaFit& fit, double target_loss,
@@ -167,7 +211,10 @@ Result<SizeChoice> fixed_ratio_for_loss(const ChinchillaFit& fit, double target_
     (loss_at(mid) > target_loss ? lo : hi) = mid;
   }
   double n = std::exp(hi);
-  return evaluate_size(fit, n, tokens_per_param * n, prices, workload);
+  SizeChoice choice = evaluate_size(fit, n, tokens_per_param * n, prices, workload);
+  FRUGAL_RETURN_IF_ERROR(check_choice("at a fixed tokens-per-parameter ratio", target_loss,
+                                      choice));
+  return choice;
 }
 
 Result<double> min_params_for_data(const ChinchillaFit& fit, double target_loss,
@@ -207,7 +254,9 @@ Result<SizeChoice> inference_aware_for_loss(const ChinchillaFit& fit, double tar
   double log_n = lo >= hi ? lo : minimize_1d(cost_at, lo, hi);
   double n = std::exp(log_n);
   FRUGAL_ASSIGN_OR_RETURN(double d, tokens_for_loss(fit, n, target_loss));
-  return evaluate_size(fit, n, d, prices, workload);
+  SizeChoice choice = evaluate_size(fit, n, d, prices, workload);
+  FRUGAL_RETURN_IF_ERROR(check_choice("inference-aware", target_loss, choice));
+  return choice;
 }
 
 const std::vector<ReferenceModel>& reference_models() {
@@ -251,7 +300,9 @@ Result<double> parse_count(const std::string& text) {
   } else {
     return invalid_argument("'" + text + "' is not a number (suffixes: k, M, B, T)");
   }
-  if (!std::isfinite(v)) return invalid_argument("'" + text + "' is not a finite number");
+  if (!std::isfinite(v) || !std::isfinite(v * scale)) {
+    return invalid_argument("'" + text + "' is not a finite number");
+  }
   return v * scale;
 }
 

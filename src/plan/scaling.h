@@ -47,10 +47,22 @@ struct Workload {
   double tokens() const { return requests * tokens_per_request; }
 };
 
-// kInvalidArgument naming the first negative, non-finite or zero-where-forbidden value.
+// The ranges the planner covers. Beyond them the fit means nothing and costs overflow to inf:
+// a billion times the largest training run, a quadrillion requests, a loss worse than chance.
+inline constexpr double kMaxParams = 1e16;
+inline constexpr double kMaxTokens = 1e18;
+inline constexpr double kMaxRequests = 1e15;
+inline constexpr double kMaxTokensPerRequest = 1e9;
+inline constexpr double kMaxPricePerFlop = 1e-6;  // $1000 per GFLOP; clouds charge ~1e-18
+inline constexpr double kMaxTargetLoss = 10;
+
+// kInvalidArgument naming the first negative, non-finite, zero-where-forbidden or
+// out-of-range value (the k* bounds above), with the range.
 Status validate_prices(const FlopPrices& prices);
 Status validate_workload(const Workload& workload);
 Status validate_target_loss(const ChinchillaFit& fit, double target_loss);
+// A model size given by the user: 0 < n_params <= kMaxParams, 0 < n_tokens <= kMaxTokens.
+Status validate_size(double n_params, double n_tokens);
 
 // One (N, D) choice with its predicted loss and costs. Training ≈ 6·N·D FLOPs; inference
 // ≈ 2·N FLOPs per token.
@@ -70,7 +82,8 @@ SizeChoice evaluate_size(const ChinchillaFit& fit, double n_params, double n_tok
 
 // Minimises training FLOPs 6·N·D subject to L(N, D) = target_loss. Closed form: at the
 // optimum alpha·A/N^alpha = beta·B/D^beta, so the two terms split (target - E) in the ratio
-// beta : alpha.
+// beta : alpha. This and the next two refuse (kInvalidArgument) a choice beyond kMaxParams or
+// kMaxTokens, or whose cost is not finite.
 Result<SizeChoice> compute_optimal_for_loss(const ChinchillaFit& fit, double target_loss,
                                             const FlopPrices& prices, const Workload& workload);
 
