@@ -47,8 +47,15 @@ if ! .venv/bin/python -c "import pytest, transformers, gguf, jinja2" 2>/dev/null
 fi
 if [ "$peer" = 1 ] && ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
   echo "install.sh: building llama-cpp-python (llama.cpp from source, several minutes)"
-  CMAKE_ARGS="-DGGML_NATIVE=ON -DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
+  # GGML_NATIVE stays off and the x86 extensions are named one by one: on Intel Xeons with
+  # AMX, GGML_NATIVE turns on ggml's AMX kernels, which die with SIGILL inside these VMs. The
+  # same flags as bench/build_llamacpp.sh (which builds llama.cpp's command-line tools).
+  CMAKE_ARGS="-DGGML_NATIVE=OFF -DGGML_AVX=ON -DGGML_AVX2=ON -DGGML_FMA=ON -DGGML_F16C=ON \
+-DGGML_AVX512=ON -DGGML_AVX512_VNNI=ON -DGGML_AVX512_BF16=ON \
+-DGGML_AMX_TILE=OFF -DGGML_AMX_INT8=OFF -DGGML_AMX_BF16=OFF -DLLAMA_CURL=OFF \
+-DLLAMA_BUILD_TESTS=OFF -DLLAMA_BUILD_EXAMPLES=OFF" \
     CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
-    .venv/bin/pip install -q --disable-pip-version-check "llama-cpp-python==0.3.16"
+    .venv/bin/pip install -q --disable-pip-version-check --no-binary llama-cpp-python \
+    "llama-cpp-python==0.3.36"
 fi
 echo "install.sh: ok"

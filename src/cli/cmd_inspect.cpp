@@ -1,13 +1,17 @@
 // `frugal inspect MODEL.gguf [--json]`: a GGUF file's version, metadata and tensor table.
 #include <algorithm>
+#include <cerrno>
 #include <cstdio>
+#include <cstring>
 #include <memory>
 #include <string>
+#include <vector>
 
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
 #include "engine/gguf.h"
+#include "kernels/ops.h"
 
 namespace frugal::cli {
 
@@ -116,6 +120,31 @@ void print_text(const GgufFile& f) {
   }
 }
 
+// Writes tensor `name` of `f`, dequantized, to `out_path` as little-endian float32 in GGUF
+// element order (row by row).
+Status dump_tensor(const GgufFile& f, const std::string& name, const std::string& out_path) {
+  const GgufTensorInfo* t = f.find_tensor(name);
+  if (t == nullptr) return not_found("tensor " + name + " is not in " + f.name());
+  const GgmlTypeInfo* info = ggml_type_info(t->type);
+  if (info == nullptr || !info->computable) {
+    return unsupported("tensor " + name + " has type " + (info ? info->name : "unknown") +
+                       ", which this build cannot read");
+  }
+  const int64_t n_cols = t->shape.empty() ? 1 : t->shape[0];
+  const int64_t n_rows = t->n_elements() / n_cols;
+  const int64_t row_bytes = ggml_row_bytes(t->type, n_cols);
+  std::FILE* out = std::fopen(out_path.c_str(), "wb");
+  if (out == nullptr) return io_error("cannot create " + out_path + ": " + std::strerror(errno));
+  std::vector<float> row(static_cast<size_t>(n_cols));
+  bool ok = true;
+  for (int64_t r = 0; r < n_rows && ok; ++r) {
+    kernels::dequantize_row(t->type, t->data + r * row_bytes, row.data(), n_cols);
+    ok = std::fwrite(row.data(), 4, row.size(), out) == row.size();
+  }
+  ok = std::fclose(out) == 0 && ok;
+  return ok ? Status::ok() : io_error("cannot write " + out_path);
+}
+
 }  // namespace
 
 void register_inspect(CLI::App& app, int& exit_code) {
@@ -124,11 +153,27 @@ void register_inspect(CLI::App& app, int& exit_code) {
   auto as_json = std::make_shared<bool>(false);
   cmd->add_option("model", *path, "GGUF file")->required();
   cmd->add_flag("--json", *as_json, "Machine-readable output with full metadata values");
-  cmd->callback([path, as_json, &exit_code] {
+  auto dump = std::make_shared<std::string>();
+  auto dump_out = std::make_shared<std::string>();
+  cmd->add_option("--dump-tensor", *dump,
+                  "Write this tensor, dequantized, as float32 to --out (instead of printing)");
+  cmd->add_option("--out", *dump_out, "File for --dump-tensor");
+  cmd->callback([path, as_json, dump, dump_out, &exit_code] {
     auto f = GgufFile::open(*path);
     if (!f.is_ok()) {
       std::fprintf(stderr, "frugal inspect: %s\n", f.status().to_string().c_str());
       exit_code = 1;
+      return;
+    }
+    if (!dump->empty()) {
+      if (dump_out->empty()) {
+        std::fprintf(stderr, "frugal inspect: --dump-tensor needs --out FILE\n");
+        exit_code = 2;
+        return;
+      }
+      const Status s = dump_tensor(**f, *dump, *dump_out);
+      if (!s.is_ok()) std::fprintf(stderr, "frugal inspect: %s\n", s.to_string().c_str());
+      exit_code = s.is_ok() ? 0 : 1;
       return;
     }
     if (*as_json) {

@@ -155,7 +155,7 @@ def test_quantized_model_dequantizes_in_gguf_py(converted, tmp_path, qtype):
     n_converted = 0
     for t in reader.tensors:
         ref = original[t.name]
-        if ref.ndim == 2 and ref.shape[1] % 32 == 0:
+        if ref.ndim == 2 and (ref.shape[1] % 32 == 0 or qtype in ("f16", "bf16")):
             assert t.tensor_type == want, t.name
             n_converted += 1
             got = gguf.quants.dequantize(t.data, t.tensor_type).reshape(ref.shape)
@@ -163,6 +163,9 @@ def test_quantized_model_dequantizes_in_gguf_py(converted, tmp_path, qtype):
             bound = {"q8_0": 1 / 127, "q4_0": 1 / 7, "f16": 1e-3, "bf16": 1e-2}[qtype]
             scale = np.abs(ref).max(axis=1, keepdims=True)
             assert np.all(np.abs(got - ref) <= bound * scale + 1e-6), t.name
+        elif ref.ndim == 2:  # rows no 32-block divides fall back to F16, as in llama.cpp
+            assert t.tensor_type == gguf.GGMLQuantizationType.F16, t.name
+            assert np.array_equal(np.asarray(t.data, np.float32), ref.astype(np.float16)), t.name
         else:
             assert t.tensor_type == gguf.GGMLQuantizationType.F32, t.name
             assert np.array_equal(t.data, ref), t.name
