@@ -37,21 +37,35 @@ std::vector<CalibrationItem> make_items(size_t n, uint64_t seed, double p1, doub
   return items;
 }
 
-// The bound written out independently: mean(d) - z_{0.95} * sd(d) / sqrt(n).
+// The bound written out independently: mean(d) - z_{0.95} * sd(d) / sqrt(n) over the items
+// and z^2 / 2 pseudo-items at each end of d's range, [-target, 1] while any item is kept.
 double reference_lower_bound(const std::vector<CalibrationItem>& items, double threshold,
                              double target) {
+  const double z = 1.6448536269514722;
   std::vector<double> d;
+  bool any_kept = false;
   for (const CalibrationItem& it : items) {
     const bool keep = it.score >= threshold;
+    any_kept = any_kept || keep;
     const double c = (keep ? it.tier1_correct : it.top_correct) ? 1 : 0;
     d.push_back(c - target * (it.top_correct ? 1 : 0));
   }
-  return mean(d) - 1.6448536269514722 * sample_stddev(d) / std::sqrt(static_cast<double>(d.size()));
+  const double lo = any_kept ? -target : std::min(0.0, 1 - target);
+  const double hi = any_kept ? 1.0 : std::max(0.0, 1 - target);
+  const double k = z * z / 2, n = static_cast<double>(d.size()) + 2 * k;
+  double sum = k * (lo + hi), sum2 = k * (lo * lo + hi * hi);
+  for (double x : d) {
+    sum += x;
+    sum2 += x * x;
+  }
+  const double m = sum / n;
+  return m - z * std::sqrt((sum2 - n * m * m) / (n - 1) / n);
 }
 
 TEST(Calibration, PerfectScorerEscalatesExactlyTheWrongAnswers) {
-  // The top tier is always right; tier 1 is right on about 70 %. With target 1 only escalating
-  // every wrong answer (and nothing else is cheaper) reaches the top tier's accuracy.
+  // The top tier is always right; tier 1 is right on about 70 %. With target 0.99 escalating
+  // every wrong answer is the cheapest point the bound accepts: keeping even one costs a whole
+  // item of accuracy (1 / 300 > 1 - 0.99 margin after the bound).
   SplitMix64 rng(3);
   std::vector<CalibrationItem> items;
   for (int i = 0; i < 300; ++i) {
@@ -64,7 +78,7 @@ TEST(Calibration, PerfectScorerEscalatesExactlyTheWrongAnswers) {
     items.push_back(it);
   }
   CalibrationOptions options;
-  options.target = 1.0;
+  options.target = 0.99;
   auto r = calibrate_threshold(items, options);
   ASSERT_TRUE(r.is_ok()) << r.status().to_string();
   ASSERT_TRUE(r->found) << r->summary;
@@ -79,6 +93,15 @@ TEST(Calibration, PerfectScorerEscalatesExactlyTheWrongAnswers) {
   EXPECT_DOUBLE_EQ(c.relative_quality, 1.0);
   EXPECT_NEAR(c.cost_per_item, 1 + 10.0 * static_cast<double>(wrong) / 300, 1e-12);
 
+  // Target 1 asks for 95 % confidence that the cascade is never worse than the top tier. The
+  // ~210 kept answers were all right, but that does not prove tier 1 is never wrong where it
+  // is kept (the rule of three allows ~1.4 %), so only escalating everything is certain.
+  options.target = 1.0;
+  auto strict = calibrate_threshold(items, options);
+  ASSERT_TRUE(strict.is_ok());
+  ASSERT_TRUE(strict->found) << strict->summary;
+  EXPECT_EQ(strict->chosen_point().escalated, items.size());
+
   // With a 98 % target the cascade may keep some wrong answers, but never escalates a right one.
   options.target = 0.98;
   auto loose = calibrate_threshold(items, options);
@@ -91,6 +114,37 @@ TEST(Calibration, PerfectScorerEscalatesExactlyTheWrongAnswers) {
       EXPECT_FALSE(cascade_escalates(it.score, loose->chosen_point().threshold));
     }
   }
+}
+
+// Issue 15: 12 items, both tiers right on all of them. The unadjusted normal bound had zero
+// variance and called keeping everything (threshold 0) certain; 12 right answers do not show
+// that tier 1 is right 98 % of the time (the rule of three allows up to 25 % wrong), so only
+// escalating everything passes. A thousand such items are evidence enough to keep them all.
+TEST(Calibration, AZeroVarianceSampleIsNotCertainty) {
+  auto all_right = [](size_t n) {
+    std::vector<CalibrationItem> items;
+    for (size_t i = 0; i < n; ++i) {
+      items.push_back({true, true, 0.6 + 0.3 * static_cast<double>(i) / n, 1.0, 10.0, ""});
+    }
+    return items;
+  };
+  auto small = calibrate_threshold(all_right(12));
+  ASSERT_TRUE(small.is_ok());
+  EXPECT_LT(small->curve.front().lower_bound, 0) << "keeping all 12 is not proven";
+  ASSERT_TRUE(small->found) << small->summary;
+  EXPECT_EQ(small->chosen_point().escalated, 12u) << small->summary;
+  EXPECT_GT(small->chosen_point().threshold, 0.9);
+  CalibrationOptions bootstrap;
+  bootstrap.bound = BoundMethod::kBootstrap;
+  auto resampled = calibrate_threshold(all_right(12), bootstrap);
+  ASSERT_TRUE(resampled.is_ok());
+  EXPECT_EQ(resampled->chosen_point().escalated, 12u) << "resampling cannot see absent errors";
+
+  auto large = calibrate_threshold(all_right(1000));
+  ASSERT_TRUE(large.is_ok());
+  ASSERT_TRUE(large->found);
+  EXPECT_EQ(large->chosen_point().threshold, 0.0);
+  EXPECT_GT(large->chosen_point().lower_bound, 0.0);
 }
 
 TEST(Calibration, ChosenThresholdIsTheCheapestThatMeetsTheBound) {
@@ -387,8 +441,9 @@ TEST(Calibration, SliceMarginRejectsThresholdsThatSinkOneSlice) {
 TEST(Calibration, SliceMarginBoundAsksForMoreThanThePointEstimate) {
   // Slice "b" (100 items): kept, tier 1 is wrong on 3 items the top tier gets right (scores
   // 0.5) and right on 2 it gets wrong (0.95): a 1-point loss, inside a 2-point margin. Its
-  // 95 % upper bound, 1 + 1.645 · 100 · sqrt((0.05 − 0.01²) / 100) = 4.7 points, is not, so
-  // the bound escalates the three wrong answers (and then b gains 2 points on the top tier).
+  // 95 % upper bound is not: with k = 1.645² / 2 pseudo-items at −1 and +1, n' = 100 + 2k,
+  // mean' = 1 / n', 100 · (mean' + 1.645 · sqrt(((5 + 2k) / n' − mean'²) / n')) = 5.4 points,
+  // so the bound escalates the three wrong answers (and then b gains 2 points on the top tier).
   std::vector<CalibrationItem> items;
   for (int i = 0; i < 400; ++i) items.push_back({true, true, 0.9 + i * 1e-5, 1.0, 10.0, "a"});
   for (int i = 0; i < 100; ++i) {
@@ -403,8 +458,9 @@ TEST(Calibration, SliceMarginBoundAsksForMoreThanThePointEstimate) {
   ASSERT_TRUE(p->found);
   EXPECT_EQ(p->chosen_point().escalated, 0u);
   EXPECT_NEAR(p->chosen_point().worst_slice_loss_points, 1.0, 1e-9);
+  const double k = 1.6448536 * 1.6448536 / 2, n = 100 + 2 * k, m = 1 / n;
   EXPECT_NEAR(p->chosen_point().worst_slice_loss_bound_points,
-              1.0 + 1.6448536 * 100 * std::sqrt((0.05 - 0.0001) / 100), 1e-3);
+              100 * (m + 1.6448536 * std::sqrt(((5 + 2 * k) / n - m * m) / n)), 1e-3);
 
   CalibrationOptions bounded = point;
   bounded.slice_margin_bound = true;

@@ -22,6 +22,45 @@ const char* bound_method_name(BoundMethod method) {
 
 namespace {
 
+// The range d can take under a policy: [-target, 1] while any item is kept (a kept item can
+// be wrong where the top tier is right), and between 0 and 1 - target when all are escalated
+// (d is then (1 - target) t, never below).
+struct DRange {
+  double lo, hi;
+};
+DRange d_range(bool any_kept, double target) {
+  if (any_kept) return {-target, 1.0};
+  return {std::min(0.0, 1.0 - target), std::max(0.0, 1.0 - target)};
+}
+
+// Normal-approximation lower bound from the sums of d and d^2 over n items, with z^2 / 2
+// pseudo-items at each end of d's range (the Agresti-Coull adjustment, for a mean of a
+// bounded variable): a sample that happens to show no adverse outcome (zero variance, e.g.
+// every item right) does not prove there is none; with the pseudo-items such a sample gives
+// the rule-of-three-like width z^2 / n instead of certainty. For a 0/1 variable this is the
+// Agresti-Coull interval (close to Wilson's); at hundreds of items it moves the bound little.
+double normal_lower_bound(double sum_d, double sum_d2, size_t n, double z, DRange range) {
+  const double k = z * z / 2;
+  const double nn = static_cast<double>(n) + 2 * k;
+  const double sum = sum_d + k * (range.lo + range.hi);
+  const double sum2 = sum_d2 + k * (range.lo * range.lo + range.hi * range.hi);
+  const double m = sum / nn;
+  const double var = std::max(0.0, (sum2 - nn * m * m) / (nn - 1));
+  return m - z * std::sqrt(var / nn);
+}
+
+// The upper bound, in points, of a slice's mean loss t_i - c_i (each in {-1, 0, 1}) over n
+// items of which `disagree` have a nonzero loss, with the same pseudo-items at -1 and +1 when
+// any of the slice's items is kept (an escalated item's loss is exactly 0).
+double slice_loss_upper_points(double sum_loss, double disagree, double n, bool any_kept,
+                               double z) {
+  const double k = any_kept ? z * z / 2 : 0.0;
+  const double nn = n + 2 * k;
+  const double mean = sum_loss / nn;
+  const double var = std::max(0.0, (disagree + 2 * k) / nn - mean * mean);
+  return 100.0 * (mean + z * std::sqrt(var / nn));
+}
+
 // Per-slice tallies of the cascade at the current threshold: items, top tier right, cascade
 // right. Starts with every item kept (the cascade's answer is tier 1's).
 struct SliceTally {
@@ -31,6 +70,7 @@ struct SliceTally {
   // (tier 1's while kept) and the top tier's disagree on being right: the sum of squared
   // per-item losses top_correct − cascade_correct, each in {−1, 0, 1}.
   std::vector<double> n, top, right, disagree;
+  std::vector<double> kept;  // per slice: items whose answer is still tier 1's
 
   explicit SliceTally(const std::vector<CalibrationItem>& items) {
     std::map<std::string, size_t> index;
@@ -41,6 +81,7 @@ struct SliceTally {
     top.assign(names.size(), 0.0);
     right.assign(names.size(), 0.0);
     disagree.assign(names.size(), 0.0);
+    kept.assign(names.size(), 0.0);
     for (const CalibrationItem& it : items) {
       const size_t k = index[it.slice];
       of_item.push_back(k);
@@ -48,11 +89,13 @@ struct SliceTally {
       top[k] += it.top_correct ? 1 : 0;
       right[k] += it.tier1_correct ? 1 : 0;
       disagree[k] += it.tier1_correct != it.top_correct ? 1 : 0;
+      kept[k] += 1;
     }
   }
   void escalate(size_t i, const CalibrationItem& it) {
     right[of_item[i]] += (it.top_correct ? 1.0 : 0.0) - (it.tier1_correct ? 1.0 : 0.0);
     disagree[of_item[i]] -= it.tier1_correct != it.top_correct ? 1.0 : 0.0;
+    kept[of_item[i]] -= 1;
   }
   // Sets p's worst slice and slice bound, then whether p meets the target (bound, and slice
   // margin if any).
@@ -62,8 +105,8 @@ struct SliceTally {
     p->worst_slice_loss_bound_points = -100.0;
     for (size_t k = 0; k < names.size(); ++k) {
       const double mean = (top[k] - right[k]) / n[k];
-      const double var = std::max(0.0, disagree[k] / n[k] - mean * mean);
-      const double upper = 100.0 * (mean + z * std::sqrt(var / n[k]));
+      const double upper =
+          slice_loss_upper_points(top[k] - right[k], disagree[k], n[k], kept[k] > 0, z);
       const double loss = 100.0 * mean;
       if (loss > p->worst_slice_loss_points) {
         p->worst_slice_loss_points = loss;
@@ -131,14 +174,6 @@ double d_escalated(const CalibrationItem& it, double target) {
   return (it.top_correct ? 1.0 : 0.0) * (1.0 - target);
 }
 
-// Normal-approximation lower bound from the sums of d and d^2 over n items.
-double normal_lower_bound(double sum_d, double sum_d2, size_t n, double z) {
-  const double nn = static_cast<double>(n);
-  const double m = sum_d / nn;
-  if (n < 2) return m;
-  const double var = std::max(0.0, (sum_d2 - nn * m * m) / (nn - 1));
-  return m - z * std::sqrt(var / nn);
-}
 
 }  // namespace
 
@@ -169,10 +204,10 @@ CurvePoint evaluate_threshold(const std::vector<CalibrationItem>& items, double 
   p.accuracy = correct / n;
   p.relative_quality = p.accuracy / top_acc;
   p.margin = sum_d / n;
-  if (options.bound == BoundMethod::kNormal) {
-    p.lower_bound = normal_lower_bound(sum_d, sum_d2, items.size(),
-                                       z_for_confidence(options.confidence, true));
-  } else {
+  p.lower_bound = normal_lower_bound(sum_d, sum_d2, items.size(),
+                                     z_for_confidence(options.confidence, true),
+                                     d_range(escalated < items.size(), options.target));
+  if (options.bound == BoundMethod::kBootstrap) {
     auto resample_mean = [&](const std::vector<size_t>& idx) {
       double s = 0;
       for (size_t i : idx) s += d[i];
@@ -180,7 +215,9 @@ CurvePoint evaluate_threshold(const std::vector<CalibrationItem>& items, double 
     };
     std::vector<double> means =
         bootstrap(items.size(), options.bootstrap_resamples, options.seed, resample_mean);
-    p.lower_bound = sample_quantile(std::move(means), 1.0 - options.confidence);
+    // Resamples cannot show an outcome the sample lacks: never above the adjusted bound.
+    p.lower_bound =
+        std::min(p.lower_bound, sample_quantile(std::move(means), 1.0 - options.confidence));
   }
   p.cost_per_item = cost / n;
   p.relative_cost = top_cost > 0 ? cost / top_cost : 0.0;
@@ -290,11 +327,10 @@ Result<CalibrationResult> calibrate_threshold(const std::vector<CalibrationItem>
     p.accuracy = correct / nn;
     p.relative_quality = p.accuracy / r.top_accuracy;
     p.margin = sum_d / nn;
+    p.lower_bound = normal_lower_bound(sum_d, sum_d2, n, z, d_range(next < n, target));
     if (use_bootstrap) {
       for (size_t rs = 0; rs < resamples; ++rs) scratch[rs] = resample_sum[rs] / nn;
-      p.lower_bound = sample_quantile(scratch, 1.0 - options.confidence);
-    } else {
-      p.lower_bound = normal_lower_bound(sum_d, sum_d2, n, z);
+      p.lower_bound = std::min(p.lower_bound, sample_quantile(scratch, 1.0 - options.confidence));
     }
     p.cost_per_item = cost / nn;
     p.relative_cost = top_cost > 0 ? cost / top_cost : 0.0;

@@ -30,8 +30,12 @@ struct CalibrationItem {
 inline bool cascade_escalates(double score, double threshold) { return !(score >= threshold); }
 
 enum class BoundMethod : uint8_t {
-  kNormal,     // mean of the paired differences minus z · standard error (default)
-  kBootstrap,  // percentile of the bootstrap distribution of the mean difference
+  // Mean of the paired differences minus z · standard error (default), over the items plus
+  // z²/2 pseudo-items at each end of the differences' range (Agresti–Coull), so that a sample
+  // that shows no error is not taken for proof of none.
+  kNormal,
+  // Percentile of the bootstrap distribution of the mean difference, never above kNormal's.
+  kBootstrap,
 };
 const char* bound_method_name(BoundMethod method);  // "normal", "bootstrap"
 
