@@ -36,8 +36,11 @@ void usage() {
                "usage: gen_model [-o PATH] [--type q4_0|q8_0|f16|bf16|f32] [--n-embd N]\n"
                "                 [--n-layer N] [--n-head N] [--n-head-kv N] [--n-ff N]\n"
                "                 [--n-vocab N] [--n-ctx N] [--rope-base X] [--untied] [--seed N]\n"
+               "                 [--shape 1b|100m]  (a preset; later flags override it)\n"
                "Defaults: the shape of Llama-3.2-1B (2048, 16 layers, 32/8 heads, FFN 8192,\n"
-               "vocab 128256, tied output, rope base 500000, context 131072), q4_0.\n");
+               "vocab 128256, tied output, rope base 500000, context 131072), q4_0.\n"
+               "--shape 100m: 768, 12 layers, 12/4 heads, FFN 2048, vocab 32000, tied, context\n"
+               "4096, rope base 10000 (about 100M parameters; the batching benchmark's shape).\n");
 }
 
 // splitmix64: a fast, well-mixed generator; one call yields one approximately normal value.
@@ -234,6 +237,16 @@ int main(int argc, char** argv) {
     else if (a == "--rope-base") o.rope_base = std::atof(value().c_str());
     else if (a == "--seed") o.seed = static_cast<uint64_t>(integer());
     else if (a == "--untied") o.tied = false;
+    else if (a == "--shape") {
+      const std::string v = value();
+      if (v == "100m") {
+        o.n_embd = 768, o.n_layer = 12, o.n_head = 12, o.n_head_kv = 4, o.n_ff = 2048;
+        o.n_vocab = 32000, o.n_ctx = 4096, o.rope_base = 10000.0;
+      } else if (v != "1b") {
+        std::fprintf(stderr, "gen_model: --shape must be 1b or 100m\n");
+        return 2;
+      }
+    }
     else if (a == "-h" || a == "--help") {
       frugal::usage();
       return 0;

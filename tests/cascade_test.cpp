@@ -210,7 +210,10 @@ class FixedTier : public Tier {
 
 TEST_F(CascadeTest, ScorerAgainstThresholdPicksTheTier) {
   CascadeConfig cfg = config();
-  auto small = LocalTier::load(*cfg.model_tiers()[0], {1, 512});
+  LocalTierOptions lo;
+  lo.n_threads = 1;
+  lo.scheduler.n_ctx = 512;
+  auto small = LocalTier::load(*cfg.model_tiers()[0], lo);
   ASSERT_TRUE(small.is_ok()) << small.status().to_string();
   std::vector<std::unique_ptr<Tier>> tiers;
   tiers.push_back(std::move(small).value());

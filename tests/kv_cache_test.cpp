@@ -2,6 +2,7 @@
 // rollback — the behaviours batching and prefix sharing rely on.
 #include <gtest/gtest.h>
 
+#include <cmath>
 #include <numeric>
 #include <vector>
 
@@ -40,7 +41,7 @@ float read(KvCache& kv, KvCache::SeqId s, int64_t p) {
 }
 
 TEST(KvCache, ReserveAllocatesWholeBlocksAndReportsExhaustion) {
-  KvCache kv(tiny_config(), /*n_blocks=*/4, /*block_size=*/4);
+  KvCache kv(tiny_config(), /*n_blocks=*/4, /*block_size=*/4, KvType::kF32);
   auto s = kv.create_sequence();
   ASSERT_TRUE(kv.reserve(s, 5).is_ok());
   EXPECT_EQ(kv.block_table(s).size(), 2u);
@@ -53,7 +54,7 @@ TEST(KvCache, ReserveAllocatesWholeBlocksAndReportsExhaustion) {
 }
 
 TEST(KvCache, SharedPrefixIsReusedAndNeverRecomputesLastToken) {
-  KvCache kv(tiny_config(), 16, 4);
+  KvCache kv(tiny_config(), 16, 4, KvType::kF32);
   auto prompt = iota_tokens(10);
   auto a = kv.create_sequence();
   EXPECT_EQ(kv.reuse_prefix(a, prompt), 0);
@@ -80,7 +81,7 @@ TEST(KvCache, SharedPrefixIsReusedAndNeverRecomputesLastToken) {
 }
 
 TEST(KvCache, FreedBlocksStayCachedUntilEvicted) {
-  KvCache kv(tiny_config(), 4, 4);
+  KvCache kv(tiny_config(), 4, 4, KvType::kF32);
   auto prompt = iota_tokens(9);
   auto a = kv.create_sequence();
   ASSERT_TRUE(kv.reserve(a, 9).is_ok());
@@ -103,7 +104,7 @@ TEST(KvCache, FreedBlocksStayCachedUntilEvicted) {
 }
 
 TEST(KvCache, WritingIntoASharedBlockCopiesItFirst) {
-  KvCache kv(tiny_config(), 8, 4);
+  KvCache kv(tiny_config(), 8, 4, KvType::kF32);
   auto prompt = iota_tokens(8);
   auto a = kv.create_sequence();
   ASSERT_TRUE(kv.reserve(a, 8).is_ok());
@@ -126,7 +127,7 @@ TEST(KvCache, WritingIntoASharedBlockCopiesItFirst) {
 }
 
 TEST(KvCache, TruncateReleasesBlocks) {
-  KvCache kv(tiny_config(), 4, 4);
+  KvCache kv(tiny_config(), 4, 4, KvType::kF32);
   auto a = kv.create_sequence();
   ASSERT_TRUE(kv.reserve(a, 16).is_ok());
   kv.commit(a, iota_tokens(16));
@@ -137,6 +138,87 @@ TEST(KvCache, TruncateReleasesBlocks) {
   EXPECT_EQ(kv.n_past(a), 5);
   EXPECT_EQ(kv.block_table(a).size(), 2u);
   ASSERT_TRUE(kv.reserve(a, 11).is_ok());
+}
+
+TEST(KvCache, ReserveAllTakesEveryBlockOrNone) {
+  KvCache kv(tiny_config(), 4, 4, KvType::kF32);
+  auto a = kv.create_sequence(), b = kv.create_sequence();
+  ASSERT_TRUE(kv.reserve(a, 4).is_ok());
+  kv.commit(a, iota_tokens(4));
+  // a needs one more block, b needs three: four wanted, three free.
+  const KvCache::Reservation want[] = {{a, 1}, {b, 9}};
+  Status st = kv.reserve_all(want);
+  EXPECT_EQ(st.code(), ErrorCode::kOutOfRange);
+  EXPECT_NE(st.message().find("needs 4 more blocks"), std::string::npos) << st.message();
+  EXPECT_EQ(kv.block_table(a).size(), 1u) << "nothing was taken for a";
+  EXPECT_TRUE(kv.block_table(b).empty()) << "nothing was taken for b";
+  EXPECT_EQ(kv.n_free_blocks(), 3);
+  EXPECT_TRUE(kv.consistent());
+  const KvCache::Reservation fits[] = {{a, 1}, {b, 8}};
+  ASSERT_TRUE(kv.reserve_all(fits).is_ok());
+  EXPECT_EQ(kv.n_free_blocks(), 0);
+  EXPECT_TRUE(kv.consistent());
+}
+
+TEST(KvCache, BlocksKeepTheirTokensLogprobsForPrefixReuse) {
+  KvCache kv(tiny_config(), 8, 4, KvType::kF16);
+  EXPECT_EQ(kv.bytes(), 2 * 2 * 8 * 2 * 4 * 8 * 2) << "layers x K,V x blocks x heads x slots x dim x 2 bytes";
+  auto prompt = iota_tokens(9);
+  std::vector<float> lps(9);
+  for (int i = 0; i < 9; ++i) lps[i] = i == 0 ? KvCache::kNoLogprob : -0.5f * i;
+  auto a = kv.create_sequence();
+  ASSERT_TRUE(kv.reserve(a, 9).is_ok());
+  kv.commit(a, prompt, lps);
+  kv.free_sequence(a);
+
+  auto b = kv.create_sequence();
+  std::vector<float> got;
+  ASSERT_EQ(kv.reuse_prefix(b, prompt, &got), 8);
+  ASSERT_EQ(got.size(), 8u);
+  EXPECT_TRUE(std::isnan(got[0]));
+  for (int i = 1; i < 8; ++i) EXPECT_FLOAT_EQ(got[i], -0.5f * i);
+  kv.free_sequence(b);
+
+  // Blocks written without logprobs are not reused by a request that needs them...
+  auto c = kv.create_sequence();
+  auto other = iota_tokens(9, 500);
+  ASSERT_TRUE(kv.reserve(c, 9).is_ok());
+  kv.commit(c, other);
+  kv.free_sequence(c);
+  auto d = kv.create_sequence();
+  std::vector<float> none;
+  EXPECT_EQ(kv.reuse_prefix(d, other, &none), 0);
+  EXPECT_TRUE(none.empty());
+  kv.free_sequence(d);
+  // ...but by any other request, and they learn the logprobs a later writer computes.
+  auto e = kv.create_sequence();
+  EXPECT_EQ(kv.reuse_prefix(e, other), 8);
+  kv.free_sequence(e);
+  auto f = kv.create_sequence();
+  ASSERT_TRUE(kv.reserve(f, 9).is_ok());
+  kv.commit(f, other, lps);
+  kv.free_sequence(f);
+  auto g = kv.create_sequence();
+  std::vector<float> learned;
+  EXPECT_EQ(kv.reuse_prefix(g, other, &learned), 8);
+  EXPECT_FLOAT_EQ(learned[3], -1.5f);
+  kv.free_sequence(g);
+  EXPECT_TRUE(kv.consistent());
+  EXPECT_EQ(kv.n_free_blocks(), kv.n_blocks());
+}
+
+TEST(KvCache, CreateRefusesACacheLargerThanTheLimitNamingBothSizes) {
+  auto big = KvCache::create(tiny_config(), int64_t{1} << 40, 16, KvType::kF16,
+                             /*max_bytes=*/int64_t{1} << 30);
+  ASSERT_FALSE(big.is_ok());
+  EXPECT_EQ(big.status().code(), ErrorCode::kOutOfRange);
+  EXPECT_NE(big.status().message().find("needs"), std::string::npos) << big.status().message();
+  EXPECT_NE(big.status().message().find("1.00 GiB"), std::string::npos) << big.status().message();
+  auto machine = KvCache::create(tiny_config(), int64_t{1} << 45);
+  EXPECT_EQ(machine.status().code(), ErrorCode::kOutOfRange) << "more than this machine has";
+  auto ok = KvCache::create(tiny_config(), 100);
+  ASSERT_TRUE(ok.is_ok());
+  EXPECT_EQ((*ok)->n_positions(), 112) << "rounded up to whole blocks";
 }
 
 }  // namespace

@@ -11,9 +11,10 @@
 #include <string>
 #include <vector>
 
-#include "engine/generate.h"
 #include "engine/model.h"
 #include "engine/tokenizer.h"
+#include "sched/generate.h"
+#include "sched/scheduler.h"
 
 namespace frugal {
 namespace {
@@ -53,6 +54,17 @@ class StoriesTest : public ::testing::Test {
     return m.is_ok() ? std::move(m).value() : nullptr;
   }
 
+  // A scheduler over a fresh model, its cache holding n_ctx positions of `type`.
+  std::unique_ptr<Scheduler> scheduler(int64_t n_ctx, KvType type, int threads = 2) {
+    SchedulerOptions o;
+    o.n_ctx = n_ctx;
+    o.kv_tokens = n_ctx;
+    o.kv_type = type;
+    auto s = Scheduler::create(load(threads), o);
+    EXPECT_TRUE(s.is_ok()) << s.status().to_string();
+    return s.is_ok() ? std::move(s).value() : nullptr;
+  }
+
   static std::string gguf_path_;
   static std::vector<Reference> refs_;
 };
@@ -68,18 +80,20 @@ TEST_F(StoriesTest, TokenizerMatchesLlama2cEncoding) {
 }
 
 TEST_F(StoriesTest, GreedyGenerationEqualsReferenceTokenForToken) {
-  auto model = load();
-  ASSERT_TRUE(model);
-  for (const Reference& r : refs_) {
-    auto kv = model->make_kv_cache(512);
-    GenerateParams p;
-    p.max_tokens = static_cast<int64_t>(r.greedy_tokens.size());
-    p.stop_at_eog = false;  // the reference stops only at BOS, which it never produced here
-    auto out = generate(*model, *kv, r.prompt_tokens, p);
-    ASSERT_TRUE(out.is_ok()) << out.status().to_string();
-    std::vector<int32_t> ids;
-    for (const auto& t : out->tokens) ids.push_back(t.id);
-    EXPECT_EQ(ids, r.greedy_tokens) << "prompt: '" << r.prompt << "'";
+  // llama2.c keeps its cache in float; the F16 cache (the default) must give the same tokens.
+  for (KvType type : {KvType::kF32, KvType::kF16}) {
+    auto sched = scheduler(512, type);
+    ASSERT_TRUE(sched);
+    for (const Reference& r : refs_) {
+      GenerateParams p;
+      p.max_tokens = static_cast<int64_t>(r.greedy_tokens.size());
+      p.stop_at_eog = false;  // the reference stops only at BOS, which it never produced here
+      auto out = generate(*sched, r.prompt_tokens, p);
+      ASSERT_TRUE(out.is_ok()) << out.status().to_string();
+      std::vector<int32_t> ids;
+      for (const auto& t : out->tokens) ids.push_back(t.id);
+      EXPECT_EQ(ids, r.greedy_tokens) << "prompt: '" << r.prompt << "' kv " << kv_type_name(type);
+    }
   }
 }
 
@@ -89,7 +103,7 @@ TEST_F(StoriesTest, LogitsOfWholeSequenceMatchReferenceChosenLogits) {
   for (const Reference& r : refs_) {
     std::vector<int32_t> seq = r.prompt_tokens;
     seq.insert(seq.end(), r.greedy_tokens.begin(), r.greedy_tokens.end() - 1);
-    auto kv = model->make_kv_cache(512);
+    auto kv = model->make_kv_cache(512, 16, KvType::kF32);
     const SeqBatch b{kv->create_sequence(), seq, true};
     std::vector<float> logits;
     ASSERT_TRUE(model->forward(std::span<const SeqBatch>(&b, 1), *kv, logits).is_ok());
@@ -142,8 +156,10 @@ TEST_F(StoriesTest, BatchingChunkingAndPrefixReuseGiveTheSameLogits) {
   }
   ASSERT_EQ(got_a.size(), la.size());
   ASSERT_EQ(got_b.size(), lb.size());
-  for (size_t i = 0; i < la.size(); ++i) ASSERT_NEAR(got_a[i], la[i], 1e-4f) << i;
-  for (size_t i = 0; i < lb.size(); ++i) ASSERT_NEAR(got_b[i], lb[i], 1e-4f) << i;
+  // Exactly: every kernel computes a token's row the same way whatever else is in the batch,
+  // which is what lets the scheduler batch greedy requests without changing their tokens.
+  for (size_t i = 0; i < la.size(); ++i) ASSERT_EQ(got_a[i], la[i]) << i;
+  for (size_t i = 0; i < lb.size(); ++i) ASSERT_EQ(got_b[i], lb[i]) << i;
 
   // A new sequence sharing sa's first 32 tokens reuses two cached blocks, same logits after.
   auto qc = kv->create_sequence();
@@ -151,19 +167,21 @@ TEST_F(StoriesTest, BatchingChunkingAndPrefixReuseGiveTheSameLogits) {
   EXPECT_EQ(reused, 32);
   const SeqBatch rest{qc, std::span<const int32_t>(sa.data() + reused, sa.size() - reused), true};
   ASSERT_TRUE(model->forward(std::span<const SeqBatch>(&rest, 1), *kv, logits).is_ok());
-  for (size_t i = 0; i < logits.size(); ++i)
-    ASSERT_NEAR(logits[i], la[reused * n_vocab + i], 1e-4f) << i;
+  for (size_t i = 0; i < logits.size(); ++i) ASSERT_EQ(logits[i], la[reused * n_vocab + i]) << i;
 }
 
 TEST_F(StoriesTest, BadInputsGetClearErrors) {
-  auto model = load(1);
-  ASSERT_TRUE(model);
-  auto kv = model->make_kv_cache(64);
+  auto sched = scheduler(64, KvType::kF16, 1);
+  ASSERT_TRUE(sched);
   std::vector<int32_t> too_long(80, 5);
-  auto r = generate(*model, *kv, too_long, GenerateParams{});
+  auto r = generate(*sched, too_long, GenerateParams{});
   ASSERT_FALSE(r.is_ok());
   EXPECT_EQ(r.status().code(), ErrorCode::kOutOfRange);
   EXPECT_NE(r.status().message().find("shorten the prompt"), std::string::npos);
+
+  auto model = load(1);
+  ASSERT_TRUE(model);
+  auto kv = model->make_kv_cache(64);
 
   std::vector<int32_t> bad{1, 9999};
   const SeqBatch b{kv->create_sequence(), bad, false};
@@ -175,20 +193,19 @@ TEST_F(StoriesTest, BadInputsGetClearErrors) {
 }
 
 TEST_F(StoriesTest, StopStringsEndGenerationBeforeTheStopText) {
-  auto model = load(1);
-  ASSERT_TRUE(model);
-  auto kv = model->make_kv_cache(512);
+  auto sched = scheduler(512, KvType::kF16, 1);
+  ASSERT_TRUE(sched);
   GenerateParams p;
   p.max_tokens = 60;
   p.stop_at_eog = false;
-  auto full = generate(*model, *kv, refs_[0].prompt_tokens, p);
+  auto full = generate(*sched, refs_[0].prompt_tokens, p);
   ASSERT_TRUE(full.is_ok());
   const std::string& text = full->text;
   ASSERT_GT(text.size(), 30u);
   const std::string stop = text.substr(20, 5);
   p.stop = {stop};
   std::string streamed;
-  auto cut = generate(*model, *kv, refs_[0].prompt_tokens, p, [&](const GeneratedToken& t) {
+  auto cut = generate(*sched, refs_[0].prompt_tokens, p, [&](const GeneratedToken& t) {
     streamed += t.text;
     return true;
   });

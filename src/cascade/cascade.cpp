@@ -40,9 +40,13 @@ Result<std::unique_ptr<Cascade>> Cascade::create(const CascadeConfig& config,
   std::unique_ptr<CacheTier> cache;
   if (const TierConfig* c = config.cache_tier()) cache = std::make_unique<CacheTier>(*c);
   std::vector<std::unique_ptr<Tier>> tiers;
+  // One pool for every tier: tiers answering at once take turns on the cores instead of
+  // each spinning a thread per core.
   LocalTierOptions lo;
-  lo.n_threads = options.n_threads;
-  lo.n_ctx = options.n_ctx;
+  lo.pool = std::make_shared<ThreadPool>(options.n_threads > 0 ? options.n_threads
+                                                               : default_thread_count());
+  lo.scheduler = options.scheduler;
+  if (options.n_ctx > 0) lo.scheduler.n_ctx = options.n_ctx;
   for (const TierConfig* t : config.model_tiers()) {
     if (t->kind == TierKind::kRemote) {
       return unsupported("tier '" + t->name + "' is remote; remote tiers are not supported by "

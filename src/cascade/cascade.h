@@ -18,8 +18,9 @@
 namespace frugal::cascade {
 
 struct CascadeOptions {
-  int n_threads = 0;   // per local tier; 0: one per hardware thread
+  int n_threads = 0;   // the one pool every local tier shares; 0: one per hardware thread
   int64_t n_ctx = 0;   // per local tier; 0: min(4096, the model's training context)
+  SchedulerOptions scheduler;  // per local tier (its n_ctx is overridden by n_ctx when set)
 };
 
 // What one tier did for one request.

@@ -1,26 +1,27 @@
-// LocalTier: chat template → tokens → generate() on a model loaded once, as a cascade tier.
+// LocalTier: chat template → tokens → the model's scheduler, as a cascade tier.
 #include "cascade/local_tier.h"
 
 #include <algorithm>
 
 #include "engine/gguf.h"
 #include "engine/tokenizer.h"
+#include "sched/generate.h"
 #include "util/timer.h"
 
 namespace frugal::cascade {
 
-LocalTier::LocalTier(TierConfig config, std::unique_ptr<Model> model, ChatTemplate chat_template,
-                     int64_t n_ctx)
+LocalTier::LocalTier(TierConfig config, std::unique_ptr<Scheduler> scheduler,
+                     ChatTemplate chat_template)
     : Tier(std::move(config)),
-      model_(std::move(model)),
-      chat_template_(std::move(chat_template)),
-      kv_(model_->make_kv_cache(n_ctx)) {}
+      scheduler_(std::move(scheduler)),
+      chat_template_(std::move(chat_template)) {}
 
 Result<std::unique_ptr<LocalTier>> LocalTier::load(const TierConfig& config,
                                                    const LocalTierOptions& options) {
   CHECK(config.kind == TierKind::kLocal, "LocalTier::load on a %s tier",
         tier_kind_name(config.kind));
   ModelOptions mo;
+  mo.pool = options.pool;
   mo.n_threads = options.n_threads;
   auto model = Model::load(config.model, mo);
   if (!model.is_ok()) {
@@ -33,11 +34,13 @@ Result<std::unique_ptr<LocalTier>> LocalTier::load(const TierConfig& config,
     return Status(tmpl.status().code(),
                   "tier '" + config.name + "' (" + config.model + "): " + tmpl.status().message());
   }
-  const int64_t n_ctx = options.n_ctx > 0
-                            ? options.n_ctx
-                            : std::min<int64_t>(4096, (*model)->config().n_ctx_train);
+  auto scheduler = Scheduler::create(std::move(model).value(), options.scheduler);
+  if (!scheduler.is_ok()) {
+    return Status(scheduler.status().code(),
+                  "tier '" + config.name + "': " + scheduler.status().message());
+  }
   return std::unique_ptr<LocalTier>(
-      new LocalTier(config, std::move(model).value(), std::move(tmpl).value(), n_ctx));
+      new LocalTier(config, std::move(scheduler).value(), std::move(tmpl).value()));
 }
 
 Result<std::vector<int32_t>> LocalTier::encode_chat(
@@ -45,7 +48,7 @@ Result<std::vector<int32_t>> LocalTier::encode_chat(
   if (messages.empty()) return invalid_argument("the conversation has no messages");
   FRUGAL_ASSIGN_OR_RETURN(std::string text,
                           apply_chat_template(chat_template_, messages, true));
-  const Tokenizer& tok = model_->tokenizer();
+  const Tokenizer& tok = scheduler_->model().tokenizer();
   return tok.encode(text, tok.add_bos(), /*parse_special=*/true);
 }
 
@@ -63,7 +66,7 @@ Result<TierAnswer> LocalTier::answer(const TierRequest& request, const TokenObse
   gp.echo_prompt_logprobs = request.prompt_logprobs;
 
   TierAnswer out;
-  const Tokenizer& tok = model_->tokenizer();
+  const Tokenizer& tok = scheduler_->model().tokenizer();
   auto on_token = [&](const GeneratedToken& g) {
     AnswerToken t;
     t.piece = g.piece;
@@ -76,8 +79,7 @@ Result<TierAnswer> LocalTier::answer(const TierRequest& request, const TokenObse
     return keep_going;
   };
 
-  std::lock_guard<std::mutex> lock(mutex_);
-  auto result = generate(*model_, *kv_, prompt, gp, on_token);
+  auto result = generate(*scheduler_, prompt, gp, on_token);
   if (!result.is_ok()) {
     return Status(result.status().code(), "tier '" + name() + "': " + result.status().message());
   }

@@ -1,23 +1,24 @@
 // LocalTier: a GGUF model run in this process as a cascade tier — loaded once, prompted
-// through the model's own chat template, with a KV cache whose prefix reuse carries across
-// requests (a shared system prompt is computed once).
+// through the model's own chat template, and answered by the model's Scheduler, so that
+// concurrent requests share one batched forward pass and a KV cache whose prefix reuse
+// carries across requests (a shared system prompt is computed once).
 #pragma once
 
 #include <cstdint>
 #include <memory>
-#include <mutex>
 #include <string>
 
 #include "cascade/tier.h"
 #include "engine/chat_template.h"
-#include "engine/kv_cache.h"
 #include "engine/model.h"
+#include "sched/scheduler.h"
 
 namespace frugal::cascade {
 
 struct LocalTierOptions {
-  int n_threads = 0;   // 0: one per hardware thread
-  int64_t n_ctx = 0;   // KV cache positions; 0: min(4096, the model's training context)
+  std::shared_ptr<ThreadPool> pool;  // shared by every tier; null: the tier makes its own
+  int n_threads = 0;   // without a pool; 0: one per hardware thread
+  SchedulerOptions scheduler;  // n_ctx 0: min(4096, the model's training context)
 };
 
 class LocalTier : public Tier {
@@ -27,24 +28,23 @@ class LocalTier : public Tier {
   static Result<std::unique_ptr<LocalTier>> load(const TierConfig& config,
                                                  const LocalTierOptions& options = {});
 
-  // Generates one answer; one request at a time (a mutex serialises callers).
+  // Generates one answer. Thread-safe: concurrent callers are batched by the scheduler.
   // Errors: kInvalidArgument for an empty conversation, a role the template cannot express, or
-  // bad sampling values; kOutOfRange when the prompt does not fit the context.
+  // bad sampling values; kOutOfRange when the prompt does not fit the context; kUnavailable
+  // when the scheduler's queue is full.
   Result<TierAnswer> answer(const TierRequest& request,
                             const TokenObserver& observer = {}) override;
 
-  Model& model() { return *model_; }
+  Model& model() { return scheduler_->model(); }
+  Scheduler& scheduler() { return *scheduler_; }
   // The prompt tokens `messages` become (template applied, BOS as the model wants).
   Result<std::vector<int32_t>> encode_chat(const std::vector<ChatMessage>& messages) const;
 
  private:
-  LocalTier(TierConfig config, std::unique_ptr<Model> model, ChatTemplate chat_template,
-            int64_t n_ctx);
+  LocalTier(TierConfig config, std::unique_ptr<Scheduler> scheduler, ChatTemplate chat_template);
 
-  std::unique_ptr<Model> model_;
+  std::unique_ptr<Scheduler> scheduler_;
   ChatTemplate chat_template_;
-  std::mutex mutex_;  // guards kv_ and the model's scratch state during generation
-  std::unique_ptr<KvCache> kv_;
 };
 
 }  // namespace frugal::cascade

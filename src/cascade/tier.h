@@ -10,7 +10,7 @@
 
 #include "cascade/config.h"
 #include "engine/chat_template.h"
-#include "engine/generate.h"
+#include "sched/request.h"
 #include "util/status.h"
 
 namespace frugal::cascade {

@@ -1,5 +1,7 @@
 // `frugal bench`: prefill and decode speed of one model beside the machine's own roofline
-// (memory bandwidth and FP32 FMA peak), both measured in the same run.
+// (memory bandwidth and FP32 FMA peak), both measured in the same run; with --parallel, the
+// scheduler's aggregate decode throughput, time to first token and inter-token latency at
+// each concurrency; with --shared-prefix, time to first token with a cached system prompt.
 #include <algorithm>
 #include <cstdio>
 #include <nlohmann/json.hpp>
@@ -9,6 +11,7 @@
 #include "cli/flags.h"
 #include "engine/model.h"
 #include "kernels/roofline.h"
+#include "sched/scheduler.h"
 #include "util/timer.h"
 
 namespace frugal::cli {
@@ -22,7 +25,129 @@ struct BenchArgs {
   int threads = 0;
   int reps = 1;
   bool json = false;
+  std::vector<int> parallel;   // concurrency levels for the scheduler benchmark
+  int64_t shared_prefix = 0;   // system-prompt tokens for the cached/uncached TTFT benchmark
+  std::string kv_type = "f16";
 };
+
+double percentile(std::vector<double> v, double q) {
+  if (v.empty()) return 0.0;
+  std::sort(v.begin(), v.end());
+  const double pos = q * static_cast<double>(v.size() - 1);
+  const size_t i = static_cast<size_t>(pos);
+  const double f = pos - static_cast<double>(i);
+  return i + 1 < v.size() ? v[i] * (1 - f) + v[i + 1] * f : v[i];
+}
+
+double ms_between(SchedClock::time_point a, SchedClock::time_point b) {
+  return std::chrono::duration<double, std::milli>(b - a).count();
+}
+
+std::vector<int32_t> random_tokens(std::mt19937& rng, int64_t n, int64_t n_vocab) {
+  std::uniform_int_distribution<int32_t> pick(0, static_cast<int32_t>(n_vocab - 1));
+  std::vector<int32_t> v(static_cast<size_t>(n));
+  for (auto& t : v) t = pick(rng);
+  return v;
+}
+
+// N requests submitted at once, each a distinct random prompt of n_prompt tokens decoding
+// n_gen tokens (end-of-generation ignored). Aggregate decode throughput is counted over the
+// window in which every stream is decoding — from the last stream's first token to the first
+// stream's last token — which is what llama-batched-bench's S_TG measures after its prefill.
+nlohmann::json run_parallel_level(Scheduler& s, int n, int64_t n_prompt, int64_t n_gen,
+                                  std::mt19937& rng) {
+  const int64_t n_vocab = s.model().config().n_vocab;
+  std::vector<std::vector<SchedClock::time_point>> times(n);
+  for (auto& t : times) t.reserve(static_cast<size_t>(n_gen));
+  std::vector<std::shared_ptr<RequestHandle>> handles;
+  const auto start = SchedClock::now();
+  for (int i = 0; i < n; ++i) {
+    SchedRequest r;
+    r.prompt = random_tokens(rng, n_prompt, n_vocab);
+    r.params.max_tokens = n_gen;
+    r.params.stop_at_eog = false;
+    auto* mine = &times[i];
+    r.on_token = [mine](const GeneratedToken&) {
+      mine->push_back(SchedClock::now());
+      return true;
+    };
+    auto h = s.submit(std::move(r));
+    if (!h.is_ok()) return {{"n", n}, {"error", h.status().to_string()}};
+    handles.push_back(*h);
+  }
+  for (auto& h : handles) {
+    const Completion& c = h->wait();
+    if (!c.status.is_ok()) return {{"n", n}, {"error", c.status.to_string()}};
+  }
+  const auto end = SchedClock::now();
+  std::vector<double> ttft, itl;
+  SchedClock::time_point window_start = start, window_end = end;
+  int64_t total = 0;
+  for (const auto& t : times) {
+    if (t.empty()) continue;
+    ttft.push_back(ms_between(start, t.front()));
+    for (size_t k = 1; k < t.size(); ++k) itl.push_back(ms_between(t[k - 1], t[k]));
+    window_start = std::max(window_start, t.front());
+    window_end = std::min(window_end, t.back());
+    total += static_cast<int64_t>(t.size());
+  }
+  int64_t in_window = 0;
+  for (const auto& t : times)
+    for (const auto& x : t) in_window += (x > window_start && x <= window_end) ? 1 : 0;
+  const double window_s = std::chrono::duration<double>(window_end - window_start).count();
+  const double agg = window_s > 0 ? static_cast<double>(in_window) / window_s : 0.0;
+  const double wall_s = std::chrono::duration<double>(end - start).count();
+  return {{"n", n},
+          {"n_prompt", n_prompt},
+          {"n_gen", n_gen},
+          {"decode_tokens_per_s", agg},
+          {"per_stream_tokens_per_s", agg / n},
+          {"end_to_end_tokens_per_s", static_cast<double>(total) / wall_s},
+          {"ttft_ms_p50", percentile(ttft, 0.5)},
+          {"ttft_ms_p99", percentile(ttft, 0.99)},
+          {"itl_ms_p50", percentile(itl, 0.5)},
+          {"itl_ms_p99", percentile(itl, 0.99)},
+          {"wall_s", wall_s}};
+}
+
+// Time to first token of a request whose first `prefix` tokens are a system prompt: uncached
+// (a prefix never seen) and cached (the same prefix as a request that ran before), the median
+// of `reps` pairs. The request's own part is 16 tokens and it generates one token.
+nlohmann::json run_shared_prefix(Scheduler& s, int64_t prefix, int reps, std::mt19937& rng) {
+  const int64_t n_vocab = s.model().config().n_vocab;
+  std::vector<double> uncached, cached;
+  int64_t cached_tokens = 0;
+  auto ttft = [&](const std::vector<int32_t>& prompt, int64_t* n_cached) -> double {
+    SchedRequest r;
+    r.prompt = prompt;
+    r.params.max_tokens = 1;
+    r.params.stop_at_eog = false;
+    auto h = s.submit(std::move(r));
+    if (!h.is_ok()) return -1;
+    const Completion& c = (*h)->wait();
+    if (!c.status.is_ok()) return -1;
+    if (n_cached != nullptr) *n_cached = c.result.n_prompt_cached;
+    return 1000.0 * c.result.first_token_seconds;
+  };
+  for (int i = 0; i < reps; ++i) {
+    std::vector<int32_t> system = random_tokens(rng, prefix, n_vocab);
+    auto with_suffix = [&] {
+      std::vector<int32_t> p = system;
+      std::vector<int32_t> tail = random_tokens(rng, 16, n_vocab);
+      p.insert(p.end(), tail.begin(), tail.end());
+      return p;
+    };
+    uncached.push_back(ttft(with_suffix(), nullptr));
+    cached.push_back(ttft(with_suffix(), &cached_tokens));
+  }
+  const double u = percentile(uncached, 0.5), c = percentile(cached, 0.5);
+  return {{"prefix_tokens", prefix},
+          {"ttft_uncached_ms", u},
+          {"ttft_cached_ms", c},
+          {"speedup", c > 0 ? u / c : 0.0},
+          {"cached_prompt_tokens", cached_tokens},
+          {"reps", reps}};
+}
 
 int bench(const BenchArgs& a) {
   ModelOptions mo;
@@ -122,6 +247,39 @@ int bench(const BenchArgs& a) {
                    {"decode_gb_per_s", decode_gbps},
                    {"decode_roofline_tokens_per_s", bandwidth * 1e9 / bytes_per_token},
                    {"decode_roofline_fraction", decode_gbps / bandwidth}};
+  std::unique_ptr<Scheduler> scheduler;  // owns the model once created; lives to the end
+  if (!a.parallel.empty() || a.shared_prefix > 0) {
+    // The scheduler runs the model from here on.
+    SchedulerOptions so;
+    so.kv_type = *kv_type_from_name(a.kv_type);  // checked by the flag
+    int max_n = 1;
+    for (int n : a.parallel) max_n = std::max(max_n, n);
+    so.max_running = max_n;
+    so.n_ctx = std::max<int64_t>(a.n_prompt + a.n_gen + 16, a.shared_prefix + 32);
+    so.kv_tokens = std::max<int64_t>(so.n_ctx * max_n, 2 * (a.shared_prefix + 32));
+    auto created = Scheduler::create(std::move(*loaded), so);
+    if (!created.is_ok()) {
+      std::fprintf(stderr, "frugal bench: %s\n", created.status().to_string().c_str());
+      return 1;
+    }
+    scheduler = std::move(created).value();
+    Scheduler* sched = scheduler.get();
+    std::mt19937 prng(99);
+    // Warm-up through the scheduler, so the first level does not pay for first touches.
+    run_parallel_level(*sched, 1, 16, 4, prng);
+    nlohmann::json levels = nlohmann::json::array();
+    for (int n : a.parallel) {
+      levels.push_back(run_parallel_level(*sched, n, a.n_prompt, a.n_gen, prng));
+      if (levels.back().contains("error")) {
+        std::fprintf(stderr, "frugal bench: --parallel %d: %s\n", n,
+                     levels.back()["error"].get<std::string>().c_str());
+        return 1;
+      }
+    }
+    if (!a.parallel.empty()) j["parallel"] = levels;
+    if (a.shared_prefix > 0) j["shared_prefix"] = run_shared_prefix(*sched, a.shared_prefix, 5, prng);
+    j["kv_type"] = a.kv_type;
+  }
   if (a.json) {
     std::printf("%s\n", j.dump(2).c_str());
     return 0;
@@ -138,6 +296,25 @@ int bench(const BenchArgs& a) {
   std::printf("decode  %4lld  %8.2f tok/s  %7.1f GB/s     = %5.1f %% of bandwidth roofline (%.2f tok/s)\n",
               (long long)a.n_gen, decode_tps, decode_gbps, 100.0 * decode_gbps / bandwidth,
               bandwidth * 1e9 / bytes_per_token);
+  if (j.contains("parallel")) {
+    std::printf("\nscheduler (%s KV cache), %lld-token prompts, %lld tokens each:\n",
+                a.kv_type.c_str(), (long long)a.n_prompt, (long long)a.n_gen);
+    std::printf("  streams  aggregate tok/s  per stream  TTFT p50/p99 ms   ITL p50/p99 ms\n");
+    for (const auto& l : j["parallel"]) {
+      std::printf("  %7d  %15.1f  %10.1f  %7.1f / %7.1f  %6.2f / %6.2f\n", l["n"].get<int>(),
+                  l["decode_tokens_per_s"].get<double>(), l["per_stream_tokens_per_s"].get<double>(),
+                  l["ttft_ms_p50"].get<double>(), l["ttft_ms_p99"].get<double>(),
+                  l["itl_ms_p50"].get<double>(), l["itl_ms_p99"].get<double>());
+    }
+  }
+  if (j.contains("shared_prefix")) {
+    const auto& sp = j["shared_prefix"];
+    std::printf("\nshared %lld-token system prompt: TTFT %.2f ms uncached, %.2f ms cached "
+                "(%.1fx; %lld prompt tokens reused)\n",
+                (long long)sp["prefix_tokens"].get<int64_t>(), sp["ttft_uncached_ms"].get<double>(),
+                sp["ttft_cached_ms"].get<double>(), sp["speedup"].get<double>(),
+                (long long)sp["cached_prompt_tokens"].get<int64_t>());
+  }
   return 0;
 }
 
@@ -155,6 +332,16 @@ void register_bench(CLI::App& app, int& exit_code) {
   cmd->add_option("--reps", args->reps, "Repetitions (best is reported)")
       ->check(int_range(1, 1000));
   cmd->add_flag("--json", args->json, "One JSON object");
+  cmd->add_option("--parallel", args->parallel,
+                  "Concurrency levels for the scheduler benchmark, e.g. 1,4,16,64 (-p and -n "
+                  "per stream)")
+      ->delimiter(',')
+      ->check(int_range(1, 1024));
+  cmd->add_option("--shared-prefix", args->shared_prefix,
+                  "Time to first token with a cached system prompt of this many tokens")
+      ->check(int_range(1, int64_t{1} << 20));
+  cmd->add_option("--kv-type", args->kv_type, "KV cache type for --parallel: f16 or f32")
+      ->check(CLI::IsMember({"f16", "f32"}));
   cmd->callback([args, &exit_code] { exit_code = bench(*args); });
 }
 

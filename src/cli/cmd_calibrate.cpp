@@ -45,6 +45,8 @@ struct CalibrateArgs {
   int64_t max_tokens = 0;
   int threads = 0;
   int64_t ctx = 0;
+  int parallel = 1;
+  std::string kv_type = "f16";
 };
 
 bool is_header(const std::string& line) {
@@ -219,6 +221,7 @@ int run_calibrate(const CalibrateArgs& a) {
     return 2;
   }
   TaskRunFlags flags{a.config, a.data, a.n, a.threads, a.ctx, a.max_tokens, 2};
+  flags.kv_type = a.kv_type;
   int exit_code = 0;
   auto setup = load_task_run("calibrate", flags, &exit_code);
   if (!setup) return exit_code;
@@ -236,7 +239,7 @@ int run_calibrate(const CalibrateArgs& a) {
   const std::string svg_path = !a.svg.empty() ? a.svg : (config_dir / "calibration.svg").string();
 
   double seconds = 0;
-  auto ran = run_task_items("calibrate", *c, scorer, *items, max_tokens, a.data, &seconds);
+  auto ran = run_task_items("calibrate", *c, scorer, *items, max_tokens, a.data, &seconds, a.parallel);
   if (!ran) return 1;
   const std::vector<cascade::ItemRun>& runs = *ran;
   std::vector<std::string> strata;
@@ -382,6 +385,7 @@ void register_calibrate(CLI::App& app, int& exit_code) {
                   "JSONL (to study or fit a scorer elsewhere)");
   cmd->add_flag("--dry-run", args->dry_run, "Report and write the curve, not the config");
   add_tier_run_options(cmd, &args->max_tokens, &args->threads, &args->ctx);
+  add_parallel_option(cmd, &args->parallel, &args->kv_type);
   cmd->callback([args, &exit_code] { exit_code = run_calibrate(*args); });
 }
 

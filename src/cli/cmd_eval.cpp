@@ -36,6 +36,8 @@ struct EvalArgs {
   int64_t max_tokens = 0;  // 0: the config's [cascade] max_tokens
   int threads = 0;
   int64_t ctx = 0;
+  int parallel = 1;
+  std::string kv_type = "f16";
 };
 
 // "12/40 items  3.1 items/s  ETA 9 s" on one rewritten stderr line, when stderr is a terminal.
@@ -59,6 +61,7 @@ nlohmann::json group_json(const cascade::GroupEval& g) {
 
 int run_eval(const EvalArgs& a) {
   TaskRunFlags flags{a.config, a.data, a.n, a.threads, a.ctx, a.max_tokens, 1};
+  flags.kv_type = a.kv_type;
   int exit_code = 0;
   auto setup = load_task_run("eval", flags, &exit_code);
   if (!setup) return exit_code;
@@ -68,7 +71,7 @@ int run_eval(const EvalArgs& a) {
   const double threshold = a.threshold >= 0 ? a.threshold : setup->config.threshold;
   const cascade::Scorer& scorer = setup->scorer;
   double seconds = 0;
-  auto runs = run_task_items("eval", *c, scorer, *items, max_tokens, a.data, &seconds);
+  auto runs = run_task_items("eval", *c, scorer, *items, max_tokens, a.data, &seconds, a.parallel);
   if (!runs) return 1;
   // With early escalation configured, an item whose tier-1 answer the logprob floor would
   // have cut escalates (score 0) and pays tier 1 only up to the cut, as the live cascade does.
@@ -225,6 +228,7 @@ void register_eval(CLI::App& app, int& exit_code) {
                 "Also replay early escalation over tier 1's answers and report what it saves "
                 "(the config's window and floor when set, else a grid)");
   add_tier_run_options(cmd, &args->max_tokens, &args->threads, &args->ctx);
+  add_parallel_option(cmd, &args->parallel, &args->kv_type);
   cmd->callback([args, &exit_code] { exit_code = run_eval(*args); });
 }
 

@@ -10,10 +10,10 @@
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "engine/chat_template.h"
-#include "engine/generate.h"
 #include "engine/gguf.h"
 #include "engine/model.h"
 #include "engine/tokenizer.h"
+#include "sched/generate.h"
 #include "util/mmap_file.h"
 
 namespace frugal::cli {
@@ -28,6 +28,7 @@ struct RunArgs {
   std::string tokens;
   std::string dump_logits;
   std::string chat_template;
+  std::string kv_type = "f16";
   std::vector<std::string> stop;
   int64_t n_predict = 128;
   int64_t ctx = 0;
@@ -121,12 +122,16 @@ int run(RunArgs a) {
     std::fprintf(stderr, "frugal run: the prompt is empty; pass -p TEXT or --tokens IDS\n");
     return 2;
   }
-  const int64_t n_ctx = a.ctx > 0 ? a.ctx : std::min<int64_t>(4096, model.config().n_ctx_train);
-  auto kv = model.make_kv_cache(n_ctx);
+  auto kv_type = kv_type_from_name(a.kv_type);
+  if (!kv_type.is_ok()) {
+    std::fprintf(stderr, "frugal run: --kv-type: %s\n", kv_type.status().message().c_str());
+    return 2;
+  }
 
   if (!a.dump_logits.empty()) {
-    // Logits of every prompt position, raw little-endian float32 [n_tokens, n_vocab].
-    auto dump_kv = model.make_kv_cache(static_cast<int64_t>(prompt->size()) + 1);
+    // Logits of every prompt position, raw little-endian float32 [n_tokens, n_vocab], from a
+    // cache of the chosen type (f32 for reference comparisons).
+    auto dump_kv = model.make_kv_cache(static_cast<int64_t>(prompt->size()) + 1, 16, *kv_type);
     const KvCache::SeqId seq = dump_kv->create_sequence();
     std::vector<float> logits;
     const SeqBatch b{seq, *prompt, true};
@@ -169,9 +174,22 @@ int run(RunArgs a) {
     std::fflush(stdout);
     return true;
   };
-  auto result = generate(model, *kv, *prompt, gp, on_token);
+  // One request: a scheduler whose cache holds exactly one context.
+  SchedulerOptions so;
+  so.n_ctx = a.ctx;
+  so.kv_tokens = a.ctx;  // 0: n_ctx
+  so.max_running = 1;
+  so.kv_type = *kv_type;
+  auto scheduler = Scheduler::create(std::move(*loaded), so);
+  if (!scheduler.is_ok()) {
+    std::fprintf(stderr, "frugal run: %s\n", scheduler.status().to_string().c_str());
+    return 1;
+  }
+  auto result = generate(**scheduler, *prompt, gp, on_token);
   if (!result.is_ok()) {
-    std::fprintf(stderr, "frugal run: %s\n", result.status().to_string().c_str());
+    std::string msg = result.status().to_string();
+    if (result.status().code() == ErrorCode::kOutOfRange) msg += " (--ctx)";
+    std::fprintf(stderr, "frugal run: %s\n", msg.c_str());
     return result.status().code() == ErrorCode::kInternal ? 1 : 2;
   }
   if (!a.json) std::printf("\n");
@@ -216,6 +234,7 @@ void register_run(CLI::App& app, int& exit_code) {
   cmd->add_flag("--json", args->json, "One JSON object per generated token");
   add_threads_option(cmd, &args->threads, "Threads (default: all cores)");
   add_ctx_option(cmd, &args->ctx, "Context size in tokens (default: min(4096, trained))");
+  cmd->add_option("--kv-type", args->kv_type, "KV cache element type: f16 (default) or f32");
   cmd->add_option("--dump-logits", args->dump_logits,
                   "Write the prompt's logits as float32 [n_tokens, n_vocab] to this file");
   cmd->add_flag("-v,--verbose", args->verbose, "Print timings");

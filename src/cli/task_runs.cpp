@@ -3,7 +3,11 @@
 
 #include <unistd.h>
 
+#include <algorithm>
+#include <atomic>
 #include <chrono>
+#include <mutex>
+#include <thread>
 #include <cstdio>
 
 #include "cli/flags.h"
@@ -40,6 +44,7 @@ std::optional<TaskRunSetup> load_task_run(const char* command, const TaskRunFlag
   if (flags.limit > 0 && static_cast<size_t>(flags.limit) < items->size())
     items->resize(flags.limit);
   cascade::CascadeOptions options;
+  options.scheduler.kv_type = *kv_type_from_name(flags.kv_type);  // checked by the flag
   options.n_threads = flags.threads;
   options.n_ctx = flags.ctx;
   auto c = cascade::Cascade::create(*config, options);
@@ -59,38 +64,81 @@ std::optional<TaskRunSetup> load_task_run(const char* command, const TaskRunFlag
   return setup;
 }
 
+void add_parallel_option(CLI::App* cmd, int* parallel, std::string* kv_type) {
+  cmd->add_option("--kv-type", *kv_type, "KV cache element type of the local tiers: f16 "
+                  "(default) or f32")
+      ->check(CLI::IsMember({"f16", "f32"}));
+  cmd->add_option("--parallel", *parallel,
+                  "Items in flight at once, batched by each tier's scheduler (default 1; the "
+                  "results are the same for any N at temperature 0)")
+      ->check(CLI::Range(1, 1024));
+}
+
 std::optional<std::vector<cascade::ItemRun>> run_task_items(
     const char* command, cascade::Cascade& cascade, const cascade::Scorer& scorer,
     const std::vector<cascade::TaskItem>& items, int64_t max_tokens, const std::string& data_path,
-    double* seconds) {
+    double* seconds, int parallel) {
   const bool tty = isatty(2) != 0;
   const auto start = std::chrono::steady_clock::now();
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
-  std::vector<cascade::ItemRun> runs;
-  runs.reserve(items.size());
-  for (const cascade::TaskItem& item : items) {
-    auto run = cascade::run_task_item(cascade.tier1(), cascade.top_tier(), scorer, item,
-                                      max_tokens);
-    if (!run.is_ok()) {
-      std::fprintf(stderr, "\nfrugal %s: %s:%d (item %s): %s\n", command, data_path.c_str(),
-                   item.line, item.id.c_str(), run.status().to_string().c_str());
-      return std::nullopt;
+  // Workers take items in order; each item's two tier calls are submitted to the tiers'
+  // schedulers, which batch the items in flight. Results land at their item's index.
+  std::vector<std::optional<cascade::ItemRun>> runs(items.size());
+  std::atomic<size_t> next{0}, done{0};
+  std::atomic<bool> failed{false};
+  std::mutex error_mu;
+  std::string error;
+  auto work = [&] {
+    while (!failed.load()) {
+      const size_t i = next.fetch_add(1);
+      if (i >= items.size()) return;
+      const cascade::TaskItem& item = items[i];
+      auto run = cascade::run_task_item(cascade.tier1(), cascade.top_tier(), scorer, item,
+                                        max_tokens);
+      if (!run.is_ok()) {
+        std::lock_guard<std::mutex> lock(error_mu);
+        if (!failed.exchange(true)) {
+          error = data_path + ":" + std::to_string(item.line) + " (item " + item.id +
+                  "): " + run.status().to_string();
+        }
+        return;
+      }
+      runs[i] = std::move(*run);
+      done.fetch_add(1);
     }
-    runs.push_back(std::move(*run));
-    if (tty) {
+  };
+  const int n_workers = static_cast<int>(
+      std::max<size_t>(1, std::min<size_t>(static_cast<size_t>(std::max(parallel, 1)), items.size())));
+  std::vector<std::thread> workers;
+  for (int w = 0; w < n_workers; ++w) workers.emplace_back(work);
+  size_t shown = static_cast<size_t>(-1);
+  while (tty) {
+    const size_t d = done.load();
+    if (d != shown) {
       const double s = elapsed();
-      const double rate = s > 0 ? static_cast<double>(runs.size()) / s : 0;
-      const double eta = rate > 0 ? static_cast<double>(items.size() - runs.size()) / rate : 0;
-      std::fprintf(stderr, "\r%zu/%zu items  %.2f items/s  ETA %.0f s   ", runs.size(),
-                   items.size(), rate, eta);
-      if (runs.size() == items.size()) std::fprintf(stderr, "\n");
+      const double rate = s > 0 ? static_cast<double>(d) / s : 0;
+      const double eta = rate > 0 ? static_cast<double>(items.size() - d) / rate : 0;
+      std::fprintf(stderr, "\r%zu/%zu items  %.2f items/s  ETA %.0f s   ", d, items.size(), rate,
+                   eta);
       std::fflush(stderr);
+      shown = d;
     }
+    if (d == items.size() || failed.load()) break;
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  for (auto& t : workers) t.join();
+  if (tty) std::fprintf(stderr, "\n");
+  if (failed.load()) {
+    std::fprintf(stderr, "frugal %s: %s\n", command, error.c_str());
+    return std::nullopt;
   }
   *seconds = elapsed();
-  return runs;
+  std::vector<cascade::ItemRun> out;
+  out.reserve(runs.size());
+  for (auto& r : runs) out.push_back(std::move(*r));
+  return out;
 }
 
 }  // namespace frugal::cli

@@ -34,6 +34,7 @@ struct TaskRunFlags {
   int64_t ctx = 0;
   int64_t max_tokens = 0;   // 0: the config's [cascade] max_tokens
   size_t min_model_tiers = 1;
+  std::string kv_type = "f16";  // the local tiers' KV cache element type
 };
 
 // Loads everything, or prints "frugal COMMAND: <why>" and sets *exit_code: 2 for a bad config,
@@ -41,11 +42,15 @@ struct TaskRunFlags {
 std::optional<TaskRunSetup> load_task_run(const char* command, const TaskRunFlags& flags,
                                           int* exit_code);
 
-// The runs in item order, and in `seconds` the time they took. On a failed item, prints
-// "frugal COMMAND: DATA:LINE (item ID): error" and returns nullopt.
+// --parallel N (items in flight at once) and --kv-type (the local tiers' KV cache type).
+void add_parallel_option(CLI::App* cmd, int* parallel, std::string* kv_type);
+
+// The runs in item order, and in `seconds` the time they took, with `parallel` items in
+// flight (each tier's scheduler batches them; greedy results do not depend on it). On a failed
+// item, prints "frugal COMMAND: DATA:LINE (item ID): error" and returns nullopt.
 std::optional<std::vector<cascade::ItemRun>> run_task_items(
     const char* command, cascade::Cascade& cascade, const cascade::Scorer& scorer,
     const std::vector<cascade::TaskItem>& items, int64_t max_tokens, const std::string& data_path,
-    double* seconds);
+    double* seconds, int parallel = 1);
 
 }  // namespace frugal::cli

@@ -14,6 +14,12 @@
 
 namespace frugal {
 
+namespace {
+// Target rows go through the output matrix this many at a time and are reduced to one
+// logprob each, so a long prompt's logprobs cost [kTargetRows, n_vocab] floats of scratch.
+constexpr int64_t kTargetRows = 32;
+}  // namespace
+
 Model::~Model() = default;
 
 Result<std::unique_ptr<Model>> Model::load(const std::string& path, const ModelOptions& options) {
@@ -28,7 +34,11 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const ModelO
                    " tokens but token_embd.weight has " + std::to_string(m->config_.n_vocab) +
                    " rows");
   }
-  FRUGAL_ASSIGN_OR_RETURN(m->pool_, ThreadPool::create(options.n_threads));
+  if (options.pool != nullptr) {
+    m->pool_ = options.pool;
+  } else {
+    FRUGAL_ASSIGN_OR_RETURN(m->pool_, ThreadPool::create(options.n_threads));
+  }
 
   // θ_i = base^(-2i/d), divided by Llama-3's per-frequency factors and the linear scale.
   const ModelConfig& c = m->config_;
@@ -43,9 +53,10 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const ModelO
   return m;
 }
 
-std::unique_ptr<KvCache> Model::make_kv_cache(int64_t n_positions, int block_size) const {
+std::unique_ptr<KvCache> Model::make_kv_cache(int64_t n_positions, int block_size,
+                                              KvType type) const {
   const int64_t n_blocks = std::max<int64_t>(1, (n_positions + block_size - 1) / block_size);
-  return std::make_unique<KvCache>(config_, n_blocks, block_size);
+  return std::make_unique<KvCache>(config_, n_blocks, block_size, type);
 }
 
 void Model::ensure_state(int64_t n_tokens, int64_t n_positions) {
@@ -66,23 +77,35 @@ void Model::ensure_state(int64_t n_tokens, int64_t n_positions) {
   const size_t ptrs = static_cast<size_t>(pool_->n_threads()) * 2 * (n_positions + 1);
   if (s_.block_ptrs.size() < ptrs) s_.block_ptrs.resize(ptrs);
   grow(s_.xo, n_tokens * c.n_embd);
+  grow(s_.target_logits, kTargetRows * c.n_vocab);
 }
 
-Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<float>& logits) {
+Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<float>& logits,
+                      std::vector<float>* target_logprobs) {
   const ModelConfig& c = config_;
   const Weights& w = weights_;
   ThreadPool* pool = pool_.get();
 
   // Validate everything before touching the cache, so an error leaves it unchanged.
+  auto check_ids = [&](std::span<const int32_t> ids) {
+    for (int32_t t : ids) {
+      if (t < 0 || t >= c.n_vocab) {
+        return invalid_argument("token id " + std::to_string(t) +
+                                " is outside the vocabulary [0, " + std::to_string(c.n_vocab) +
+                                ")");
+      }
+    }
+    return Status::ok();
+  };
   int64_t n_tokens = 0;
   for (const SeqBatch& e : batch) {
     if (e.tokens.empty()) return invalid_argument("a batch entry has no tokens");
-    for (int32_t t : e.tokens) {
-      if (t < 0 || t >= c.n_vocab) {
-        return invalid_argument("token id " + std::to_string(t) + " is outside the vocabulary [0, " +
-                                std::to_string(c.n_vocab) + ")");
-      }
-    }
+    if (e.targets.size() > e.tokens.size())
+      return invalid_argument("a batch entry has more targets than tokens");
+    if (e.all_logits && e.no_logits)
+      return invalid_argument("a batch entry asks for all logits and for none");
+    FRUGAL_RETURN_IF_ERROR(check_ids(e.tokens));
+    FRUGAL_RETURN_IF_ERROR(check_ids(e.targets));
     n_tokens += static_cast<int64_t>(e.tokens.size());
   }
   for (size_t i = 0; i < batch.size(); ++i) {
@@ -93,8 +116,11 @@ Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<
     }
   }
   if (n_tokens == 0) return invalid_argument("empty batch");
-  for (const SeqBatch& e : batch) {
-    FRUGAL_RETURN_IF_ERROR(kv.reserve(e.seq, static_cast<int64_t>(e.tokens.size())));
+  {
+    std::vector<KvCache::Reservation> need;
+    need.reserve(batch.size());
+    for (const SeqBatch& e : batch) need.push_back({e.seq, static_cast<int64_t>(e.tokens.size())});
+    FRUGAL_RETURN_IF_ERROR(kv.reserve_all(need));
   }
 
   const int64_t n_positions = kv.n_blocks() * kv.block_size();
@@ -102,6 +128,8 @@ Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<
   s_.tok_seq.resize(n_tokens);
   s_.tok_pos.resize(n_tokens);
   s_.out_tokens.clear();
+  s_.target_rows.clear();
+  s_.target_ids.clear();
   {
     int64_t t = 0;
     for (size_t ei = 0; ei < batch.size(); ++ei) {
@@ -111,7 +139,12 @@ Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<
       for (int64_t i = 0; i < n; ++i, ++t) {
         s_.tok_seq[t] = e.seq;
         s_.tok_pos[t] = static_cast<int32_t>(n_past + i);
-        if (e.all_logits || i == n - 1) s_.out_tokens.push_back(static_cast<int32_t>(t));
+        if (e.all_logits || (i == n - 1 && !e.no_logits))
+          s_.out_tokens.push_back(static_cast<int32_t>(t));
+        if (i < static_cast<int64_t>(e.targets.size())) {
+          s_.target_rows.push_back(static_cast<int32_t>(t));
+          s_.target_ids.push_back(e.targets[i]);
+        }
       }
     }
   }
@@ -167,8 +200,15 @@ Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<
         const int32_t block = blocks[pos / kv.block_size()];
         const int64_t slot = pos % kv.block_size();
         for (int64_t h = 0; h < c.n_head_kv; ++h) {
-          std::memcpy(kv.k(il, block, h) + slot * hd, k + h * hd, hd * sizeof(float));
-          std::memcpy(kv.v(il, block, h) + slot * hd, v + h * hd, hd * sizeof(float));
+          if (kv.type() == KvType::kF16) {
+            kernels::f32_to_f16_row(k + h * hd, static_cast<uint16_t*>(kv.k_data(il, block, h)) + slot * hd, hd);
+            kernels::f32_to_f16_row(v + h * hd, static_cast<uint16_t*>(kv.v_data(il, block, h)) + slot * hd, hd);
+          } else {
+            std::memcpy(static_cast<float*>(kv.k_data(il, block, h)) + slot * hd, k + h * hd,
+                        hd * sizeof(float));
+            std::memcpy(static_cast<float*>(kv.v_data(il, block, h)) + slot * hd, v + h * hd,
+                        hd * sizeof(float));
+          }
         }
       }
     });
@@ -195,10 +235,51 @@ Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<
                       s_.xo.data() + r * n_embd);
   }
   logits.resize(n_rows * c.n_vocab);
-  kernels::matmul(w.output, s_.xo.data(), n_rows, logits.data(), pool);
+  if (n_rows > 0) kernels::matmul(w.output, s_.xo.data(), n_rows, logits.data(), pool);
+  compute_target_logprobs();
 
-  for (const SeqBatch& e : batch) kv.commit(e.seq, e.tokens);
+  // Commit, each token with its logprob: the first from the caller, the rest from the
+  // targets of the row before.
+  std::vector<float> lps;
+  size_t ti = 0;
+  for (const SeqBatch& e : batch) {
+    lps.assign(e.tokens.size(), KvCache::kNoLogprob);
+    lps[0] = e.first_logprob;
+    for (size_t i = 0; i < e.targets.size(); ++i) {
+      if (i + 1 < e.tokens.size()) lps[i + 1] = s_.target_lp[ti + i];
+    }
+    kv.commit(e.seq, e.tokens, lps);
+    ti += e.targets.size();
+  }
+  if (target_logprobs != nullptr) target_logprobs->assign(s_.target_lp.begin(), s_.target_lp.end());
   return Status::ok();
+}
+
+// log p(target | row) = logit[target] - logsumexp(logits) for every target row, kTargetRows
+// rows at a time through the output matrix.
+void Model::compute_target_logprobs() {
+  const ModelConfig& c = config_;
+  const int64_t n_embd = c.n_embd, n_vocab = c.n_vocab;
+  const int64_t n = static_cast<int64_t>(s_.target_rows.size());
+  s_.target_lp.resize(n);
+  for (int64_t r0 = 0; r0 < n; r0 += kTargetRows) {
+    const int64_t nr = std::min(kTargetRows, n - r0);
+    for (int64_t r = 0; r < nr; ++r) {
+      kernels::rms_norm(s_.x.data() + s_.target_rows[r0 + r] * n_embd, weights_.output_norm.data(),
+                        c.rms_eps, n_embd, s_.xo.data() + r * n_embd);
+    }
+    kernels::matmul(weights_.output, s_.xo.data(), nr, s_.target_logits.data(), pool_.get());
+    pool_->parallel_for(nr, parallel_grain(16 * n_vocab), [&](int64_t b, int64_t e, int) {
+      for (int64_t r = b; r < e; ++r) {
+        const float* row = s_.target_logits.data() + r * n_vocab;
+        float mx = row[0];
+        for (int64_t i = 1; i < n_vocab; ++i) mx = std::max(mx, row[i]);
+        double z = 0.0;
+        for (int64_t i = 0; i < n_vocab; ++i) z += std::exp(static_cast<double>(row[i] - mx));
+        s_.target_lp[r0 + r] = row[s_.target_ids[r0 + r]] - mx - static_cast<float>(std::log(z));
+      }
+    });
+  }
 }
 
 // Causal attention of every batch token over its own sequence's cached positions 0..pos.
@@ -216,21 +297,31 @@ void Model::attention(int64_t il, int64_t n_tokens, KvCache& kv) {
   int64_t max_ctx = 1;
   for (int64_t t = 0; t < n_tokens; ++t) max_ctx = std::max<int64_t>(max_ctx, s_.tok_pos[t] + 1);
   const int64_t grain = parallel_grain(2 * max_ctx * group * hd);
+  const bool f16 = kv.type() == KvType::kF16;
   pool_->parallel_for(n_tokens * c.n_head_kv, grain, [&](int64_t b, int64_t e, int thread) {
     float* scores = s_.scores.data() + thread * group * n_positions;
-    const float** k_blocks = s_.block_ptrs.data() + thread * 2 * max_blocks;
-    const float** v_blocks = k_blocks + max_blocks;
+    const void** k_blocks = s_.block_ptrs.data() + thread * 2 * max_blocks;
+    const void** v_blocks = k_blocks + max_blocks;
     for (int64_t item = b; item < e; ++item) {
       const int64_t t = item / c.n_head_kv, kvh = item % c.n_head_kv;
       const int64_t n_ctx = s_.tok_pos[t] + 1;
       const std::vector<int32_t>& blocks = kv.block_table(s_.tok_seq[t]);
       for (int64_t i = 0; i < (n_ctx + bs - 1) / bs; ++i) {
-        k_blocks[i] = kv.k(il, blocks[i], kvh);
-        v_blocks[i] = kv.v(il, blocks[i], kvh);
+        k_blocks[i] = kv.k_data(il, blocks[i], kvh);
+        v_blocks[i] = kv.v_data(il, blocks[i], kvh);
       }
       const int64_t h0 = kvh * group;  // first query head of this group
-      kernels::attention(s_.q.data() + t * nq + h0 * hd, group, k_blocks, v_blocks, bs, hd, n_ctx,
-                         scale, scores, s_.attn.data() + t * nq + h0 * hd);
+      const float* q = s_.q.data() + t * nq + h0 * hd;
+      float* out = s_.attn.data() + t * nq + h0 * hd;
+      if (f16) {
+        kernels::attention_f16(q, group, reinterpret_cast<const uint16_t* const*>(k_blocks),
+                               reinterpret_cast<const uint16_t* const*>(v_blocks), bs, hd, n_ctx,
+                               scale, scores, out);
+      } else {
+        kernels::attention(q, group, reinterpret_cast<const float* const*>(k_blocks),
+                           reinterpret_cast<const float* const*>(v_blocks), bs, hd, n_ctx, scale,
+                           scores, out);
+      }
     }
   });
 }

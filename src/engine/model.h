@@ -22,7 +22,10 @@ class GgufFile;
 class Tokenizer;
 
 struct ModelOptions {
-  int n_threads = 0;  // 0: one per hardware thread
+  // The process's one pool, shared by every model so that two models running at once do not
+  // oversubscribe the cores. Null: the model makes its own with n_threads threads.
+  std::shared_ptr<ThreadPool> pool;
+  int n_threads = 0;  // without a pool; 0: one per hardware thread
 };
 
 // One sequence's part of a batch: `tokens` follow what the cache already holds for `seq`.
@@ -30,6 +33,14 @@ struct SeqBatch {
   KvCache::SeqId seq = 0;
   std::span<const int32_t> tokens;
   bool all_logits = false;  // logits for every token (speculative verification), else the last
+  bool no_logits = false;   // no logits row at all (a prefill chunk before the prompt's end)
+  // Optional, at most one per token: targets[i] is the token that follows tokens[i], and
+  // forward reports log p(targets[i] | ..tokens[i]) reducing each row as it is computed, so
+  // prompt logprobs never need a [n_tokens, n_vocab] matrix.
+  std::span<const int32_t> targets;
+  // log p(tokens[0] | the positions already cached), when known (the previous chunk's last
+  // target); kept with the cache blocks together with the targets' logprobs.
+  float first_logprob = KvCache::kNoLogprob;
 };
 
 class Model {
@@ -46,15 +57,20 @@ class Model {
   ThreadPool& pool() { return *pool_; }
   const std::string& path() const { return path_; }
 
-  // A cache with room for `n_positions` tokens over all sequences (rounded up to blocks).
-  std::unique_ptr<KvCache> make_kv_cache(int64_t n_positions, int block_size = 16) const;
+  // A cache with room for `n_positions` tokens over all sequences (rounded up to blocks), for
+  // tests and tools that size it themselves (the scheduler checks it with KvCache::create).
+  std::unique_ptr<KvCache> make_kv_cache(int64_t n_positions, int block_size = 16,
+                                         KvType type = KvType::kF16) const;
 
   // Writes the K/V of every token of every entry into `kv` and returns logits, row-major
-  // [n_rows, n_vocab]: all positions of an all_logits entry, else its last, in batch order.
-  // Each sequence appears at most once per batch. Errors (nothing is committed):
-  // kInvalidArgument for an empty entry, a repeated sequence or a token id outside the
-  // vocabulary; kOutOfRange when the cache has no room.
-  Status forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<float>& logits);
+  // [n_rows, n_vocab]: all positions of an all_logits entry, none of a no_logits one, else
+  // its last, in batch order. With `target_logprobs`, it receives each entry's targets'
+  // logprobs in batch order (targets.size() values per entry). Each sequence appears at most
+  // once per batch. Errors (nothing is committed, no block is taken): kInvalidArgument for an
+  // empty entry, a repeated sequence, a token id outside the vocabulary or more targets than
+  // tokens; kOutOfRange when the cache has no room for the whole batch.
+  Status forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<float>& logits,
+                 std::vector<float>* target_logprobs = nullptr);
 
  private:
   Model() = default;
@@ -72,10 +88,14 @@ class Model {
     std::vector<float> proj;   // [T, n_embd] output of wo / w_down before the residual add
     std::vector<float> scores; // [n_threads, n_head / n_head_kv, max positions] attention weights
     std::vector<float> xo;     // [n_rows, n_embd] final-normed rows that need logits
-    std::vector<const float*> block_ptrs;  // [n_threads, 2, n_blocks] K and V block pointers
+    std::vector<float> target_logits;  // [kTargetRows, n_vocab] rows reduced to one logprob
+    std::vector<const void*> block_ptrs;  // [n_threads, 2, n_blocks] K and V block pointers
     std::vector<int32_t> tok_seq, tok_pos;  // [T] sequence and position of each token
     std::vector<int32_t> out_tokens;                   // [n_rows] token index per logits row
+    std::vector<int32_t> target_rows, target_ids;      // [n_targets] token index and target
+    std::vector<float> target_lp;                      // [n_targets] their logprobs
   };
+  void compute_target_logprobs();  // s_.target_lp from the final hidden states x
   void ensure_state(int64_t n_tokens, int64_t n_positions);
   void attention(int64_t il, int64_t n_tokens, KvCache& kv);
 
@@ -84,7 +104,7 @@ class Model {
   ModelConfig config_;
   Weights weights_;
   std::unique_ptr<Tokenizer> tokenizer_;
-  std::unique_ptr<ThreadPool> pool_;
+  std::shared_ptr<ThreadPool> pool_;
   std::vector<float> inv_freq_;  // [head_dim / 2] RoPE frequency per pair, scaling applied
   RunState s_;
 };

@@ -53,6 +53,14 @@ void attention(const float* q, int64_t n_q, const float* const* k_blocks,
                const float* const* v_blocks, int64_t block_size, int64_t head_dim, int64_t n,
                float scale, float* scores, float* out);
 
+// The same over keys and values stored as IEEE half floats (bits), as an F16 KV cache holds
+// them; each is widened to float as it is read.
+void attention_f16(const float* q, int64_t n_q, const uint16_t* const* k_blocks,
+                   const uint16_t* const* v_blocks, int64_t block_size, int64_t head_dim,
+                   int64_t n, float scale, float* scores, float* out);
+// out[i] = the half nearest x[i] (ties to even), as fp32_to_fp16.
+void f32_to_f16_row(const float* x, uint16_t* out, int64_t n);
+
 // Rotary position embedding on one head vector of head_dim elements at position `pos`.
 // `inv_freq` [head_dim / 2] holds each pair's frequency (Llama-3 scaling already applied).
 // kNormal rotates adjacent pairs (x[2i], x[2i+1]) — GGUF llama layout;

@@ -15,9 +15,10 @@ namespace frugal::kernels {
 void quantize_row_ref(GgmlType type, const float* x, void* out, int64_t n);
 void dequantize_row_ref(GgmlType type, const void* x, float* out, int64_t n);
 
-// Activation quantization used by matmul for Q8_0/Q4_0 weights: blocks of 32 with a float
-// scale d = max|x| / 127 and q = nearest-even(x * (127 / max|x|)), so that the SIMD kernels can
-// reproduce the exact same integers. `q` [n], `d` [n / 32].
+// Activation quantization used by matmul for Q8_0/Q4_0 weights: blocks of 32 with the scale
+// d = max|x| / 127 rounded to fp16 (as llama.cpp's Q8_0 blocks store it) and
+// q = nearest-even(x * (127 / max|x|)), so that the SIMD kernels can reproduce the exact same
+// integers. `q` [n], `d` [n / 32].
 void quantize_activations_ref(const float* x, int64_t n, int8_t* q, float* d);
 
 void rms_norm_ref(const float* x, const float* w, float eps, int64_t n, float* out);
@@ -30,6 +31,9 @@ float softmax_ref(float* x, int64_t n);
 void attention_ref(const float* q, int64_t n_q, const float* const* k_blocks,
                    const float* const* v_blocks, int64_t block_size, int64_t head_dim, int64_t n,
                    float scale, float* scores, float* out);
+void attention_f16_ref(const float* q, int64_t n_q, const uint16_t* const* k_blocks,
+                       const uint16_t* const* v_blocks, int64_t block_size, int64_t head_dim,
+                       int64_t n, float scale, float* scores, float* out);
 void rope_ref(float* x, int64_t head_dim, int64_t pos, const float* inv_freq, RopeStyle style);
 
 }  // namespace frugal::kernels

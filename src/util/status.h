@@ -21,6 +21,8 @@ enum class ErrorCode : uint8_t {
   kIo,                // the operating system refused (open, mmap, read, write)
   kUnavailable,       // a remote or resource is unreachable or overloaded
   kInternal,          // should not happen; reported instead of aborting where safe
+  kDeadlineExceeded,  // a request's deadline or a timeout passed before it finished
+  kCancelled,         // the caller cancelled the request (a client disconnected)
 };
 
 const char* error_code_name(ErrorCode code);
@@ -50,6 +52,10 @@ inline Status out_of_range(std::string m) { return {ErrorCode::kOutOfRange, std:
 inline Status io_error(std::string m) { return {ErrorCode::kIo, std::move(m)}; }
 inline Status unavailable(std::string m) { return {ErrorCode::kUnavailable, std::move(m)}; }
 inline Status internal_error(std::string m) { return {ErrorCode::kInternal, std::move(m)}; }
+inline Status deadline_exceeded(std::string m) {
+  return {ErrorCode::kDeadlineExceeded, std::move(m)};
+}
+inline Status cancelled(std::string m) { return {ErrorCode::kCancelled, std::move(m)}; }
 
 // A value or the Status that says why there is none. Accessing the value of an error is a bug.
 template <typename T>

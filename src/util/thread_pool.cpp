@@ -38,8 +38,8 @@ Status ThreadPool::start_workers() {
       n_threads_ = i;  // the caller and the i - 1 workers that did start
       return unavailable("the system refused to start thread " + std::to_string(i + 1) +
                          " of " + std::to_string(wanted) + " (" + e.what() +
-                         "); the process limit (ulimit -u) or memory may be too low: use fewer "
-                         "threads");
+                         "); the process limit (ulimit -u), the stack size limit (ulimit -s) "
+                         "or memory may be too tight: use fewer threads");
     }
   }
   return Status::ok();
@@ -87,6 +87,7 @@ void ThreadPool::run(const std::function<void(int)>& fn) {
     fn(0);
     return;
   }
+  std::lock_guard<std::mutex> lock(run_mutex_);
   CHECK(pending_.load() == 0, "ThreadPool::run is not re-entrant");
   job_ = &fn;
   pending_.store(n_threads_ - 1, std::memory_order_release);
@@ -136,6 +137,16 @@ int default_thread_count() {
 }
 
 int max_thread_count() { return 4 * default_thread_count(); }
+
+Result<std::thread> start_thread(std::function<void()> fn, const std::string& what) {
+  try {
+    return std::thread(std::move(fn));
+  } catch (const std::system_error& e) {
+    return unavailable("the system refused to start a thread for " + what + " (" + e.what() +
+                       "); the process limit (ulimit -u), the stack size limit (ulimit -s) or "
+                       "memory may be too tight");
+  }
+}
 
 Result<int> resolve_thread_count(int64_t requested) {
   if (requested == 0) return default_thread_count();

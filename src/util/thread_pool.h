@@ -7,6 +7,8 @@
 #include <cstdint>
 #include <functional>
 #include <memory>
+#include <mutex>
+#include <string>
 #include <thread>
 #include <vector>
 
@@ -21,8 +23,8 @@ class ThreadPool {
   // reports that instead.
   explicit ThreadPool(int n_threads);
   // A pool of exactly `n_threads` threads (0: default_thread_count()). Errors:
-  // kInvalidArgument for a negative count or one above max_thread_count(); kUnavailable when
-  // the system refuses to start a thread (the process limit, memory), saying how many started.
+  // kInvalidArgument for a negative count or one above max_thread_count(); kUnavailable when the system refuses to start a thread (the
+  // process limit, memory), saying how many started.
   static Result<std::unique_ptr<ThreadPool>> create(int n_threads);
   ~ThreadPool();
   ThreadPool(const ThreadPool&) = delete;
@@ -31,7 +33,8 @@ class ThreadPool {
   int n_threads() const { return n_threads_; }
 
   // Calls fn(thread_index) once on each of the n_threads threads (index 0 is the caller) and
-  // returns when all have finished. Not re-entrant: fn must not call run() again.
+  // returns when all have finished. Callers on different threads (two models sharing the
+  // pool) take turns, one job at a time. Not re-entrant: fn must not call run() again.
   void run(const std::function<void(int)>& fn);
 
   // Splits [0, n) into n_threads contiguous chunks, each a multiple of `grain` except the
@@ -47,6 +50,7 @@ class ThreadPool {
   void worker_loop(int index);
 
   int n_threads_;
+  std::mutex run_mutex_;  // one job at a time when several threads share the pool
   std::vector<std::thread> workers_;
   const std::function<void(int)>* job_ = nullptr;
   std::atomic<uint64_t> generation_{0};
@@ -64,6 +68,11 @@ int max_thread_count();
 // A thread count as the user gave it: 0 means default_thread_count(). Errors: kInvalidArgument
 // for a negative count or one above max_thread_count(), giving both numbers.
 Result<int> resolve_thread_count(int64_t requested);
+
+// Starts `fn` on a new thread; every thread the program starts goes through here (or through
+// ThreadPool::create), because std::thread throws std::system_error when the system refuses
+// (ulimit -u, ulimit -s, memory). Errors: kUnavailable naming `what` ("the scheduler loop").
+Result<std::thread> start_thread(std::function<void()> fn, const std::string& what);
 
 // A parallel section costs microseconds to hand off, and a whole timeslice when the machine is
 // busy, so work below this many units (about one multiply-add each) per chunk stays on the

@@ -1,0 +1,195 @@
+// Scheduler: continuous batching over one loaded model. It owns the Model, its KvCache and one
+// loop thread; callers submit() requests and get a handle that streams tokens (to a callback
+// or a queue), reports the finish and can be cancelled at any moment. Each step builds ONE
+// batch — a decode token for every running sequence, then prefill chunks of admitted prompts
+// under a token budget (chunked prefill, so a long prompt never stalls the decoders) — runs
+// one Model::forward, and advances each sequence's SequenceState.
+//
+// Memory: a step's blocks are reserved all or nothing; admission waits (FIFO) until a prompt's
+// blocks are free, and when decoding sequences outgrow the cache the most recently admitted is
+// preempted: its blocks are freed and it is recomputed later, the tokens it already streamed
+// kept. Full blocks are shared across requests through the cache's prefix hashes, with their
+// prompt logprobs, so a repeated system prompt is computed once.
+//
+// Greedy and seeded requests give the same tokens whatever else is batched with them: every
+// kernel computes a token's row the same way at any batch size (tests/sched_test.cpp).
+#pragma once
+
+#include <atomic>
+#include <chrono>
+#include <condition_variable>
+#include <cstdint>
+#include <deque>
+#include <functional>
+#include <memory>
+#include <mutex>
+#include <optional>
+#include <thread>
+#include <vector>
+
+#include "engine/kv_cache.h"
+#include "engine/model.h"
+#include "sched/request.h"
+#include "sched/sequence_state.h"
+#include "util/status.h"
+
+namespace frugal {
+
+using SchedClock = std::chrono::steady_clock;
+
+struct SchedulerOptions {
+  // Positions one sequence may use, prompt and answer; 0: min(4096, the trained context).
+  int64_t n_ctx = 0;
+  // Positions in the KV cache over all sequences; 0: n_ctx × max_running, capped at
+  // kv_budget_bytes, and never below n_ctx.
+  int64_t kv_tokens = 0;
+  int64_t kv_budget_bytes = int64_t{1} << 30;
+  KvType kv_type = KvType::kF16;
+  int block_size = 16;
+  int max_running = 64;      // sequences batched at once
+  int max_queue = 1024;      // waiting requests beyond which submit() refuses
+  int64_t step_tokens = 512; // tokens in one step: decode rows first, then prefill chunks
+};
+
+struct SchedRequest {
+  std::vector<int32_t> prompt;
+  GenerateParams params;
+  std::optional<SchedClock::time_point> deadline;  // finish with kDeadlineExceeded after it
+  // Called on the scheduler's thread with each token, in order; return false to end the
+  // request there (it finishes OK, result.interrupted set). It delays every sequence of the
+  // step, so it must be quick (push to a queue, write to a buffer). Without it the tokens
+  // queue in the handle (RequestHandle::poll).
+  std::function<bool(const GeneratedToken&)> on_token;
+  // Called once on the scheduler's thread when the request ends, after its last token.
+  std::function<void(const Completion&)> on_finish;
+};
+
+// Wakes the scheduler's loop; shared with handles so that cancel() is safe after the
+// scheduler is gone.
+struct SchedWakeup {
+  std::mutex mu;
+  std::condition_variable cv;
+  bool pending = false;
+  void notify();
+};
+
+class RequestHandle {
+ public:
+  // Any thread, any time: the request ends with kCancelled at the next step, and its blocks
+  // return to the pool. No effect once it has ended.
+  void cancel();
+  bool cancelled() const { return cancelled_.load(std::memory_order_acquire); }
+  // Blocks until the request has ended.
+  const Completion& wait();
+  // True once ended, waiting at most `timeout`.
+  bool wait_for(std::chrono::milliseconds timeout);
+  bool done() const;
+
+  // Queue mode (the request had no on_token): the next token, waiting up to `timeout`.
+  enum class Poll { kToken, kFinished, kTimeout };
+  Poll poll(GeneratedToken* out, std::chrono::milliseconds timeout);
+
+ private:
+  friend class Scheduler;
+  explicit RequestHandle(std::shared_ptr<SchedWakeup> wakeup) : wakeup_(std::move(wakeup)) {}
+  void push(const GeneratedToken& t);
+  void complete(Completion c);
+
+  std::shared_ptr<SchedWakeup> wakeup_;
+  std::atomic<bool> cancelled_{false};
+  mutable std::mutex mu_;
+  std::condition_variable cv_;
+  bool done_ = false;
+  Completion completion_;
+  std::deque<GeneratedToken> queue_;
+};
+
+// A snapshot for metrics and tests.
+struct SchedulerStats {
+  int64_t waiting = 0;
+  int64_t running = 0;
+  int64_t kv_blocks_total = 0;
+  int64_t kv_blocks_used = 0;    // referenced by a live sequence
+  int64_t kv_blocks_cached = 0;  // free but still holding a reusable prefix
+  int64_t kv_live_sequences = 0;
+  uint64_t steps = 0;
+  uint64_t preemptions = 0;
+  uint64_t finished = 0;
+  uint64_t prompt_tokens = 0;
+  uint64_t prompt_tokens_cached = 0;
+  uint64_t generated_tokens = 0;
+};
+
+class Scheduler {
+ public:
+  // Errors: kOutOfRange when the KV cache does not fit the machine's memory (both sizes
+  // named); kInvalidArgument for options out of range.
+  static Result<std::unique_ptr<Scheduler>> create(std::unique_ptr<Model> model,
+                                                   const SchedulerOptions& options = {});
+  // Ends every outstanding request with kCancelled and stops the loop.
+  ~Scheduler();
+  Scheduler(const Scheduler&) = delete;
+  Scheduler& operator=(const Scheduler&) = delete;
+
+  // Queues `request`. Errors: kInvalidArgument for an empty prompt, a token id outside the
+  // vocabulary or bad sampling values; kOutOfRange for a prompt that leaves no room in the
+  // context; kUnavailable when max_queue requests are waiting ("queue full: N waiting").
+  Result<std::shared_ptr<RequestHandle>> submit(SchedRequest request);
+
+  Model& model() { return *model_; }
+  const Model& model() const { return *model_; }
+  int64_t n_ctx() const { return n_ctx_; }
+  int64_t kv_tokens() const { return kv_tokens_; }
+  KvType kv_type() const { return options_.kv_type; }
+  int64_t kv_bytes() const { return kv_bytes_; }
+  const SchedulerOptions& options() const { return options_; }
+  SchedulerStats stats() const;
+  // True when the KV pool is whole: no live sequence, every block free or cached, the cache's
+  // invariants intact. Waits for the loop to be idle first; for tests.
+  bool pool_is_whole();
+
+ private:
+  struct Seq;
+  struct Planned {
+    Seq* seq;
+    int64_t n;
+  };
+  Scheduler(std::unique_ptr<Model> model, std::unique_ptr<KvCache> kv,
+            const SchedulerOptions& options, int64_t n_ctx);
+  void loop();
+  void reap();
+  void step();
+  bool admit(std::vector<Planned>& plan, int64_t* budget);
+  void fit_to_pool(std::vector<Planned>& plan);
+  void preempt(Seq* s);
+  void advance(Planned& p, const float* logits_row, const float* target_lp);
+  void finish(Seq* s, Status status);
+  void sweep_finished();
+
+  std::unique_ptr<Model> model_;
+  std::unique_ptr<KvCache> kv_;
+  SchedulerOptions options_;
+  int64_t n_ctx_ = 0, kv_tokens_ = 0, kv_bytes_ = 0;
+  std::shared_ptr<SchedWakeup> wakeup_;
+
+  // Submissions not yet seen by the loop, guarded by wakeup_->mu.
+  std::deque<std::unique_ptr<Seq>> incoming_;
+  bool stop_ = false;
+  bool idle_ = true;  // the loop has nothing to do (guarded by wakeup_->mu)
+  std::condition_variable idle_cv_;
+  std::atomic<int64_t> n_waiting_{0};
+  uint64_t next_id_ = 0;
+
+  // Owned by the loop thread.
+  std::deque<std::unique_ptr<Seq>> waiting_;   // FIFO; preempted sequences return to the front
+  std::vector<std::unique_ptr<Seq>> running_;  // admitted, in admission order
+  std::vector<float> logits_, target_lp_;
+  std::vector<SeqBatch> batch_;
+
+  mutable std::mutex stats_mu_;
+  SchedulerStats stats_;
+
+  std::thread thread_;
+};
+
+}  // namespace frugal
