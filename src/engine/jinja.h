@@ -125,7 +125,7 @@ struct Options {
 
   // Limits that stop a hostile template: each is an error naming the limit.
   size_t max_output_bytes = size_t{16} << 20;
-  int64_t max_work = 50'000'000;  // evaluation steps, plus bytes built / 32
+  int64_t max_work = 5'000'000;  // evaluation steps, plus bytes built / 32
   int max_depth = 100;            // nesting of blocks and expressions, and of macro calls
 
   // The clock of strftime_now(); unset = the current local time.

@@ -38,7 +38,7 @@ Status at_line(int line, const Status& s) {
     if (!st_.is_ok()) return at_line((line), st_);   \
   } while (0)
 
-Result<Value> arith(const std::string& op, const Value& x, const Value& y);
+Result<Value> arith(const std::string& op, const Value& x, const Value& y, size_t max_bytes);
 
 class Renderer {
  public:
@@ -172,6 +172,7 @@ class Renderer {
     if (items.empty()) return exec_body(s.else_body, scope, out);
     const int64_t n = static_cast<int64_t>(items.size());
     for (int64_t i = 0; i < n; ++i) {
+      EVAL_RETURN_IF_ERROR(s.line, ev_.work(1));
       auto iter = std::make_shared<Scope>();
       iter->parent = scope;
       EVAL_RETURN_IF_ERROR(s.line, assign(s.targets, items[static_cast<size_t>(i)], *iter));
@@ -303,7 +304,7 @@ class Renderer {
       case ExprKind::kBinary: {
         FRUGAL_ASSIGN_OR_RETURN(Value x, eval(*e.a, scope));
         FRUGAL_ASSIGN_OR_RETURN(Value y, eval(*e.b, scope));
-        FRUGAL_ASSIGN_OR_RETURN(Value r, arith(e.name, x, y));
+        FRUGAL_ASSIGN_OR_RETURN(Value r, arith(e.name, x, y, opt_.max_output_bytes));
         if (r.is_string()) FRUGAL_RETURN_IF_ERROR(ev_.built(r.as_string().size()));
         if (r.is_list()) FRUGAL_RETURN_IF_ERROR(ev_.built(r.as_list().size()));
         return r;
@@ -542,11 +543,12 @@ Result<Value> checked(bool overflow, int64_t v) {
   return Value(v);
 }
 
-Result<Value> repeat(const Value& seq, int64_t times) {
+Result<Value> repeat(const Value& seq, int64_t times, size_t max_bytes) {
   if (times < 0) times = 0;
   const size_t unit = seq.is_string() ? seq.as_string().size() : seq.as_list().size();
-  if (unit != 0 && static_cast<uint64_t>(times) > (uint64_t{1} << 40) / unit) {
-    return out_of_range("repeating a value " + std::to_string(times) + " times is refused");
+  if (unit != 0 && static_cast<uint64_t>(times) > max_bytes / unit) {
+    return out_of_range("repeating a value " + std::to_string(times) + " times would build more "
+                        "than the " + std::to_string(max_bytes) + " bytes the output may have");
   }
   if (seq.is_string()) {
     std::string out;
@@ -569,7 +571,7 @@ Result<Value> int_pow(int64_t base, int64_t exp) {
   return Value(result);
 }
 
-Result<Value> arith(const std::string& op, const Value& x, const Value& y) {
+Result<Value> arith(const std::string& op, const Value& x, const Value& y, size_t max_bytes) {
   if (op == "~") return Value(to_python_str(x) + to_python_str(y));
   if (x.is_undefined()) return invalid_argument(x.undefined_why());
   if (y.is_undefined()) return invalid_argument(y.undefined_why());
@@ -583,6 +585,14 @@ Result<Value> arith(const std::string& op, const Value& x, const Value& y) {
       return checked(overflow, r);
     }
     if (nums) return Value(x.as_float() + y.as_float());
+    const size_t total = x.is_string() && y.is_string() ? x.as_string().size() + y.as_string().size()
+                         : x.is_list() && y.is_list() ? x.as_list().size() + y.as_list().size()
+                                                      : 0;
+    if (total > max_bytes) {
+      return out_of_range("the template built a value of " + std::to_string(total) +
+                          " bytes, more than the " + std::to_string(max_bytes) +
+                          " its output may have");
+    }
     if (x.is_string() && y.is_string()) return Value(x.as_string() + y.as_string());
     if (x.is_list() && y.is_list()) {
       ValueList out = x.as_list();
@@ -605,8 +615,8 @@ Result<Value> arith(const std::string& op, const Value& x, const Value& y) {
     if (nums) return Value(x.as_float() * y.as_float());
     const bool y_int = y.kind() == Value::Kind::kInt || y.kind() == Value::Kind::kBool;
     const bool x_int = x.kind() == Value::Kind::kInt || x.kind() == Value::Kind::kBool;
-    if ((x.is_string() || x.is_list()) && y_int) return repeat(x, y.as_int());
-    if ((y.is_string() || y.is_list()) && x_int) return repeat(y, x.as_int());
+    if ((x.is_string() || x.is_list()) && y_int) return repeat(x, y.as_int(), max_bytes);
+    if ((y.is_string() || y.is_list()) && x_int) return repeat(y, x.as_int(), max_bytes);
   } else if (op == "/" || op == "//" || op == "%") {
     if (op == "%" && x.is_string()) return unsupported("string formatting with % is not supported");
     if (nums) {

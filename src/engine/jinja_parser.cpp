@@ -108,7 +108,7 @@ class Parser {
         if (ends.empty()) return body;
         return invalid_argument("template line " + std::to_string(t.line) +
                                 ": unexpected end of template; the block opened on line " +
-                                std::to_string(opened_line) + " needs '" + ends.back() + "'");
+                                std::to_string(opened_line) + " needs '" + ends.front() + "'");
       }
       if (t.type == Tok::kData) {
         auto s = std::make_unique<Stmt>();
