@@ -28,7 +28,7 @@ Result<kernels::WeightView> bind_matrix(const GgufFile& f, const std::string& na
   if (info == nullptr || !info->computable) {
     return unsupported("tensor " + name + " has type " + (info ? info->name : "unknown") +
                        ", which this build cannot compute with yet; convert the model with "
-                       "`frugal quantize IN.gguf OUT.gguf q8_0` (or q4_0, f16)");
+                       "`frugal quantize IN.gguf OUT.gguf q4_k_m` (or q8_0, f16)");
   }
   return kernels::WeightView{t->data, t->type, n_rows, n_cols};
 }

@@ -129,7 +129,7 @@ void MatmulFloat(const WeightView& w, const float* x, int64_t n_tokens, float* y
 // ---------------------------------------------------------------- activation quantization
 
 // Quantizes one token's activations x [n_blocks * 32] into blocks (see quantize_activations_ref,
-// whose integers this reproduces exactly) with bias = -kBiasMul * sum(qs).
+// whose integers and scales this reproduces exactly) with bias = -kBiasMul * sum(qs).
 template <int kBiasMul>
 void QuantizeActivations(const float* x, int64_t n_blocks, ActivationBlock* out, float* d) {
   const hn::ScalableTag<float> df;
@@ -142,7 +142,7 @@ void QuantizeActivations(const float* x, int64_t n_blocks, ActivationBlock* out,
     for (size_t j = 0; j < 32; j += n) vmax = hn::Max(vmax, hn::Abs(hn::LoadU(df, xb + j)));
     const float amax = hn::GetLane(hn::MaxOfLanes(df, vmax));
     const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
-    d[b] = amax / 127.0f;
+    d[b] = fp16_to_fp32(fp32_to_fp16(amax / 127.0f));  // llama.cpp keeps Q8_0's d as fp16
     const auto vid = hn::Set(df, id);
     auto vsum = hn::Zero(di);
     for (size_t j = 0; j < 32; j += n) {

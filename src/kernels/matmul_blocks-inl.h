@@ -67,8 +67,8 @@ void QuantizeActs(const float* x, int64_t n_blocks, ActivationBlock32* out) {
       hn::StoreU(hn::DemoteTo(di8, q), di8, out[b].qs + j);
     }
     const int32_t sum = hn::GetLane(hn::SumOfLanes(di, vsum));
-    out[b].d = amax / 127.0f;
-    out[b].s = out[b].d * static_cast<float>(sum);
+    out[b].d = fp16_to_fp32(fp32_to_fp16(amax / 127.0f));
+    out[b].s = fp16_to_fp32(fp32_to_fp16(amax / 127.0f * static_cast<float>(sum)));
     out[b].bias[0] = -kBiasMul * sum;
     out[b].bias[1] = out[b].bias[2] = out[b].bias[3] = 0;
   }

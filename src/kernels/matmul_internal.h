@@ -20,7 +20,7 @@ static_assert(sizeof(ActivationBlock) == 48);
 
 // One block of 32 activations for the Q4_1/Q5_0/Q5_1/IQ4_NL kernels: Q8_0's integers with
 // the scale d = max|x| / 127 and s = d * sum(qs) (llama.cpp's Q8_1 sum, for weight types with a
-// minimum); `bias` as in ActivationBlock.
+// minimum), both rounded to fp16 as llama.cpp stores them; `bias` as in ActivationBlock.
 struct alignas(64) ActivationBlock32 {
   int8_t qs[32];
   int32_t bias[4];

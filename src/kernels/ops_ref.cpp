@@ -150,7 +150,7 @@ void quantize_activations_ref(const float* x, int64_t n, int8_t* q, float* d) {
     float amax = 0.0f;
     for (int j = 0; j < 32; ++j) amax = std::max(amax, std::fabs(xb[j]));
     const float id = amax > 0.0f ? 127.0f / amax : 0.0f;
-    d[b] = amax / 127.0f;
+    d[b] = fp16_to_fp32(fp32_to_fp16(amax / 127.0f));
     for (int j = 0; j < 32; ++j) q[b * 32 + j] = static_cast<int8_t>(std::nearbyint(xb[j] * id));
   }
 }

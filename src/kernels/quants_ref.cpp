@@ -610,8 +610,10 @@ void quantize_activations32_ref(const float* x, int64_t n_blocks, int bias_mul,
       out[b].qs[j] = static_cast<int8_t>(std::nearbyint(x[j] * id));
       sum += out[b].qs[j];
     }
-    out[b].d = amax / 127.0f;
-    out[b].s = out[b].d * static_cast<float>(sum);
+    // Scales rounded to fp16 as llama.cpp's Q8_0 / Q8_1 blocks store them (s from the
+    // unrounded d), so that products match llama.cpp's to float rounding.
+    out[b].d = fp16_to_fp32(fp32_to_fp16(amax / 127.0f));
+    out[b].s = fp16_to_fp32(fp32_to_fp16(amax / 127.0f * static_cast<float>(sum)));
     out[b].bias[0] = -bias_mul * sum;
     out[b].bias[1] = out[b].bias[2] = out[b].bias[3] = 0;
     out[b].unused[0] = out[b].unused[1] = 0.0f;

@@ -153,12 +153,13 @@ def read_gguf(path):
 def _q8_0_roundtrip(x):
     """x quantized to 8-bit blocks of 32 along the last axis and back (activation path), as
     the engine's matmul does (kernels/ops_ref.cpp quantize_activations_ref): q = round(x / d)
-    with d = amax / 127 kept in float32 (unlike stored Q8_0 weights, not rounded to fp16)."""
+    with d = amax / 127, multiplied back by d rounded to fp16 (as llama.cpp's Q8_0 blocks
+    store it)."""
     shape = x.shape
     b = x.reshape(-1, 32).astype(np.float32)
     d = np.abs(b).max(axis=1, keepdims=True) / np.float32(127)
     q = np.round(b / np.where(d > 0, d, 1))
-    return (q * d).reshape(shape)
+    return (q * d.astype(np.float16).astype(np.float32)).reshape(shape)
 
 
 def gguf_forward(path, tokens, quantize_activations=True, model=None):
