@@ -1,8 +1,15 @@
 // Chat template tests: each family's rendering of one conversation, recognition from the
-// families' Jinja sources and names, and the error for an unknown template.
+// families' Jinja sources and names, and the error for an unknown template; the file's own
+// Jinja template (resolution, fallback, refusal, a single BOS with a real tokenizer).
 #include "engine/chat_template.h"
 
 #include <gtest/gtest.h>
+
+#include <filesystem>
+
+#include "engine/gguf.h"
+#include "engine/tokenizer.h"
+#include "util/file_io.h"
 
 namespace frugal {
 namespace {
@@ -204,6 +211,123 @@ TEST(ChatTemplate, RoleTheFormatCannotExpressIsRefused) {
   // chatml writes any role as it is.
   EXPECT_EQ(render("chatml", with_tool, false),
             "<|im_start|>user\nHi<|im_end|>\n<|im_start|>tool\n42<|im_end|>\n");
+}
+
+// ---- The file's own Jinja template -----------------------------------------------------------
+
+const std::filesystem::path kTemplates =
+    std::filesystem::path(FRUGAL_SOURCE_DIR) / "tests" / "fixtures" / "chat_templates";
+
+std::string fixture(const std::string& name) {
+  auto text = read_file((kTemplates / (name + ".jinja")).string());
+  EXPECT_TRUE(text.is_ok()) << text.status().to_string();
+  return text.is_ok() ? *text : std::string();
+}
+
+TEST(ChatTemplateJinja, TheFilesTemplateIsInterpreted) {
+  auto t = resolve_chat_template(fixture("qwen2.5"));
+  ASSERT_TRUE(t.is_ok()) << t.status().to_string();
+  EXPECT_NE(t->jinja, nullptr);
+  EXPECT_EQ(t->description, "jinja (from the file)");
+  ChatTemplateInputs in;
+  auto text = apply_chat_template(*t, std::vector<ChatMessage>{{"user", "Hi"}}, in);
+  ASSERT_TRUE(text.is_ok()) << text.status().to_string();
+  EXPECT_EQ(*text,
+            "<|im_start|>system\nYou are Qwen, created by Alibaba Cloud. You are a helpful "
+            "assistant.<|im_end|>\n<|im_start|>user\nHi<|im_end|>\n<|im_start|>assistant\n");
+  // Tools reach the template: Qwen2.5 lists them in its system turn.
+  in.extra = nlohmann::ordered_json::parse(
+      R"({"tools": [{"type": "function", "function": {"name": "get_time", "parameters": {}}}]})");
+  text = apply_chat_template(*t, std::vector<ChatMessage>{{"user", "Hi"}}, in);
+  ASSERT_TRUE(text.is_ok()) << text.status().to_string();
+  EXPECT_NE(text->find("<tools>\n{\"type\": \"function\", \"function\": {\"name\": \"get_time\""),
+            std::string::npos)
+      << *text;
+}
+
+TEST(ChatTemplateJinja, NamesEmptyAndFallback) {
+  auto named = resolve_chat_template("llama3");
+  ASSERT_TRUE(named.is_ok());
+  EXPECT_EQ(named->jinja, nullptr);
+  EXPECT_EQ(named->description, "named: llama3");
+  EXPECT_EQ(resolve_chat_template("")->description, "named: chatml (the file has no chat template)");
+
+  // A template that does not parse but is recognisable falls back to its named format, and says so.
+  const std::string broken = "{% for message in messages %}{{ '<|im_start|>' + message['role'] }}";
+  auto fb = resolve_chat_template(broken);
+  ASSERT_TRUE(fb.is_ok()) << fb.status().to_string();
+  EXPECT_EQ(fb->jinja, nullptr);
+  EXPECT_EQ(fb->named.format, ChatFormat::kChatml);
+  EXPECT_EQ(fb->description.rfind("named: chatml (fallback because the file's template does not parse: template line 1", 0), 0)
+      << fb->description;
+
+  // Neither parseable nor recognisable: the parse error and the fix.
+  auto bad = resolve_chat_template("{% if %}");
+  ASSERT_FALSE(bad.is_ok());
+  EXPECT_EQ(bad.status().code(), ErrorCode::kUnsupported);
+  EXPECT_NE(bad.status().message().find("template line 1"), std::string::npos);
+  EXPECT_NE(bad.status().message().find("--chat-template"), std::string::npos);
+}
+
+TEST(ChatTemplateJinja, RefusalNamesTheTemplatesMessage) {
+  auto t = resolve_chat_template(fixture("gemma2"));
+  ASSERT_TRUE(t.is_ok());
+  auto text = apply_chat_template(*t, std::vector<ChatMessage>{{"user", "a"}, {"user", "b"}}, {});
+  ASSERT_FALSE(text.is_ok());
+  EXPECT_EQ(text.status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_EQ(text.status().message(),
+            "the chat template refused the conversation: Conversation roles must alternate "
+            "user/assistant/user/assistant/... (template line 1)");
+}
+
+TEST(ChatTemplateJinja, MessagesWithToolCallsReachTheTemplate) {
+  auto t = resolve_chat_template(fixture("llama3.1"));
+  ASSERT_TRUE(t.is_ok());
+  auto messages = nlohmann::ordered_json::parse(R"([
+    {"role": "user", "content": "Time?"},
+    {"role": "assistant", "tool_calls": [{"function": {"name": "now", "arguments": {"tz": "UTC"}}}]}
+  ])");
+  auto text = apply_chat_template(*t, messages, {});
+  ASSERT_TRUE(text.is_ok()) << text.status().to_string();
+  EXPECT_NE(text->find("{\"name\": \"now\", \"parameters\": {\"tz\": \"UTC\"}}<|eot_id|>"),
+            std::string::npos)
+      << *text;
+  // A named format takes string content only, and says so.
+  auto named = resolve_chat_template("chatml");
+  auto r = apply_chat_template(*named, nlohmann::ordered_json::parse(R"([{"role": "user", "content": [1]}])"), {});
+  EXPECT_EQ(r.status().code(), ErrorCode::kInvalidArgument);
+}
+
+// Llama 3's template writes <|begin_of_text|> itself; the tokenizer adds BOS too. The prompt must
+// start with one BOS, as llama.cpp makes it.
+TEST(ChatTemplateJinja, OneBosWhenTheTemplateWritesIt) {
+  const auto vocab = std::filesystem::path(FRUGAL_SHARED_DIR) / "fixtures" / "tokenizer" / "llama-bpe.gguf";
+  auto gguf = GgufFile::open(vocab.string());
+  ASSERT_TRUE(gguf.is_ok()) << gguf.status().to_string();
+  auto tok = Tokenizer::from_gguf(**gguf);
+  ASSERT_TRUE(tok.is_ok()) << tok.status().to_string();
+  const Tokenizer& tk = **tok;
+  ASSERT_TRUE(tk.add_bos());
+  ChatTemplateInputs in = chat_template_inputs(tk);
+  EXPECT_EQ(in.bos_token, "<|begin_of_text|>");
+
+  auto t = resolve_chat_template(fixture("llama3.2"));
+  ASSERT_TRUE(t.is_ok());
+  in.now = 1700000000;
+  auto text = apply_chat_template(*t, std::vector<ChatMessage>{{"user", "Hi"}}, in);
+  ASSERT_TRUE(text.is_ok()) << text.status().to_string();
+  EXPECT_EQ(text->rfind("<|start_header_id|>system<|end_header_id|>", 0), 0) << *text;
+  const std::vector<int32_t> ids = tk.encode(*text, tk.add_bos(), /*parse_special=*/true);
+  ASSERT_GE(ids.size(), 3u);
+  EXPECT_EQ(ids[0], tk.bos_id());
+  EXPECT_NE(ids[1], tk.bos_id());
+  EXPECT_EQ(tk.token_text(ids[1]), "<|start_header_id|>");
+
+  // Without the strip (a tokenizer that does not add BOS), the template's own BOS stays.
+  in.add_bos = false;
+  text = apply_chat_template(*t, std::vector<ChatMessage>{{"user", "Hi"}}, in);
+  ASSERT_TRUE(text.is_ok());
+  EXPECT_EQ(text->rfind("<|begin_of_text|><|start_header_id|>", 0), 0);
 }
 
 }  // namespace
