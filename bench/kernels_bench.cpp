@@ -2,6 +2,7 @@
 // roofline measured in the same run. Decode (1 token): GB/s of weights streamed vs memory
 // bandwidth. Prefill (512 tokens): GFLOP/s (2 flops per weight per token) vs FP32 FMA peak.
 // Usage: kernels_bench [n_threads=2] [types=q4_0,q8_0,f16,bf16,f32]
+//   (any computable type: q4_k, q5_k, q6_k, q3_k, q2_k, q5_0, q5_1, q4_1, iq4_nl, ...)
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -76,8 +77,21 @@ Matrix make_matrix(GgmlType type, const Shape& s, uint64_t seed) {
       }
       break;
     default: {
+      // Every fp16 scale of a block (offsets per ggml_type.h) set to a normal value; the
+      // integer bytes stay random.
       const int64_t bb = ggml_type_info(type)->type_size;
-      for (int64_t i = 0; i < n; i += bb) std::memcpy(p + i, &scale, 2);
+      std::vector<int> halves = {0};
+      switch (type) {
+        case GgmlType::kQ4_1: case GgmlType::kQ5_1: case GgmlType::kQ4_K: case GgmlType::kQ5_K:
+          halves = {0, 2};
+          break;
+        case GgmlType::kQ2_K: halves = {80, 82}; break;
+        case GgmlType::kQ3_K: halves = {108}; break;
+        case GgmlType::kQ6_K: halves = {208}; break;
+        default: break;
+      }
+      for (int64_t i = 0; i < n; i += bb)
+        for (int off : halves) std::memcpy(p + i + off, &scale, 2);
     }
   }
   m.view.data = p;
