@@ -28,15 +28,39 @@ struct Q3_KKernel {
     VU8 hmask[2];    // hmask[0..16) and hmask[16..32)
   };
 
+  // The 16 scales of each row (unpack_scales_q3_k, vectorised) as bytes 0..15 of its lane,
+  // from the lane holding block bytes 94..109 (the scales are bytes 2..13 of it).
+  static HWY_INLINE VU8 UnpackScales(VU8 raw) {
+    alignas(16) static constexpr uint8_t kLowByte[16] = {2, 3, 4, 5, 6, 7, 8, 9,
+                                                         2, 3, 4, 5, 6, 7, 8, 9};
+    alignas(16) static constexpr uint8_t kHighByte[16] = {10, 11, 12, 13, 10, 11, 12, 13,
+                                                          10, 11, 12, 13, 10, 11, 12, 13};
+    alignas(16) static constexpr uint8_t kFirstHalf[16] = {15, 15, 15, 15, 15, 15, 15, 15,
+                                                           0,  0,  0,  0,  0,  0,  0,  0};
+    alignas(16) static constexpr uint8_t kSecondHalf[16] = {0,  0,  0,  0,  0,  0,  0,  0,
+                                                            15, 15, 15, 15, 15, 15, 15, 15};
+    // Scale j takes bits 2 (j / 4) and 2 (j / 4) + 1 of its high byte to bits 4 and 5.
+    alignas(16) static constexpr uint8_t kGroup[4][16] = {
+        {0x30, 0x30, 0x30, 0x30, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0},
+        {0, 0, 0, 0, 0x30, 0x30, 0x30, 0x30, 0, 0, 0, 0, 0, 0, 0, 0},
+        {0, 0, 0, 0, 0, 0, 0, 0, 0x30, 0x30, 0x30, 0x30, 0, 0, 0, 0},
+        {0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0, 0x30, 0x30, 0x30, 0x30}};
+    const VU8 low = hn::TableLookupBytes(raw, Dup16(kLowByte));
+    const VU8 low4 = hn::Or(hn::And(low, Dup16(kFirstHalf)),
+                            hn::And(ShiftBytesRight<4>(low), Dup16(kSecondHalf)));
+    const VU8 high = hn::TableLookupBytes(raw, Dup16(kHighByte));
+    const VU8 top = hn::Or(hn::Or(hn::And(ShiftBytesLeft<4>(high), Dup16(kGroup[0])),
+                                  hn::And(ShiftBytesLeft<2>(high), Dup16(kGroup[1]))),
+                           hn::Or(hn::And(high, Dup16(kGroup[2])),
+                                  hn::And(ShiftBytesRight<2>(high), Dup16(kGroup[3]))));
+    return hn::Or(low4, top);
+  }
+
   static HWY_INLINE Header LoadHeader(const uint8_t* const* p, const int32_t* spread) {
-    // The 6-bit scales straddle bytes in a pattern that costs more to shuffle than to unpack
-    // in scalar code, once per block and row.
-    alignas(64) uint8_t s[16 * kQRows];
-    for (int r = 0; r < kQRows; ++r) unpack_scales_q3_k(p[r] + 96, s + 16 * r);
-    const VU8 sv = hn::Load(DU8(), s);
+    const VU8 s = UnpackScales(LoadRowChunks(p, 94));
     const VI16 bias = hn::Set(DI16(), 32);
     return {RowHalfs(p, 108, spread),
-            {hn::Sub(WidenBytes<0>(sv), bias), hn::Sub(WidenBytes<8>(sv), bias)},
+            {hn::Sub(WidenBytes<0>(s), bias), hn::Sub(WidenBytes<8>(s), bias)},
             {LoadRowChunks(p, 0), LoadRowChunks(p, 16)}};
   }
 
