@@ -4,13 +4,15 @@
 #   gguf_fuzz       GgufFile::parse over arbitrary bytes, from the committed seed corpus
 #   tokenizer_fuzz  the SentencePiece and BPE tokenizers over arbitrary text (vocab fixtures
 #                   from ../shared/fixtures/tokenizer)
+#   jinja_fuzz      the Jinja chat-template interpreter over arbitrary template text, seeded
+#                   with the real templates of tests/fixtures/chat_templates
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET ...]. Crashes land in build-fuzz/fuzz/artifacts/.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_TO_RUN="${1:-30}"
 shift || true
 TARGETS=("$@")
-[ "${#TARGETS[@]}" -gt 0 ] || TARGETS=(gguf_fuzz tokenizer_fuzz)
+[ "${#TARGETS[@]}" -gt 0 ] || TARGETS=(gguf_fuzz tokenizer_fuzz jinja_fuzz)
 CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DFRUGAL_FUZZ=ON -DFRUGAL_TESTS=OFF >/dev/null
 cmake --build build-fuzz --target "${TARGETS[@]}"

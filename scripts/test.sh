@@ -8,4 +8,4 @@ bash scripts/build.sh
 if [ -d tests/python ]; then
   FRUGAL_BIN="$PWD/build/frugal" .venv/bin/python -m pytest -q tests/python
 fi
-bash scripts/fuzz.sh 12  # GGUF parser and tokenizer fuzzers, 12 s each
+bash scripts/fuzz.sh 12  # GGUF parser, tokenizer and Jinja fuzzers, 12 s each

@@ -26,25 +26,7 @@ namespace frugal::jinja {
 class Value;
 using ValueList = std::vector<Value>;
 
-// A string-keyed map that keeps insertion order, as Python dicts and JSON objects do.
-class ValueDict {
- public:
-  using Item = std::pair<std::string, Value>;
-  ValueDict() = default;
-  ValueDict(std::initializer_list<Item> items);
-
-  // nullptr when `key` is absent.
-  const Value* find(std::string_view key) const;
-  // Replaces the value of an existing key in place, or appends a new key.
-  void set(std::string key, Value value);
-  size_t size() const { return items_.size(); }
-  bool empty() const { return items_.empty(); }
-  std::vector<Item>::const_iterator begin() const { return items_.begin(); }
-  std::vector<Item>::const_iterator end() const { return items_.end(); }
-
- private:
-  std::vector<Item> items_;
-};
+class ValueDict;
 
 namespace detail {
 struct Callable;
@@ -115,6 +97,26 @@ class Value {
   // kString and kUndefined: std::string; kList: ValueList; kDict, kNamespace: ValueDict;
   // kCallable: detail::Callable. Shared, so copies are cheap.
   std::shared_ptr<void> ptr_;
+};
+
+// A string-keyed map that keeps insertion order, as Python dicts and JSON objects do.
+class ValueDict {
+ public:
+  using Item = std::pair<std::string, Value>;
+  ValueDict() = default;
+  ValueDict(std::initializer_list<Item> items);
+
+  // nullptr when `key` is absent.
+  const Value* find(std::string_view key) const;
+  // Replaces the value of an existing key in place, or appends a new key.
+  void set(std::string key, Value value);
+  size_t size() const { return items_.size(); }
+  bool empty() const { return items_.empty(); }
+  std::vector<Item>::const_iterator begin() const { return items_.begin(); }
+  std::vector<Item>::const_iterator end() const { return items_.end(); }
+
+ private:
+  std::vector<Item> items_;
 };
 
 struct Options {

@@ -90,7 +90,7 @@ Result<ValueList> iterate(const Value& v) {
 
 namespace {
 
-const Value kUndef;
+const Value kUndef = Value();
 const Value kNone(nullptr);
 const Value kFalse(false);
 const Value kEmpty(std::string{});
