@@ -673,7 +673,12 @@ TEST(Eval, BadInputIsAStatus) {
 
 std::vector<AnswerToken> answer_tokens(const std::vector<float>& logprobs) {
   std::vector<AnswerToken> out;
-  for (float lp : logprobs) out.push_back({"x", lp, {}});
+  for (float lp : logprobs) {
+    AnswerToken t;
+    t.piece = "x";
+    t.logprob = lp;
+    out.push_back(t);
+  }
   return out;
 }
 

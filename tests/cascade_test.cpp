@@ -194,10 +194,12 @@ TEST_F(CascadeTest, ThresholdOneAlwaysEscalatesAndPaysBothTiers) {
 
 // A top tier that always says the same thing, so "the answer came from the top tier" is
 // visible in the text.
-class FixedTier : public Tier {
+class FixedTier : public SyncTier {
  public:
-  explicit FixedTier(TierConfig config) : Tier(std::move(config)) {}
-  Result<TierAnswer> answer(const TierRequest&, const TokenObserver&) override {
+  explicit FixedTier(TierConfig config) : SyncTier(std::move(config)) {}
+
+ protected:
+  Result<TierAnswer> answer_now(const TierRequest&, const TokenObserver&) override {
     TierAnswer a;
     a.text = "from the top";
     a.finish = FinishReason::kStop;

@@ -18,12 +18,15 @@ void append_field(std::string& key, const std::string& value) {
 }  // namespace
 
 CacheTier::CacheTier(const TierConfig& config)
-    : Tier(config), capacity_(static_cast<size_t>(std::max<int64_t>(1, config.cache_capacity))) {
+    : SyncTier(config),
+      capacity_(static_cast<size_t>(std::max<int64_t>(1, config.cache_capacity))) {
   CHECK(config.kind == TierKind::kCache, "CacheTier built from a %s tier",
         tier_kind_name(config.kind));
 }
 
-bool CacheTier::cacheable(const TierRequest& request) { return request.temperature == 0.0f; }
+bool CacheTier::cacheable(const TierRequest& request) {
+  return request.temperature == 0.0f || request.seed_set;
+}
 
 std::string CacheTier::canonical_key(const TierRequest& request) {
   std::string key = "m" + std::to_string(request.messages.size()) + ";";
@@ -31,18 +34,26 @@ std::string CacheTier::canonical_key(const TierRequest& request) {
     append_field(key, m.role);
     append_field(key, m.content);
   }
-  uint32_t temp_bits = 0;
-  static_assert(sizeof(temp_bits) == sizeof(request.temperature));
-  std::memcpy(&temp_bits, &request.temperature, sizeof(temp_bits));
-  key += "t" + std::to_string(temp_bits) + ";n" + std::to_string(request.max_tokens) + ";s" +
-         std::to_string(request.stop.size()) + ";";
+  if (request.raw_prompt) {
+    key += "r";
+    append_field(key, *request.raw_prompt);
+  }
+  auto bits = [](float f) {
+    uint32_t b = 0;
+    std::memcpy(&b, &f, sizeof(b));
+    return std::to_string(b);
+  };
+  key += "t" + bits(request.temperature) + ";p" + bits(request.top_p) + ";n" +
+         std::to_string(request.max_tokens) + ";l" + std::to_string(request.n_logprobs) + ";";
+  if (request.temperature != 0.0f) key += "seed" + std::to_string(request.seed) + ";";
+  key += "s" + std::to_string(request.stop.size()) + ";";
   for (const std::string& s : request.stop) append_field(key, s);
   return key;
 }
 
-Result<TierAnswer> CacheTier::answer(const TierRequest& request, const TokenObserver&) {
+Result<TierAnswer> CacheTier::answer_now(const TierRequest& request, const TokenObserver&) {
   Timer timer;
-  if (!cacheable(request)) return not_found("not cacheable: temperature > 0");
+  if (!cacheable(request)) return not_found("not cacheable: sampled without a fixed seed");
   const std::string key = canonical_key(request);
   std::lock_guard<std::mutex> lock(mutex_);
   auto it = index_.find(key);

@@ -1,9 +1,14 @@
-// Cascade: the escalation policy over the tiers (cache, tier 1, scorer, top tier).
+// Cascade: the escalation policy over the tiers (cache, tier 1, scorer, top tier, fallbacks),
+// as one state machine per request (CascadeRunImpl) driven by the tiers' callbacks.
 #include "cascade/cascade.h"
 
+#include <condition_variable>
 #include <limits>
+#include <mutex>
 
+#include "cascade/calibration.h"
 #include "cascade/early_escalation.h"
+#include "util/timer.h"
 
 namespace frugal::cascade {
 
@@ -14,16 +19,192 @@ void add_use(CascadeAnswer& out, const Tier& tier, const TierAnswer& a) {
   out.tokens_in += a.tokens_in;
   out.tokens_out += a.tokens_out;
   out.cost += a.cost;
-  out.latency_ms += a.latency_ms;
 }
 
 void take_answer(CascadeAnswer& out, const Tier& tier, const TierAnswer& a) {
   out.text = a.text;
+  out.tokens = a.tokens;
   out.finish = a.finish;
   out.tier = tier.name();
+  out.answer_tokens_in = a.tokens_in;
+  out.answer_tokens_in_cached = a.tokens_in_cached;
 }
 
 }  // namespace
+
+Decision decide(const Scorer& scorer, double threshold, const TierAnswer& tier1) {
+  Decision d;
+  d.features = scorer_features(tier1);
+  d.score = scorer(d.features);
+  d.escalate = cascade_escalates(d.score, threshold);
+  return d;
+}
+
+// ---------------------------------------------------------------------------- one request
+
+// States: cache lookup (inline in begin) → tier 1 → decision → top tier → fallbacks → done.
+// Every transition after begin() happens on the thread of the tier whose call just ended;
+// `mu_` guards only what cancel() touches from other threads.
+class CascadeRunImpl : public CascadeRun, public std::enable_shared_from_this<CascadeRunImpl> {
+ public:
+  CascadeRunImpl(Cascade& c, const TierRequest& request, CascadeSink sink)
+      : c_(c), request_(request), sink_(std::move(sink)) {
+    out_.score = std::numeric_limits<double>::quiet_NaN();
+  }
+
+  void begin() {
+    if (CacheTier* cache = c_.cache_.get(); cache != nullptr && CacheTier::cacheable(request_)) {
+      auto hit = cache->answer(request_);
+      if (hit.is_ok()) {
+        take_answer(out_, *cache, *hit);
+        out_.cache_hit = true;
+        add_use(out_, *cache, *hit);
+        for (const AnswerToken& t : hit->tokens) release(t);
+        finish(std::move(out_));
+        return;
+      }
+    }
+    if (c_.model_tiers_.size() == 1) {
+      start_tier(0, request_, /*live=*/true);
+      return;
+    }
+    TierRequest r1 = request_;
+    r1.prompt_logprobs = true;
+    if (c_.config_.early_escalation) {
+      floor_.emplace(c_.config_.early_escalation_window, c_.config_.early_escalation_logprob);
+    }
+    start_tier(0, r1, /*live=*/false);
+  }
+
+  void cancel() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (cancelled_) return;
+    cancelled_ = true;
+    if (call_) call_->cancel();
+  }
+
+ private:
+  bool cancelled() {
+    std::lock_guard<std::mutex> lock(mu_);
+    return cancelled_;
+  }
+
+  // Starts model tier `index`. Tier 1 (index 0 of several) is held and watched by the early
+  // escalation floor; the others stream live to the caller.
+  void start_tier(size_t index, const TierRequest& request, bool live) {
+    if (cancelled()) {
+      finish(cancelled_status());
+      return;
+    }
+    Tier& tier = *c_.model_tiers_[index];
+    auto self = shared_from_this();
+    TierSink sink;
+    sink.on_token = [self, live](const AnswerToken& t) {
+      if (!live) return !self->floor_ || (*self->floor_)(t);
+      self->streamed_ = true;
+      return self->release(t);
+    };
+    sink.on_done = [self, index](Result<TierAnswer> a) { self->tier_done(index, std::move(a)); };
+    streamed_ = false;
+    auto call = tier.start(request, std::move(sink));
+    if (!call.is_ok()) {
+      tier_done(index, call.status());
+      return;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    call_ = std::move(call).value();
+    if (cancelled_) call_->cancel();
+  }
+
+  void tier_done(size_t index, Result<TierAnswer> a) {
+    Tier& tier = *c_.model_tiers_[index];
+    const bool several = c_.model_tiers_.size() > 1;
+    if (!a.is_ok()) {
+      const Status& st = a.status();
+      if (st.code() == ErrorCode::kCancelled || cancelled()) {
+        finish(cancelled_status());
+        return;
+      }
+      out_.tier_errors.push_back(st.to_string());
+      // A tier that failed before streaming anything hands the request on: tier 1 to the top
+      // tier, the top tier to the next fallback. A deadline that passed ends it everywhere.
+      const size_t next = index + 1;
+      if (st.code() != ErrorCode::kDeadlineExceeded && !streamed_ &&
+          next < c_.model_tiers_.size()) {
+        if (index == 0) out_.escalated = true;
+        escalate(next);
+        return;
+      }
+      finish(st);
+      return;
+    }
+    add_use(out_, tier, *a);
+    if (index == 0 && several) {
+      out_.tier1 = *a;
+      if (a->interrupted) {
+        out_.tier1.escalated_early = true;
+        out_.escalated_early = true;
+        out_.tokens_saved = std::max<int64_t>(0, request_.max_tokens - a->tokens_out);
+        out_.escalated = true;
+        escalate(1);
+        return;
+      }
+      const Decision d = decide(c_.scorer_, c_.threshold_, *a);
+      out_.features = d.features;
+      out_.score = d.score;
+      if (d.escalate) {
+        out_.escalated = true;
+        escalate(1);
+        return;
+      }
+      // Accepted: tier 1's held answer goes out now.
+      for (const AnswerToken& t : a->tokens) {
+        if (!release(t)) {
+          finish(cancelled_status());
+          return;
+        }
+      }
+    }
+    take_answer(out_, tier, *a);
+    if (c_.cache_ != nullptr) c_.cache_->store(request_, *a);
+    finish(std::move(out_));
+  }
+
+  void escalate(size_t index) {
+    TierRequest r = request_;
+    r.prompt_logprobs = false;
+    start_tier(index, r, /*live=*/true);
+  }
+
+  // Passes one answer token to the caller; false when the caller wants no more.
+  bool release(const AnswerToken& t) {
+    if (out_.first_token_ms == 0) out_.first_token_ms = timer_.millis();
+    if (!sink_.on_token) return true;
+    if (sink_.on_token(t)) return true;
+    cancel();
+    return false;
+  }
+
+  static Status cancelled_status() { return frugal::cancelled("the request was cancelled"); }
+
+  void finish(Result<CascadeAnswer> result) {
+    if (result.is_ok()) result->latency_ms = timer_.millis();
+    if (sink_.on_done) sink_.on_done(std::move(result));
+  }
+
+  Cascade& c_;
+  TierRequest request_;
+  CascadeSink sink_;
+  CascadeAnswer out_;
+  Timer timer_;
+  std::optional<LogprobFloor> floor_;
+  bool streamed_ = false;  // the current tier has released tokens to the caller
+  std::mutex mu_;
+  bool cancelled_ = false;
+  std::unique_ptr<TierCall> call_;
+};
+
+// ---------------------------------------------------------------------------- the cascade
 
 Cascade::Cascade(const CascadeConfig& config, std::unique_ptr<CacheTier> cache,
                  std::vector<std::unique_ptr<Tier>> model_tiers)
@@ -58,62 +239,36 @@ Result<std::unique_ptr<Cascade>> Cascade::create(const CascadeConfig& config,
   return std::make_unique<Cascade>(config, std::move(cache), std::move(tiers));
 }
 
+std::shared_ptr<CascadeRun> Cascade::start(const TierRequest& request, CascadeSink sink) {
+  auto run = std::make_shared<CascadeRunImpl>(*this, request, std::move(sink));
+  run->begin();
+  return run;
+}
+
 Result<CascadeAnswer> Cascade::answer(const TierRequest& request) {
-  constexpr double kNaN = std::numeric_limits<double>::quiet_NaN();
-  CascadeAnswer out;
-  out.score = kNaN;
+  struct Wait {
+    std::mutex mu;
+    std::condition_variable cv;
+    std::optional<Result<CascadeAnswer>> result;
+  };
+  auto w = std::make_shared<Wait>();
+  CascadeSink sink;
+  sink.on_done = [w](Result<CascadeAnswer> r) {
+    std::lock_guard<std::mutex> lock(w->mu);
+    w->result.emplace(std::move(r));
+    w->cv.notify_all();
+  };
+  auto run = start(request, std::move(sink));
+  std::unique_lock<std::mutex> lock(w->mu);
+  w->cv.wait(lock, [&] { return w->result.has_value(); });
+  return std::move(*w->result);
+}
 
-  if (cache_ != nullptr && CacheTier::cacheable(request)) {
-    auto hit = cache_->answer(request);
-    if (hit.is_ok()) {
-      take_answer(out, *cache_, *hit);
-      out.cache_hit = true;
-      add_use(out, *cache_, *hit);
-      return out;
-    }
-    if (hit.status().code() != ErrorCode::kNotFound) return hit.status();
-  }
-
-  Tier& first = tier1();
-  Tier& top = top_tier();
-  const bool single = &first == &top;
-  TierRequest first_request = request;
-  first_request.prompt_logprobs = !single;
-  TokenObserver observer;
-  if (config_.early_escalation && !single) {
-    observer = LogprobFloor(config_.early_escalation_window, config_.early_escalation_logprob);
-  }
-  FRUGAL_ASSIGN_OR_RETURN(TierAnswer a1, first.answer(first_request, observer));
-  add_use(out, first, a1);
-
-  bool escalate = false;
-  if (a1.interrupted) {
-    a1.escalated_early = true;
-    out.escalated_early = true;
-    out.tokens_saved = std::max<int64_t>(0, request.max_tokens - a1.tokens_out);
-    escalate = true;
-  } else if (!single) {
-    out.features = scorer_features(a1);
-    out.score = scorer_(out.features);
-    escalate = !(out.score >= threshold_);
-  }
-
-  const TierAnswer* final_answer = &a1;
-  TierAnswer a2;
-  if (escalate) {
-    TierRequest top_request = request;
-    top_request.prompt_logprobs = false;
-    FRUGAL_ASSIGN_OR_RETURN(a2, top.answer(top_request));
-    add_use(out, top, a2);
-    take_answer(out, top, a2);
-    out.escalated = true;
-    final_answer = &a2;
-  } else {
-    take_answer(out, first, a1);
-  }
-  if (cache_ != nullptr) cache_->store(request, *final_answer);
-  out.tier1 = std::move(a1);
-  return out;
+Tier* Cascade::find_tier(const std::string& name) {
+  if (cache_ != nullptr && cache_->name() == name) return cache_.get();
+  for (auto& t : model_tiers_)
+    if (t->name() == name) return t.get();
+  return nullptr;
 }
 
 }  // namespace frugal::cascade

@@ -1,7 +1,13 @@
 // Cascade: answers a request with the cheapest tier that is good enough — the response cache,
 // then tier 1 (the first model tier), whose answer is kept when the scorer's P(good enough)
-// reaches the threshold, else the top tier (the last model tier). Decision rule and records:
-// docs/CASCADE.md.
+// reaches the threshold, else the top tier (the second model tier; any further model tiers
+// are fallbacks, tried in order when the one before fails). Each request is a CascadeRun, a
+// state machine over the tiers' asynchronous calls; serve, cascade, eval and calibrate all go
+// through it, and decide() below is the one place the escalation rule lives.
+//
+// Streaming: tier 1's tokens are held until the scorer accepts its answer, then released at
+// once; an escalated answer streams live from the top tier. Decision rule, records and the
+// streaming policy's cost: docs/CASCADE.md.
 #pragma once
 
 #include <cstdint>
@@ -34,6 +40,7 @@ struct TierUse {
 
 struct CascadeAnswer {
   std::string text;
+  std::vector<AnswerToken> tokens;  // the final answer's tokens (ids, text, logprobs)
   FinishReason finish = FinishReason::kLength;
   std::string tier;        // the tier whose answer this is (the cache's name on a hit)
   bool cache_hit = false;
@@ -53,12 +60,44 @@ struct CascadeAnswer {
   double latency_ms = 0.0;
   std::vector<TierUse> trace;  // each tier that ran, in order
   TierAnswer tier1;            // tier 1's own answer when it ran (for calibration and logs)
+  // The answering tier's prompt tokens and how many of them its prefix cache held.
+  int64_t answer_tokens_in = 0;
+  int64_t answer_tokens_in_cached = 0;
+  // Tier 1 could not answer (its call failed, e.g. a prompt beyond its context) and the
+  // request escalated; the error is kept here. Likewise for a failed top tier whose fallback
+  // answered.
+  std::vector<std::string> tier_errors;
+  double first_token_ms = 0;  // when the first answer token reached the caller (0: none)
+};
+
+// The escalation rule, in one place: tier 1's features, the scorer's P(good enough), and
+// whether the cascade escalates at `threshold` (cascade_escalates).
+struct Decision {
+  std::vector<double> features;
+  double score = 0;
+  bool escalate = false;
+};
+Decision decide(const Scorer& scorer, double threshold, const TierAnswer& tier1);
+
+// Where one cascade request's events go, on the answering tier's thread: the final answer's
+// tokens in order (tier 1's all at once once accepted, the top tier's as they come), then
+// on_done exactly once.
+struct CascadeSink {
+  TokenObserver on_token;  // may be empty; returning false cancels the request
+  std::function<void(Result<CascadeAnswer>)> on_done;
+};
+
+// One request in flight. cancel() from any thread ends it soon with kCancelled.
+class CascadeRun {
+ public:
+  virtual ~CascadeRun() = default;
+  virtual void cancel() = 0;
 };
 
 class Cascade {
  public:
-  // Builds and loads every tier of `config`. Errors: kUnsupported for a remote tier (not built
-  // yet); those of LocalTier::load, naming the tier.
+  // Builds and loads every tier of `config`, local tiers sharing one thread pool. Errors:
+  // kUnsupported for a remote tier (not built yet); those of LocalTier::load, naming the tier.
   static Result<std::unique_ptr<Cascade>> create(const CascadeConfig& config,
                                                  const CascadeOptions& options = {});
   // From tiers built elsewhere: `model_tiers` cheapest first (at least one); `cache` may be
@@ -66,8 +105,13 @@ class Cascade {
   Cascade(const CascadeConfig& config, std::unique_ptr<CacheTier> cache,
           std::vector<std::unique_ptr<Tier>> model_tiers);
 
-  // Cache → tier 1 → score ≥ threshold ? tier 1 : top tier. A deterministic request's final
-  // answer is cached. Errors: those of the tiers (kInvalidArgument for a bad request).
+  // Starts cache → tier 1 → score ≥ threshold ? tier 1 : top tier. A deterministic request's
+  // final answer is cached. A tier-1 failure escalates; a top-tier failure falls back to the
+  // next model tier when nothing of its answer was streamed. Errors reach sink.on_done: those
+  // of the last tier tried (kInvalidArgument for a bad request, kCancelled,
+  // kDeadlineExceeded, kUnavailable).
+  std::shared_ptr<CascadeRun> start(const TierRequest& request, CascadeSink sink);
+  // start() and wait.
   Result<CascadeAnswer> answer(const TierRequest& request);
 
   // Replaces the scorer (`frugal calibrate` fits one); the threshold likewise.
@@ -77,10 +121,16 @@ class Cascade {
 
   CacheTier* cache() { return cache_.get(); }
   Tier& tier1() { return *model_tiers_.front(); }
-  Tier& top_tier() { return *model_tiers_.back(); }
+  // The tier escalations go to: the second model tier (tier 1 itself when it is the only one).
+  Tier& top_tier() { return *model_tiers_[model_tiers_.size() > 1 ? 1 : 0]; }
+  const std::vector<std::unique_ptr<Tier>>& model_tiers() const { return model_tiers_; }
+  // The tier named `name` (cache or model), or nullptr.
+  Tier* find_tier(const std::string& name);
   const CascadeConfig& config() const { return config_; }
+  const Scorer& scorer() const { return scorer_; }
 
  private:
+  friend class CascadeRunImpl;
   CascadeConfig config_;
   std::unique_ptr<CacheTier> cache_;
   std::vector<std::unique_ptr<Tier>> model_tiers_;

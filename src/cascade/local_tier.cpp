@@ -5,7 +5,6 @@
 
 #include "engine/gguf.h"
 #include "engine/tokenizer.h"
-#include "sched/generate.h"
 #include "util/timer.h"
 
 namespace frugal::cascade {
@@ -52,50 +51,98 @@ Result<std::vector<int32_t>> LocalTier::encode_chat(
   return tok.encode(text, tok.add_bos(), /*parse_special=*/true);
 }
 
-Result<TierAnswer> LocalTier::answer(const TierRequest& request, const TokenObserver& observer) {
-  Timer timer;
-  FRUGAL_ASSIGN_OR_RETURN(std::vector<int32_t> prompt, encode_chat(request.messages));
-  if (prompt.empty()) return invalid_argument("the prompt is empty");
+Result<std::vector<int32_t>> LocalTier::encode(const TierRequest& request) const {
+  const Tokenizer& tok = scheduler_->model().tokenizer();
+  if (request.raw_prompt) {
+    if (request.raw_prompt->empty()) return invalid_argument("the prompt is empty");
+    return tok.encode(*request.raw_prompt, /*add_special=*/true, /*parse_special=*/false);
+  }
+  return encode_chat(request.messages);
+}
 
-  GenerateParams gp;
+namespace {
+
+// One request in the scheduler, as a tier call.
+class LocalCall : public TierCall {
+ public:
+  explicit LocalCall(std::shared_ptr<RequestHandle> handle) : handle_(std::move(handle)) {}
+  void cancel() override { handle_->cancel(); }
+
+ private:
+  std::shared_ptr<RequestHandle> handle_;
+};
+
+// What the scheduler's callbacks build up; shared by both.
+struct CallState {
+  TierSink sink;
+  TierAnswer out;
+  Timer timer;
+};
+
+}  // namespace
+
+Result<std::unique_ptr<TierCall>> LocalTier::start(const TierRequest& request, TierSink sink) {
+  auto state = std::make_shared<CallState>();
+  state->sink = std::move(sink);
+  auto prompt = encode(request);
+  if (!prompt.is_ok()) {
+    return Status(prompt.status().code(), "tier '" + name() + "': " + prompt.status().message());
+  }
+  SchedRequest sr;
+  sr.prompt = std::move(*prompt);
+  sr.deadline = request.deadline;
+  GenerateParams& gp = sr.params;
   gp.max_tokens = request.max_tokens;
   gp.stop = request.stop;
   gp.sampling.temperature = request.temperature;
+  gp.sampling.top_p = request.top_p;
   gp.sampling.seed = request.seed;
   gp.sampling.n_logprobs = request.n_logprobs;
   gp.echo_prompt_logprobs = request.prompt_logprobs;
 
-  TierAnswer out;
-  const Tokenizer& tok = scheduler_->model().tokenizer();
-  auto on_token = [&](const GeneratedToken& g) {
+  const Tokenizer* tok = &scheduler_->model().tokenizer();
+  sr.on_token = [state, tok](const GeneratedToken& g) {
     AnswerToken t;
+    t.id = g.id;
     t.piece = g.piece;
+    t.text = g.text;
     t.logprob = g.logprob;
     t.top.reserve(g.top.size());
-    for (const TokenLogprob& a : g.top) t.top.push_back({tok.token_to_piece(a.id), a.logprob});
-    const bool keep_going = !observer || observer(t);
-    out.tokens.push_back(std::move(t));
-    if (!keep_going) out.interrupted = true;
+    for (const TokenLogprob& a : g.top) t.top.push_back({a.id, tok->token_to_piece(a.id), a.logprob});
+    if (state->out.tokens.empty()) state->out.first_token_ms = state->timer.millis();
+    const bool keep_going = !state->sink.on_token || state->sink.on_token(t);
+    state->out.tokens.push_back(std::move(t));
+    if (!keep_going) state->out.interrupted = true;
     return keep_going;
   };
-
-  auto result = generate(*scheduler_, prompt, gp, on_token);
-  if (!result.is_ok()) {
-    return Status(result.status().code(), "tier '" + name() + "': " + result.status().message());
+  sr.on_finish = [state, this](const Completion& c) {
+    if (!state->sink.on_done) return;
+    if (!c.status.is_ok()) {
+      state->sink.on_done(Status(c.status.code(), "tier '" + name() + "': " + c.status.message()));
+      return;
+    }
+    const GenerateResult& r = c.result;
+    TierAnswer& out = state->out;
+    out.text = r.text;
+    out.finish = r.finish;
+    out.tokens_in = r.n_prompt;
+    out.tokens_in_cached = r.n_prompt_cached;
+    out.tokens_out = static_cast<int64_t>(r.tokens.size());
+    if (!r.prompt_logprobs.empty()) {
+      double sum = 0.0;
+      for (float lp : r.prompt_logprobs) sum += lp;
+      out.prompt_mean_logprob = sum / static_cast<double>(r.prompt_logprobs.size());
+      out.has_prompt_logprob = true;
+    }
+    out.cost = cost(out.tokens_in, out.tokens_out);
+    out.latency_ms = state->timer.millis();
+    state->sink.on_done(std::move(out));
+  };
+  auto handle = scheduler_->submit(std::move(sr));
+  if (!handle.is_ok()) {
+    return Status(handle.status().code(), "tier '" + name() + "': " + handle.status().message());
   }
-  out.text = std::move(result->text);
-  out.finish = result->finish;
-  out.tokens_in = result->n_prompt;
-  out.tokens_out = static_cast<int64_t>(result->tokens.size());
-  if (!result->prompt_logprobs.empty()) {
-    double sum = 0.0;
-    for (float lp : result->prompt_logprobs) sum += lp;
-    out.prompt_mean_logprob = sum / static_cast<double>(result->prompt_logprobs.size());
-    out.has_prompt_logprob = true;
-  }
-  out.cost = cost(out.tokens_in, out.tokens_out);
-  out.latency_ms = timer.millis();
-  return out;
+  return std::unique_ptr<TierCall>(new LocalCall(std::move(handle).value()));
 }
 
 }  // namespace frugal::cascade

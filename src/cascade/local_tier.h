@@ -28,17 +28,19 @@ class LocalTier : public Tier {
   static Result<std::unique_ptr<LocalTier>> load(const TierConfig& config,
                                                  const LocalTierOptions& options = {});
 
-  // Generates one answer. Thread-safe: concurrent callers are batched by the scheduler.
+  // Submits the request to the model's scheduler (thread-safe: concurrent calls are batched).
   // Errors: kInvalidArgument for an empty conversation, a role the template cannot express, or
   // bad sampling values; kOutOfRange when the prompt does not fit the context; kUnavailable
-  // when the scheduler's queue is full.
-  Result<TierAnswer> answer(const TierRequest& request,
-                            const TokenObserver& observer = {}) override;
+  // when the scheduler's queue is full. Each names the tier.
+  Result<std::unique_ptr<TierCall>> start(const TierRequest& request, TierSink sink) override;
 
   Model& model() { return scheduler_->model(); }
   Scheduler& scheduler() { return *scheduler_; }
   // The prompt tokens `messages` become (template applied, BOS as the model wants).
   Result<std::vector<int32_t>> encode_chat(const std::vector<ChatMessage>& messages) const;
+  // The request's prompt tokens: its raw prompt as text (BOS as the model wants), or its
+  // conversation through encode_chat.
+  Result<std::vector<int32_t>> encode(const TierRequest& request) const;
 
  private:
   LocalTier(TierConfig config, std::unique_ptr<Scheduler> scheduler, ChatTemplate chat_template);

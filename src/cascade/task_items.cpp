@@ -1,6 +1,8 @@
 // Task items: the JSONL reader and the answer checks of docs/TASKS.md.
 #include "cascade/task_items.h"
 
+#include "cascade/cascade.h"
+
 #include <algorithm>
 #include <charconv>
 #include <cmath>
@@ -326,8 +328,11 @@ Result<ItemRun> run_task_item(Tier& tier1, Tier& top, const Scorer& scorer, cons
   FRUGAL_ASSIGN_OR_RETURN(run.tier1, tier1.answer(request));
   request.prompt_logprobs = false;
   FRUGAL_ASSIGN_OR_RETURN(run.top, top.answer(request));
-  run.features = scorer_features(run.tier1);
-  run.score = std::clamp(scorer(run.features), 0.0, 1.0);
+  // The cascade's own rule (decide) gives the features and score; the threshold is chosen
+  // later over these runs, so its verdict here is unused.
+  const Decision d = decide(scorer, 0.5, run.tier1);
+  run.features = d.features;
+  run.score = std::clamp(d.score, 0.0, 1.0);
   if (item.reference.empty()) {
     run.top_correct = true;
     FRUGAL_ASSIGN_OR_RETURN(run.tier1_correct, answers_agree(item, run.tier1.text, run.top.text));

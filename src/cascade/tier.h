@@ -1,10 +1,14 @@
-// Tier: the one interface behind which every cascade tier answers a chat request — the
-// response cache, a local GGUF model, and (later) a remote OpenAI-compatible endpoint — with
-// the answer's tokens, logprobs, cost and latency.
+// Tier: the one asynchronous interface behind which every cascade tier answers a chat request —
+// the response cache, a local GGUF model, a remote OpenAI-compatible endpoint — streaming the
+// answer's tokens (ids, text, logprobs) and reporting its finish, cost and latency; any call
+// can be cancelled and carries a deadline.
 #pragma once
 
+#include <chrono>
 #include <cstdint>
 #include <functional>
+#include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -17,24 +21,35 @@ namespace frugal::cascade {
 
 struct TierRequest {
   std::vector<ChatMessage> messages;  // the conversation; the tier answers the last user turn
+  // Set instead of messages for a plain completion (/v1/completions): the text is the whole
+  // prompt, no chat template applied.
+  std::optional<std::string> raw_prompt;
   int64_t max_tokens = 256;
   float temperature = 0.0f;  // 0: greedy, deterministic (and cacheable)
+  float top_p = 1.0f;        // nucleus sampling when temperature > 0; 1: off
   uint64_t seed = 0;
+  bool seed_set = false;     // the client fixed the seed (a sampled request is then repeatable)
   std::vector<std::string> stop;  // generation ends before the first occurrence of any
   int n_logprobs = 5;             // alternatives recorded per generated token (0-20)
-  // Also score the prompt itself (TierAnswer::prompt_mean_logprob). It costs the prefix
-  // cache for this request (every prompt position needs its logits), so only tier 1 asks.
+  // Also score the prompt itself (TierAnswer::prompt_mean_logprob); only tier 1 asks.
   bool prompt_logprobs = false;
+  // The answer must be complete by then; a tier still generating ends with kDeadlineExceeded.
+  std::optional<std::chrono::steady_clock::time_point> deadline;
 };
 
 // One alternative at a generated position, as OpenAI's top_logprobs report it.
 struct TokenAlternative {
+  int32_t id = -1;  // -1 when the tier does not say (a remote endpoint)
   std::string piece;
   float logprob = 0.0f;
 };
 
 struct AnswerToken {
+  int32_t id = -1;    // the token id in the tier's vocabulary; -1 when unknown (remote)
   std::string piece;  // the token's own bytes
+  // The answer text this token releases (complete UTF-8, stop strings held back and cut):
+  // the concatenation over an answer's tokens is its text.
+  std::string text;
   float logprob = 0.0f;
   std::vector<TokenAlternative> top;  // most likely first; n_logprobs of them when known
 };
@@ -43,6 +58,7 @@ struct TierAnswer {
   std::string text;
   FinishReason finish = FinishReason::kLength;
   int64_t tokens_in = 0;   // prompt tokens as the tier counted them (and priced them)
+  int64_t tokens_in_cached = 0;  // of those, reused from the tier's prefix cache
   int64_t tokens_out = 0;  // generated tokens, the stopping one included
   std::vector<AnswerToken> tokens;
   // Mean of log p(prompt[i+1] | prompt[..i]) over the prompt: how familiar the request looks
@@ -51,6 +67,7 @@ struct TierAnswer {
   double prompt_mean_logprob = 0.0;
   bool has_prompt_logprob = false;
   double latency_ms = 0.0;
+  double first_token_ms = 0.0;  // from the call's start to its first token (0: none)
   double cost = 0.0;  // dollars, from the tier's prices (tier_query_cost)
   // The observer stopped generation (the text is a prefix of what the tier would have said).
   bool interrupted = false;
@@ -61,6 +78,21 @@ struct TierAnswer {
 // Sees each generated token as it comes; returns false to stop generation at once.
 using TokenObserver = std::function<bool(const AnswerToken&)>;
 
+// Where one tier call's events go. Both run on the tier's own thread (a scheduler's loop, an
+// HTTP client's reader), so they must be quick; on_done runs exactly once, after every token.
+struct TierSink {
+  TokenObserver on_token;  // may be empty
+  std::function<void(Result<TierAnswer>)> on_done;
+};
+
+// A call in flight. Cancelling ends it soon with kCancelled (on_done still runs); destroying
+// the handle does not cancel.
+class TierCall {
+ public:
+  virtual ~TierCall() = default;
+  virtual void cancel() = 0;
+};
+
 class Tier {
  public:
   explicit Tier(TierConfig config) : config_(std::move(config)) {}
@@ -68,11 +100,16 @@ class Tier {
   Tier(const Tier&) = delete;
   Tier& operator=(const Tier&) = delete;
 
-  // Answers `request`. Errors: kInvalidArgument for a request the tier cannot take (empty
-  // conversation, bad sampling values, a prompt longer than its context); kNotFound from a
-  // cache tier that holds no answer; kUnavailable from a remote tier that cannot be reached.
-  virtual Result<TierAnswer> answer(const TierRequest& request,
-                                    const TokenObserver& observer = {}) = 0;
+  // Starts answering `request`; tokens and the finish arrive through `sink` on the tier's
+  // thread. Errors returned here mean the call never started (and the sink is never called):
+  // kInvalidArgument for a request the tier cannot take (empty conversation, bad sampling
+  // values, a prompt longer than its context); kNotFound from a cache tier that holds no
+  // answer; kUnavailable from an overloaded or unreachable tier. Later failures (a deadline,
+  // a cancellation, a stream cut) come to on_done.
+  virtual Result<std::unique_ptr<TierCall>> start(const TierRequest& request, TierSink sink) = 0;
+
+  // start() and wait: the answer, or the error that ended it. `observer` sees each token.
+  Result<TierAnswer> answer(const TierRequest& request, const TokenObserver& observer = {});
 
   const TierConfig& config() const { return config_; }
   const std::string& name() const { return config_.name; }
@@ -86,6 +123,18 @@ class Tier {
 
  private:
   TierConfig config_;
+};
+
+// A tier that answers on the caller's thread (the in-memory cache, test doubles): start()
+// runs answer_now() at once and reports through the sink before returning.
+class SyncTier : public Tier {
+ public:
+  using Tier::Tier;
+  Result<std::unique_ptr<TierCall>> start(const TierRequest& request, TierSink sink) override;
+
+ protected:
+  virtual Result<TierAnswer> answer_now(const TierRequest& request,
+                                        const TokenObserver& observer) = 0;
 };
 
 }  // namespace frugal::cascade

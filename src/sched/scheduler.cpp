@@ -189,6 +189,7 @@ Result<std::shared_ptr<RequestHandle>> Scheduler::submit(SchedRequest request) {
   auto handle = seq->handle;
   {
     std::lock_guard<std::mutex> lock(wakeup_->mu);
+    if (stop_) return unavailable("the model is being unloaded");
     const int64_t waiting = n_waiting_.load() + static_cast<int64_t>(incoming_.size());
     if (waiting >= options_.max_queue) {
       return unavailable("queue full: " + std::to_string(waiting) +
@@ -247,13 +248,17 @@ void Scheduler::loop() {
     sweep_finished();
   }
   // Shutting down: everything outstanding ends now.
-  for (auto* list : {&running_}) {
-    for (auto& s : *list) finish(s.get(), cancelled("the model is being unloaded"));
-  }
+  for (auto& s : running_) finish(s.get(), cancelled("the model is being unloaded"));
   for (auto& s : waiting_) finish(s.get(), cancelled("the model is being unloaded"));
+  std::deque<std::unique_ptr<Seq>> late;
   {
     std::lock_guard<std::mutex> lock(wakeup_->mu);
-    for (auto& s : incoming_) finish(s.get(), cancelled("the model is being unloaded"));
+    late.swap(incoming_);
+  }
+  // Outside the lock: on_finish callbacks may submit elsewhere or cancel.
+  for (auto& s : late) finish(s.get(), cancelled("the model is being unloaded"));
+  {
+    std::lock_guard<std::mutex> lock(wakeup_->mu);
     idle_ = true;
   }
   idle_cv_.notify_all();
