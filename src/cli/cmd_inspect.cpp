@@ -10,7 +10,9 @@
 #include <nlohmann/json.hpp>
 
 #include "cli/commands.h"
+#include "engine/chat_template.h"
 #include "engine/gguf.h"
+#include "util/file_io.h"
 #include "kernels/ops.h"
 
 namespace frugal::cli {
@@ -62,6 +64,12 @@ json value_json(const GgufValue& v) {
   return out;
 }
 
+// Which chat template `frugal run` and the cascade use for this file, and why.
+std::string chat_template_in_use(const GgufFile& f) {
+  auto t = resolve_chat_template(f.get_string_or("tokenizer.chat_template", ""));
+  return t.is_ok() ? t->description : "none usable (" + t.status().message() + ")";
+}
+
 json file_json(const GgufFile& f) {
   json j;
   j["file"] = f.name();
@@ -78,6 +86,7 @@ json file_json(const GgufFile& f) {
     meta[key] = std::move(m);
   }
   j["metadata"] = std::move(meta);
+  j["chat_template_in_use"] = chat_template_in_use(f);
   json tensors = json::array();
   for (const GgufTensorInfo& t : f.tensors()) {
     tensors.push_back({{"name", t.name},
@@ -106,6 +115,7 @@ void print_text(const GgufFile& f) {
     std::printf("  %-*s  %-15s %s\n", static_cast<int>(width), key.c_str(), type.c_str(),
                 value.to_display_string().c_str());
   }
+  std::printf("\nchat template: %s\n", chat_template_in_use(f).c_str());
   std::printf("\ntensors (%zu, %.2f MiB):\n", f.tensors().size(),
               static_cast<double>(total) / (1024.0 * 1024.0));
   width = 4;
@@ -133,16 +143,13 @@ Status dump_tensor(const GgufFile& f, const std::string& name, const std::string
   const int64_t n_cols = t->shape.empty() ? 1 : t->shape[0];
   const int64_t n_rows = t->n_elements() / n_cols;
   const int64_t row_bytes = ggml_row_bytes(t->type, n_cols);
-  std::FILE* out = std::fopen(out_path.c_str(), "wb");
-  if (out == nullptr) return io_error("cannot create " + out_path + ": " + std::strerror(errno));
+  FRUGAL_ASSIGN_OR_RETURN(std::unique_ptr<AtomicFile> out, AtomicFile::create(out_path));
   std::vector<float> row(static_cast<size_t>(n_cols));
-  bool ok = true;
-  for (int64_t r = 0; r < n_rows && ok; ++r) {
+  for (int64_t r = 0; r < n_rows; ++r) {
     kernels::dequantize_row(t->type, t->data + r * row_bytes, row.data(), n_cols);
-    ok = std::fwrite(row.data(), 4, row.size(), out) == row.size();
+    FRUGAL_RETURN_IF_ERROR(out->write(row.data(), row.size() * sizeof(float)));
   }
-  ok = std::fclose(out) == 0 && ok;
-  return ok ? Status::ok() : io_error("cannot write " + out_path);
+  return out->commit();
 }
 
 }  // namespace

@@ -78,9 +78,13 @@ Result<std::vector<int32_t>> build_prompt(const RunArgs& a, Model& model) {
     std::vector<ChatMessage> messages;
     if (!a.system.empty()) messages.push_back({"system", a.system});
     messages.push_back({"user", a.prompt});
+    // --chat-template NAME overrides the file's own (Jinja) template.
     std::string tmpl = a.chat_template;
     if (tmpl.empty()) tmpl = model.gguf().get_string_or("tokenizer.chat_template", "");
-    FRUGAL_ASSIGN_OR_RETURN(std::string text, apply_chat_template(tmpl, messages, true));
+    FRUGAL_ASSIGN_OR_RETURN(ResolvedChatTemplate resolved, resolve_chat_template(tmpl));
+    if (a.verbose) std::fprintf(stderr, "[chat template: %s]\n", resolved.description.c_str());
+    FRUGAL_ASSIGN_OR_RETURN(std::string text,
+                            apply_chat_template(resolved, messages, chat_template_inputs(tok)));
     return tok.encode(text, tok.add_bos(), /*parse_special=*/true);
   }
   return tok.encode(a.prompt, /*add_special=*/true, /*parse_special=*/false);
@@ -104,6 +108,11 @@ int run(RunArgs a) {
       }
       a.prompt = std::move(*text);
     }
+  }
+  if (a.prompt.empty() && a.tokens.empty()) {
+    // Refused before the model decides: with a BOS token an empty text is not an empty prompt.
+    std::fprintf(stderr, "frugal run: the prompt is empty; pass -p TEXT or --tokens IDS\n");
+    return 2;
   }
   ModelOptions mo;
   mo.n_threads = a.threads;
