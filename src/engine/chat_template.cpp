@@ -438,7 +438,11 @@ Result<std::string> apply_chat_template(const ResolvedChatTemplate& chat_templat
       return invalid_argument("the chat template refused the conversation: " +
                               msg.substr(colon + 2) + " (template line " + line + ")");
     }
-    return Status(text.status().code(), "chat template: " + msg);
+    std::string hint;
+    if (text.status().code() == ErrorCode::kUnsupported) {
+      hint = "; pass --chat-template NAME to use a named format instead";
+    }
+    return Status(text.status().code(), "chat template: " + msg + hint);
   }
   std::string out = std::move(text).value();
   if (inputs.add_bos && !inputs.bos_token.empty() && starts_with(out, inputs.bos_token)) {
