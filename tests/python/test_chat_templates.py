@@ -171,3 +171,66 @@ def test_fixtures_are_documented():
         sources = f.read()
     for name in TEMPLATES:
         assert f'`{name}.jinja`' in sources, f'{name}.jinja has no source in SOURCES.md'
+
+
+SHARED_VOCABS = os.path.join(os.path.dirname(os.path.dirname(os.path.dirname(os.path.abspath(__file__)))),
+                             '..', 'shared', 'fixtures', 'tokenizer')
+
+
+def test_model_file_template_and_tokens(frugal_bin, work_dir):
+    """frugal template -m renders the GGUF's own template with its own EOS text, as jinja2 does."""
+    from gguf import GGUFReader
+    path = os.path.join(SHARED_VOCABS, 'qwen2.gguf')
+    if not os.path.exists(path):
+        pytest.skip('../shared/fixtures/tokenizer/qwen2.gguf is missing')
+    r = GGUFReader(path)
+
+    def field(key):
+        f = r.fields[key]
+        return f.parts[f.data[0]]
+    source = bytes(field('tokenizer.chat_template')).decode('utf-8')
+    eos = bytes(r.fields['tokenizer.ggml.tokens'].parts[r.fields['tokenizer.ggml.tokens'].data[
+        int(field('tokenizer.ggml.eos_token_id')[0])]]).decode('utf-8')
+    messages = [{'role': 'user', 'content': 'Hi'}, {'role': 'assistant', 'content': 'Hello'},
+                {'role': 'user', 'content': 'Bye'}]
+    want = reference_env().from_string(source).render(messages=messages, add_generation_prompt=True,
+                                                      bos_token=eos, eos_token=eos)
+    conv = os.path.join(work_dir, 'conv.json')
+    with open(conv, 'w') as f:
+        json.dump(messages, f)
+    p = subprocess.run([frugal_bin, 'template', '-m', path, '--messages', conv, '--which'],
+                       capture_output=True, timeout=60)
+    assert p.returncode == 0, p.stderr
+    assert p.stdout.decode() == want
+    assert b'chat template: jinja (from the file)' in p.stderr
+
+
+def test_inspect_says_which_template(frugal_bin):
+    with_template = os.path.join(SHARED_VOCABS, 'qwen2.gguf')
+    without = os.path.join(SHARED_VOCABS, 'llama-spm.gguf')
+    if not (os.path.exists(with_template) and os.path.exists(without)):
+        pytest.skip('../shared/fixtures/tokenizer vocabularies are missing')
+    out = subprocess.run([frugal_bin, 'inspect', with_template], capture_output=True, timeout=60)
+    assert 'chat template: jinja (from the file)' in out.stdout.decode()
+    out = subprocess.run([frugal_bin, 'inspect', without], capture_output=True, timeout=60)
+    assert 'chat template: named: chatml (the file has no chat template)' in out.stdout.decode()
+    j = json.loads(subprocess.run([frugal_bin, 'inspect', with_template, '--json'],
+                                  capture_output=True, timeout=60).stdout)
+    assert j['chat_template_in_use'] == 'jinja (from the file)'
+
+
+def test_refusal_and_bad_template_exit_codes(frugal_bin, work_dir):
+    conv = os.path.join(work_dir, 'conv.json')
+    with open(conv, 'w') as f:
+        json.dump([{'role': 'system', 'content': 'x'}, {'role': 'user', 'content': 'y'}], f)
+    p = subprocess.run([frugal_bin, 'template', '--file', os.path.join(FIXTURES, 'gemma2.jinja'),
+                        '--messages', conv], capture_output=True, timeout=60)
+    assert p.returncode == 1 and p.stdout == b''
+    assert b'refused the conversation: System role not supported' in p.stderr
+    bad = os.path.join(work_dir, 'bad.jinja')
+    with open(bad, 'w') as f:
+        f.write('{% for m in messages %}\n{{ m.role }')
+    p = subprocess.run([frugal_bin, 'template', '--file', bad, '--messages', conv],
+                       capture_output=True, timeout=60)
+    assert p.returncode == 1
+    assert b'template line 2' in p.stderr and b'--chat-template' in p.stderr
