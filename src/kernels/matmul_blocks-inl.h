@@ -239,6 +239,33 @@ HWY_INLINE VF32 RowHalfs(const uint8_t* const* p, int offset, const int32_t* spr
   return hn::TableLookupLanes(wide, hn::SetTableIndices(DF32(), spread));
 }
 
+// Two adjacent fp16 values at byte `offset` of each row's block (d and m, or d and dmin),
+// each spread over the row's lane group: one conversion for both.
+struct HalfPair {
+  VF32 first, second;
+};
+HWY_INLINE HalfPair RowHalfPair(const uint8_t* const* p, int offset) {
+  alignas(64) static constexpr int32_t kFirst[16] = {0, 0, 0, 0, 2, 2, 2, 2, 4, 4, 4, 4, 6, 6, 6, 6};
+  alignas(64) static constexpr int32_t kSecond[16] = {1, 1, 1, 1, 3, 3, 3, 3,
+                                                      5, 5, 5, 5, 7, 7, 7, 7};
+  uint32_t v[kQRows];
+  for (int r = 0; r < kQRows; ++r) std::memcpy(&v[r], p[r] + offset, 4);
+  const hn::Full128<uint64_t> d64;
+  const hn::Full128<hwy::float16_t> dh;
+#if HWY_TARGET == HWY_AVX2
+  const auto packed = hn::Set(d64, uint64_t{v[0]} | uint64_t{v[1]} << 32);  // 2 rows
+  const auto halves = hn::PromoteTo(hn::Full128<float>(), hn::LowerHalf(hn::BitCast(dh, packed)));
+  const VF32 wide = hn::ZeroExtendVector(DF32(), halves);
+#else
+  const auto packed = hn::InterleaveLower(d64, hn::Set(d64, uint64_t{v[0]} | uint64_t{v[1]} << 32),
+                                          hn::Set(d64, uint64_t{v[2]} | uint64_t{v[3]} << 32));
+  const auto halves = hn::PromoteTo(hn::Full256<float>(), hn::BitCast(dh, packed));
+  const VF32 wide = hn::ZeroExtendVector(DF32(), halves);
+#endif
+  return {hn::TableLookupLanes(wide, hn::SetTableIndices(DF32(), kFirst)),
+          hn::TableLookupLanes(wide, hn::SetTableIndices(DF32(), kSecond))};
+}
+
 // 1.0 in the first lane of each row's group, 0 elsewhere: adds a per-row term once.
 HWY_INLINE VF32 FirstLaneOfRow() {
   alignas(64) static constexpr float kMask[16] = {1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0, 1, 0, 0, 0};

@@ -29,8 +29,10 @@ struct Q2_KKernel {
   static HWY_INLINE Header LoadHeader(const uint8_t* const* p, const int32_t* spread) {
     const VU8 raw = LoadRowChunks(p, 0);
     const VU8 sc = LowNibbles(raw), m = HighNibbles(raw);
-    return {RowHalfs(p, 80, spread),
-            RowHalfs(p, 82, spread),
+    const HalfPair d = RowHalfPair(p, 80);
+    (void)spread;
+    return {d.first,
+            d.second,
             {WidenBytes<0>(sc), WidenBytes<8>(sc)},
             {WidenBytes<0>(m), WidenBytes<8>(m)}};
   }

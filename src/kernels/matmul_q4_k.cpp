@@ -28,7 +28,9 @@ struct Q4_KKernel {
 
   static HWY_INLINE Header LoadHeader(const uint8_t* const* p, const int32_t* spread) {
     const VU8 s = UnpackScalesK4(LoadRowChunks(p, 4));
-    return {RowHalfs(p, 0, spread), RowHalfs(p, 2, spread), WidenBytes<0>(s), WidenBytes<8>(s)};
+    const HalfPair d = RowHalfPair(p, 0);
+    (void)spread;
+    return {d.first, d.second, WidenBytes<0>(s), WidenBytes<8>(s)};
   }
 
   // Elements 64 S .. 64 S + 63: sub-blocks 2S (low nibbles) and 2S + 1 (high nibbles).

@@ -25,7 +25,9 @@ struct Q5_1Kernel {
     VF32 d, m;  // m only in the first lane of each row's group
   };
   static HWY_INLINE Header LoadHeader(const uint8_t* const* p, const int32_t* spread) {
-    return {RowHalfs(p, 0, spread), hn::Mul(RowHalfs(p, 2, spread), FirstLaneOfRow())};
+    const HalfPair dm = RowHalfPair(p, 0);
+    (void)spread;
+    return {dm.first, hn::Mul(dm.second, FirstLaneOfRow())};
   }
   template <int kT>
   static HWY_INLINE void Dot(const uint8_t* const* p, const Header&, const Act* const* a,

@@ -29,8 +29,10 @@ struct Q5_KKernel {
 
   static HWY_INLINE Header LoadHeader(const uint8_t* const* p, const int32_t* spread) {
     const VU8 s = UnpackScalesK4(LoadRowChunks(p, 4));
-    return {RowHalfs(p, 0, spread), RowHalfs(p, 2, spread), WidenBytes<0>(s),
-            WidenBytes<8>(s),       LoadRowChunks(p, 16),   LoadRowChunks(p, 32)};
+    const HalfPair d = RowHalfPair(p, 0);
+    (void)spread;
+    return {d.first, d.second, WidenBytes<0>(s), WidenBytes<8>(s), LoadRowChunks(p, 16),
+            LoadRowChunks(p, 32)};
   }
 
   // Elements 64 S .. 64 S + 63: sub-blocks 2S (low nibbles, bit 2S of qh) and 2S + 1.
