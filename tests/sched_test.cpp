@@ -320,7 +320,7 @@ TEST_F(SchedTest, LimitsDeadlinesAndQueueModeBehaveAsStated) {
   ASSERT_TRUE(s);
   const auto ps = prompts(s->model().tokenizer(), 4);
 
-  // A full queue answers at once with kUnavailable, never a hang.
+  // A full queue answers at once with kResourceExhausted, never a hang.
   std::vector<std::shared_ptr<RequestHandle>> hs;
   Status refused;
   for (int i = 0; i < 8 && refused.is_ok(); ++i) {
@@ -331,7 +331,7 @@ TEST_F(SchedTest, LimitsDeadlinesAndQueueModeBehaveAsStated) {
     if (h.is_ok()) hs.push_back(*h);
     else refused = h.status();
   }
-  EXPECT_EQ(refused.code(), ErrorCode::kUnavailable);
+  EXPECT_EQ(refused.code(), ErrorCode::kResourceExhausted);
   EXPECT_NE(refused.message().find("queue full"), std::string::npos) << refused.message();
   for (auto& h : hs) h->cancel();
   for (auto& h : hs) {

@@ -59,6 +59,7 @@ class CascadeRunImpl : public CascadeRun, public std::enable_shared_from_this<Ca
         take_answer(out_, *cache, *hit);
         out_.cache_hit = true;
         add_use(out_, *cache, *hit);
+        answering_ = cache->name();
         for (const AnswerToken& t : hit->tokens) release(t);
         finish(std::move(out_));
         return;
@@ -97,6 +98,7 @@ class CascadeRunImpl : public CascadeRun, public std::enable_shared_from_this<Ca
       return;
     }
     Tier& tier = *c_.model_tiers_[index];
+    if (live) answering_ = tier.name();
     auto self = shared_from_this();
     TierSink sink;
     sink.on_token = [self, live](const AnswerToken& t) {
@@ -158,6 +160,7 @@ class CascadeRunImpl : public CascadeRun, public std::enable_shared_from_this<Ca
         return;
       }
       // Accepted: tier 1's held answer goes out now.
+      answering_ = tier.name();
       for (const AnswerToken& t : a->tokens) {
         if (!release(t)) {
           finish(cancelled_status());
@@ -178,6 +181,7 @@ class CascadeRunImpl : public CascadeRun, public std::enable_shared_from_this<Ca
 
   // Passes one answer token to the caller; false when the caller wants no more.
   bool release(const AnswerToken& t) {
+    announce();
     if (out_.first_token_ms == 0) out_.first_token_ms = timer_.millis();
     if (!sink_.on_token) return true;
     if (sink_.on_token(t)) return true;
@@ -187,8 +191,17 @@ class CascadeRunImpl : public CascadeRun, public std::enable_shared_from_this<Ca
 
   static Status cancelled_status() { return frugal::cancelled("the request was cancelled"); }
 
+  void announce() {
+    if (announced_) return;
+    announced_ = true;
+    if (sink_.on_answering) sink_.on_answering(answering_, out_.score);
+  }
+
   void finish(Result<CascadeAnswer> result) {
-    if (result.is_ok()) result->latency_ms = timer_.millis();
+    if (result.is_ok()) {
+      result->latency_ms = timer_.millis();
+      announce();
+    }
     if (sink_.on_done) sink_.on_done(std::move(result));
   }
 
@@ -199,6 +212,8 @@ class CascadeRunImpl : public CascadeRun, public std::enable_shared_from_this<Ca
   Timer timer_;
   std::optional<LogprobFloor> floor_;
   bool streamed_ = false;  // the current tier has released tokens to the caller
+  std::string answering_;  // the tier whose answer the caller is getting
+  bool announced_ = false;
   std::mutex mu_;
   bool cancelled_ = false;
   std::unique_ptr<TierCall> call_;

@@ -83,6 +83,9 @@ Decision decide(const Scorer& scorer, double threshold, const TierAnswer& tier1)
 // tokens in order (tier 1's all at once once accepted, the top tier's as they come), then
 // on_done exactly once.
 struct CascadeSink {
+  // Once, before the final answer's first token (or before on_done when it has none): the
+  // tier that answers and the scorer's score (NaN when none). May be empty.
+  std::function<void(const std::string& tier, double score)> on_answering;
   TokenObserver on_token;  // may be empty; returning false cancels the request
   std::function<void(Result<CascadeAnswer>)> on_done;
 };

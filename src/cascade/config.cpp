@@ -28,7 +28,10 @@ constexpr int64_t kMaxCacheCapacity = int64_t{1} << 30;
 // $1e15 per million tokens), and products of them would print as inf.
 constexpr double kMaxNumber = 1e15;
 
-constexpr std::string_view kTopKeys[] = {"cascade", "tier"};
+constexpr std::string_view kTopKeys[] = {"cascade", "tier", "server"};
+constexpr std::string_view kServerKeys[] = {"name",           "api_keys_env",   "api_keys_file",
+                                            "ledger",         "max_body_bytes", "max_prompt_chars",
+                                            "request_timeout_s", "http_threads"};
 constexpr std::string_view kCascadeKeys[] = {"threshold",
                                              "local_price_per_flop",
                                              "max_tokens",
@@ -137,6 +140,12 @@ class ConfigReader {
   }
 
   Status read_scorer(const toml::node& node, ScorerConfig* scorer) const;
+  Status read_server(const toml::node& node, ServerConfig* server) const;
+  std::string resolve(const std::string& path) const {
+    std::filesystem::path p(path);
+    if (p.is_relative() && !base_dir_.empty()) p = base_dir_ / p;
+    return p.lexically_normal().string();
+  }
 
   Status read_string(const toml::table& table, std::string_view key, const std::string& where,
                      std::string* out) const {
@@ -304,6 +313,29 @@ Status ConfigReader::read_scorer(const toml::node& node, ScorerConfig* scorer) c
   return Status::ok();
 }
 
+Status ConfigReader::read_server(const toml::node& node, ServerConfig* server) const {
+  const toml::table* table = node.as_table();
+  if (table == nullptr) return error_at(node.source(), "'server' must be a table");
+  const std::string where = "[server]";
+  FRUGAL_RETURN_IF_ERROR(check_keys(*table, kServerKeys, where));
+  FRUGAL_RETURN_IF_ERROR(read_string(*table, "name", where, &server->name));
+  if (server->name.empty()) return error_at(table->source(), "'name' in [server] is empty");
+  FRUGAL_RETURN_IF_ERROR(read_string(*table, "api_keys_env", where, &server->api_keys_env));
+  FRUGAL_RETURN_IF_ERROR(read_string(*table, "api_keys_file", where, &server->api_keys_file));
+  if (!server->api_keys_file.empty()) server->api_keys_file = resolve(server->api_keys_file);
+  FRUGAL_RETURN_IF_ERROR(read_string(*table, "ledger", where, &server->ledger));
+  if (!server->ledger.empty()) server->ledger = resolve(server->ledger);
+  FRUGAL_RETURN_IF_ERROR(read_count(*table, "max_body_bytes", where, 1024, int64_t{1} << 30,
+                                    &server->max_body_bytes));
+  FRUGAL_RETURN_IF_ERROR(read_count(*table, "max_prompt_chars", where, 1, int64_t{1} << 30,
+                                    &server->max_prompt_chars));
+  FRUGAL_RETURN_IF_ERROR(read_count(*table, "request_timeout_s", where, 1, 86400,
+                                    &server->request_timeout_s));
+  FRUGAL_RETURN_IF_ERROR(read_count(*table, "http_threads", where, 2, 4096,
+                                    &server->http_threads));
+  return Status::ok();
+}
+
 Result<CascadeConfig> ConfigReader::read(const std::string& text) {
   toml::table root;
   try {
@@ -318,7 +350,7 @@ Result<CascadeConfig> ConfigReader::read(const std::string& text) {
     for (std::string_view k : kTopKeys) known = known || key.str() == k;
     if (!known) {
       return error_at(key.source(), "unknown key or table '" + std::string(key.str()) +
-                                        "' (known: [cascade], [[tier]])");
+                                        "' (known: [cascade], [[tier]], [server])");
     }
   }
 
@@ -349,6 +381,10 @@ Result<CascadeConfig> ConfigReader::read(const std::string& text) {
     if (const toml::node* scorer = cascade->get("scorer")) {
       FRUGAL_RETURN_IF_ERROR(read_scorer(*scorer, &config.scorer));
     }
+  }
+
+  if (const toml::node* node = root.get("server")) {
+    FRUGAL_RETURN_IF_ERROR(read_server(*node, &config.server));
   }
 
   const toml::node* tiers_node = root.get("tier");

@@ -62,6 +62,21 @@ struct ScorerConfig {
   std::vector<std::pair<std::string, double>> weights;  // (feature name, weight), file order
 };
 
+// [server]: what `frugal serve` needs beyond the cascade (docs/SERVER.md).
+struct ServerConfig {
+  std::string name = "frugal";   // the model name that means "the cascade" in requests
+  // API keys, one per line ("#" comments allowed), from a file (resolved against the config's
+  // folder) and/or an environment variable holding them comma- or newline-separated. None
+  // configured: the server is open.
+  std::string api_keys_env;
+  std::string api_keys_file;
+  std::string ledger;                          // JSON line per request; empty: none
+  int64_t max_body_bytes = int64_t{1} << 20;   // larger request bodies get 413
+  int64_t max_prompt_chars = 256 * 1024;       // longer prompts (all messages) get 400
+  int64_t request_timeout_s = 600;             // a request still running then ends with 504
+  int64_t http_threads = 128;                  // connections served at once
+};
+
 struct CascadeConfig {
   std::string path;  // the file it was read from
   // In the order requests flow: an optional cache tier first, then models, cheapest first.
@@ -78,6 +93,7 @@ struct CascadeConfig {
   bool early_escalation = false;
   double early_escalation_logprob = 0;
   int64_t early_escalation_window = 8;
+  ServerConfig server;
 
   // The cache tier, or nullptr when there is none.
   const TierConfig* cache_tier() const;

@@ -10,7 +10,7 @@
 namespace frugal::cascade {
 
 LocalTier::LocalTier(TierConfig config, std::unique_ptr<Scheduler> scheduler,
-                     ChatTemplate chat_template)
+                     ResolvedChatTemplate chat_template)
     : Tier(std::move(config)),
       scheduler_(std::move(scheduler)),
       chat_template_(std::move(chat_template)) {}
@@ -28,7 +28,7 @@ Result<std::unique_ptr<LocalTier>> LocalTier::load(const TierConfig& config,
                   "tier '" + config.name + "': " + model.status().message());
   }
   const std::string source = (*model)->gguf().get_string_or("tokenizer.chat_template", "");
-  auto tmpl = parse_chat_template(source);
+  auto tmpl = resolve_chat_template(source);
   if (!tmpl.is_ok()) {
     return Status(tmpl.status().code(),
                   "tier '" + config.name + "' (" + config.model + "): " + tmpl.status().message());
@@ -45,9 +45,9 @@ Result<std::unique_ptr<LocalTier>> LocalTier::load(const TierConfig& config,
 Result<std::vector<int32_t>> LocalTier::encode_chat(
     const std::vector<ChatMessage>& messages) const {
   if (messages.empty()) return invalid_argument("the conversation has no messages");
-  FRUGAL_ASSIGN_OR_RETURN(std::string text,
-                          apply_chat_template(chat_template_, messages, true));
   const Tokenizer& tok = scheduler_->model().tokenizer();
+  FRUGAL_ASSIGN_OR_RETURN(std::string text,
+                          apply_chat_template(chat_template_, messages, chat_template_inputs(tok)));
   return tok.encode(text, tok.add_bos(), /*parse_special=*/true);
 }
 
@@ -55,7 +55,8 @@ Result<std::vector<int32_t>> LocalTier::encode(const TierRequest& request) const
   const Tokenizer& tok = scheduler_->model().tokenizer();
   if (request.raw_prompt) {
     if (request.raw_prompt->empty()) return invalid_argument("the prompt is empty");
-    return tok.encode(*request.raw_prompt, /*add_special=*/true, /*parse_special=*/false);
+    // As llama-server does: control tokens written in the prompt are parsed as such.
+    return tok.encode(*request.raw_prompt, /*add_special=*/true, /*parse_special=*/true);
   }
   return encode_chat(request.messages);
 }

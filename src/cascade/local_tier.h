@@ -30,11 +30,13 @@ class LocalTier : public Tier {
 
   // Submits the request to the model's scheduler (thread-safe: concurrent calls are batched).
   // Errors: kInvalidArgument for an empty conversation, a role the template cannot express, or
-  // bad sampling values; kOutOfRange when the prompt does not fit the context; kUnavailable
+  // bad sampling values; kOutOfRange when the prompt does not fit the context; kResourceExhausted
   // when the scheduler's queue is full. Each names the tier.
   Result<std::unique_ptr<TierCall>> start(const TierRequest& request, TierSink sink) override;
 
   Model& model() { return scheduler_->model(); }
+  // Which chat template renders conversations ("jinja (from the file)", "named: chatml ...").
+  const std::string& chat_template_description() const { return chat_template_.description; }
   Scheduler& scheduler() { return *scheduler_; }
   // The prompt tokens `messages` become (template applied, BOS as the model wants).
   Result<std::vector<int32_t>> encode_chat(const std::vector<ChatMessage>& messages) const;
@@ -43,10 +45,11 @@ class LocalTier : public Tier {
   Result<std::vector<int32_t>> encode(const TierRequest& request) const;
 
  private:
-  LocalTier(TierConfig config, std::unique_ptr<Scheduler> scheduler, ChatTemplate chat_template);
+  LocalTier(TierConfig config, std::unique_ptr<Scheduler> scheduler,
+            ResolvedChatTemplate chat_template);
 
   std::unique_ptr<Scheduler> scheduler_;
-  ChatTemplate chat_template_;
+  ResolvedChatTemplate chat_template_;  // the file's own Jinja template, else a named format
 };
 
 }  // namespace frugal::cascade

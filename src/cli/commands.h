@@ -18,5 +18,6 @@ void register_cascade(CLI::App& app, int& exit_code);
 void register_eval(CLI::App& app, int& exit_code);
 void register_calibrate(CLI::App& app, int& exit_code);
 void register_template(CLI::App& app, int& exit_code);
+void register_serve(CLI::App& app, int& exit_code);
 
 }  // namespace frugal::cli

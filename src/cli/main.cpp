@@ -19,6 +19,7 @@ int main(int argc, char** argv) {
   frugal::cli::register_eval(app, exit_code);
   frugal::cli::register_calibrate(app, exit_code);
   frugal::cli::register_template(app, exit_code);
+  frugal::cli::register_serve(app, exit_code);
   try {
     app.parse(argc, argv);
   } catch (const CLI::ParseError& e) {

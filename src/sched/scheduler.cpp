@@ -192,7 +192,7 @@ Result<std::shared_ptr<RequestHandle>> Scheduler::submit(SchedRequest request) {
     if (stop_) return unavailable("the model is being unloaded");
     const int64_t waiting = n_waiting_.load() + static_cast<int64_t>(incoming_.size());
     if (waiting >= options_.max_queue) {
-      return unavailable("queue full: " + std::to_string(waiting) +
+      return resource_exhausted("queue full: " + std::to_string(waiting) +
                          " requests waiting; retry later");
     }
     seq->id = next_id_++;

@@ -133,7 +133,8 @@ class Scheduler {
 
   // Queues `request`. Errors: kInvalidArgument for an empty prompt, a token id outside the
   // vocabulary or bad sampling values; kOutOfRange for a prompt that leaves no room in the
-  // context; kUnavailable when max_queue requests are waiting ("queue full: N waiting").
+  // context; kResourceExhausted when max_queue requests are waiting ("queue full: N
+  // waiting"); kUnavailable once the scheduler is shutting down.
   Result<std::shared_ptr<RequestHandle>> submit(SchedRequest request);
 
   Model& model() { return *model_; }

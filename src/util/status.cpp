@@ -16,6 +16,7 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::kInternal: return "internal error";
     case ErrorCode::kDeadlineExceeded: return "deadline exceeded";
     case ErrorCode::kCancelled: return "cancelled";
+    case ErrorCode::kResourceExhausted: return "resource exhausted";
   }
   return "unknown";
 }

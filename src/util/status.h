@@ -23,6 +23,7 @@ enum class ErrorCode : uint8_t {
   kInternal,          // should not happen; reported instead of aborting where safe
   kDeadlineExceeded,  // a request's deadline or a timeout passed before it finished
   kCancelled,         // the caller cancelled the request (a client disconnected)
+  kResourceExhausted, // a queue or quota is full: retry later (HTTP 429)
 };
 
 const char* error_code_name(ErrorCode code);
@@ -56,6 +57,9 @@ inline Status deadline_exceeded(std::string m) {
   return {ErrorCode::kDeadlineExceeded, std::move(m)};
 }
 inline Status cancelled(std::string m) { return {ErrorCode::kCancelled, std::move(m)}; }
+inline Status resource_exhausted(std::string m) {
+  return {ErrorCode::kResourceExhausted, std::move(m)};
+}
 
 // A value or the Status that says why there is none. Accessing the value of an error is a bug.
 template <typename T>
