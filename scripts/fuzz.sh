@@ -6,24 +6,36 @@
 #                   from ../shared/fixtures/tokenizer)
 #   jinja_fuzz      the Jinja chat-template interpreter over arbitrary template text, seeded
 #                   with the real templates of tests/fixtures/chat_templates
-# Usage: scripts/fuzz.sh [SECONDS] [TARGET ...]. Crashes land in build-fuzz/fuzz/artifacts/.
+#   model_fuzz      mutated GGUF models through Model::load, the tokenizer and a forward step
+#                   (seeds: tiny models from tests/tiny_model.h, a few KB each)
+#   config_fuzz     cascade configs through parse_cascade_config and, when their tiers name the
+#                   two tiny seed models, Cascade::create and one answer
+#   tasks_fuzz      task-item JSONL through parse_task_items and the answer checks
+# Usage: scripts/fuzz.sh [SECONDS] [TARGET ...]. FUZZ_BUILD_DIR (default build-fuzz) is the
+# build folder; crashes land in $FUZZ_BUILD_DIR/fuzz/artifacts/. Extra libFuzzer flags (such as
+# -runs=N) can be given in FUZZ_FLAGS.
 set -euo pipefail
 cd "$(dirname "$0")/.."
 SECONDS_TO_RUN="${1:-30}"
 shift || true
 TARGETS=("$@")
-[ "${#TARGETS[@]}" -gt 0 ] || TARGETS=(gguf_fuzz tokenizer_fuzz jinja_fuzz)
-CC=clang-14 CXX=clang++-14 cmake -S . -B build-fuzz -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
+[ "${#TARGETS[@]}" -gt 0 ] || TARGETS=(gguf_fuzz tokenizer_fuzz jinja_fuzz model_fuzz config_fuzz tasks_fuzz)
+B="${FUZZ_BUILD_DIR:-build-fuzz}"
+CC=clang-14 CXX=clang++-14 cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DFRUGAL_FUZZ=ON -DFRUGAL_TESTS=OFF >/dev/null
-cmake --build build-fuzz --target "${TARGETS[@]}"
-mkdir -p build-fuzz/fuzz/artifacts
+cmake --build "$B" --target "${TARGETS[@]}"
+mkdir -p "$B/fuzz/artifacts"
 for t in "${TARGETS[@]}"; do
   # The fuzzer adds what it finds to a scratch copy, never to the committed seeds.
-  work="build-fuzz/fuzz/corpus-$t"
+  work="$B/fuzz/corpus-$t"
   mkdir -p "$work"
   seeds="fuzz/corpus/${t%_fuzz}"
   [ -d "$seeds" ] && cp -n "$seeds"/* "$work"/ 2>/dev/null || true
+  # Whole models need room: the tiny seed models are about 12 KB.
+  max_len=8192
+  [ "$t" = model_fuzz ] && max_len=32768
   echo "fuzz: $t for ${SECONDS_TO_RUN} s"
-  "build-fuzz/fuzz/$t" -max_total_time="$SECONDS_TO_RUN" -max_len=8192 -rss_limit_mb=2048 \
-    -artifact_prefix=build-fuzz/fuzz/artifacts/ -print_final_stats=1 "$work"
+  # shellcheck disable=SC2086
+  "$B/fuzz/$t" -max_total_time="$SECONDS_TO_RUN" -max_len="$max_len" -rss_limit_mb=2048 \
+    -artifact_prefix="$B/fuzz/artifacts/" -print_final_stats=1 ${FUZZ_FLAGS:-} "$work"
 done

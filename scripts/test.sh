@@ -8,4 +8,6 @@ bash scripts/build.sh
 if [ -d tests/python ]; then
   FRUGAL_BIN="$PWD/build/frugal" .venv/bin/python -m pytest -q tests/python
 fi
-bash scripts/fuzz.sh 12  # GGUF parser, tokenizer and Jinja fuzzers, 12 s each
+# Every fuzzer (GGUF parser, tokenizer, Jinja, whole models, cascade configs, task items), 10 s
+# each under ASan + UBSan; the long runs are recorded in docs/FUZZING.md.
+bash scripts/fuzz.sh 10

@@ -8,6 +8,7 @@
 #include <unistd.h>
 
 #include <cmath>
+#include <cstdlib>
 #include <filesystem>
 #include <limits>
 #include <string>
@@ -186,6 +187,31 @@ TEST_F(ModelLoadTest, MalformedByteTokenTextRendersAsWrittenInsteadOfThrowing) {
   EXPECT_EQ((*tok)->token_to_piece(3), "<0xZZ>");
   EXPECT_EQ((*tok)->token_to_piece(4), "<0x-1>");
   EXPECT_EQ((*tok)->token_to_piece(3 + 0x41), "A");  // a well-formed one still decodes
+}
+
+// With FRUGAL_WRITE_MODEL_SEEDS=DIR, writes the model fuzzer's seed corpus (fuzz/corpus/model
+// is made so): the tiny llama, and without byte tokens an untied one-layer llama of width 4
+// and a qwen2 with biases.
+TEST(ModelFuzzSeeds, WriteWhenAsked) {
+  const char* dir = std::getenv("FRUGAL_WRITE_MODEL_SEEDS");
+  if (dir == nullptr) GTEST_SKIP() << "set FRUGAL_WRITE_MODEL_SEEDS=DIR to write seeds";
+  fs::create_directories(dir);
+  test::TinyModelShape narrow;
+  narrow.n_embd = 4;
+  narrow.n_layer = 1;
+  narrow.n_ff = 8;
+  narrow.tied = false;
+  narrow.byte_tokens = false;
+  test::TinyModelShape qwen;
+  qwen.arch = "qwen2";
+  qwen.n_head_kv = 2;
+  qwen.byte_tokens = false;
+  for (const auto& [name, shape] : {std::pair{"llama.gguf", test::TinyModelShape{}},
+                                    std::pair{"llama-narrow-untied.gguf", narrow},
+                                    std::pair{"qwen2.gguf", qwen}}) {
+    GgufWriter w = test::tiny_model_writer(shape);
+    ASSERT_TRUE(w.write(std::string(dir) + "/" + name).is_ok());
+  }
 }
 
 }  // namespace

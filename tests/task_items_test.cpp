@@ -232,6 +232,10 @@ TEST(ReadTaskItems, RefusesOutOfRangeDuplicateUnknownAndNonUtf8Items) {
   std::string syntax = error("s.jsonl", head + "a\", oops}");
   EXPECT_NE(syntax.find("s.jsonl:1: malformed JSON (syntax error"), std::string::npos) << syntax;
   EXPECT_NE(error("x.jsonl", "[1, 2]").find("must be a JSON object"), std::string::npos);
+  // nlohmann throws out_of_range, not parse_error, for a number no type holds (tasks_fuzz).
+  std::string overflow = error("o.jsonl", "555550000000000000000000e555555555555555555555555");
+  EXPECT_NE(overflow.find("o.jsonl:1: malformed JSON (number overflow"), std::string::npos)
+      << overflow;
 }
 
 // The Python reference judges many (item, answer) pairs built from every held-out item; the

@@ -1,5 +1,5 @@
-// A tiny random llama GGUF (a few KB: 2 layers, width 8, a 280-token SentencePiece vocabulary
-// with all 256 byte tokens), built in a GgufWriter so a test can change one key or tensor
+// A tiny random llama GGUF (20 KB: 2 layers, width 8, a 280-token SentencePiece vocabulary
+// with all 256 byte tokens; 2 to 5 KB without them), built in a GgufWriter so a test can change one key or tensor
 // before writing: the bad-model tests and the seeds of the model fuzzer start from it.
 #pragma once
 
@@ -19,6 +19,7 @@ struct TinyModelShape {
   int64_t n_ff = 16;
   std::string arch = "llama";  // or "qwen2" (adds Q/K/V biases)
   bool tied = true;
+  bool byte_tokens = true;  // the 256 <0xHH> tokens (SentencePiece's fallback); most of the size
   uint64_t seed = 1;
 };
 
@@ -52,7 +53,7 @@ inline GgufWriter tiny_model_writer(const TinyModelShape& shape = {}) {
   // <unk> <s> </s>, the 256 byte tokens, then a few words (SentencePiece spaces as U+2581).
   std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
   std::vector<int64_t> types = {2, 3, 3};
-  for (int b = 0; b < 256; ++b) {
+  for (int b = 0; b < (shape.byte_tokens ? 256 : 0); ++b) {
     char name[8];
     std::snprintf(name, sizeof(name), "<0x%02X>", b);
     tokens.emplace_back(name);

@@ -140,10 +140,16 @@ size_t first_invalid_utf8(std::string_view s) {
 
 // "syntax error while parsing object key - invalid literal; last read: '{\"id\": \"b\", o'"
 // from nlohmann's "[json.exception.parse_error.101] parse error at line 1, column 14: ...".
-std::string json_error_text(const json::parse_error& e) {
+std::string json_error_text(const json::exception& e) {
   std::string what = e.what();
-  const size_t colon = what.find(": ");
-  if (colon != std::string::npos) what = what.substr(colon + 2);
+  if (!what.empty() && what[0] == '[') {
+    const size_t close = what.find("] ");
+    if (close != std::string::npos) what = what.substr(close + 2);
+  }
+  if (what.rfind("parse error", 0) == 0) {
+    const size_t colon = what.find(": ");
+    if (colon != std::string::npos) what = what.substr(colon + 2);
+  }
   return what;
 }
 
@@ -172,7 +178,8 @@ Result<TaskItem> parse_task_item(std::string_view json_line, const std::string& 
   json j;
   try {
     j = json::parse(json_line.begin(), json_line.end());
-  } catch (const json::parse_error& e) {
+  } catch (const json::exception& e) {
+    // parse_error, and out_of_range for a number too large for any type (found by tasks_fuzz).
     return invalid_argument(where + ": malformed JSON (" + json_error_text(e) + ")");
   }
   if (!j.is_object()) return invalid_argument(where + ": a task item must be a JSON object");

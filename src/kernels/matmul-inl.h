@@ -175,10 +175,13 @@ using VF32 = hn::VFromD<DF32>;
 // acc[i] += sum over the 4 bytes j of lane i: u[4i+j] * s[4i+j] (u unsigned, s signed).
 // Highway 1.0.3 has no u8 x i8 dot product, hence the intrinsics. Without VNNI the pairwise
 // int16 sums saturate beyond 32767, so callers keep |u * s| pairs below that (u <= 128).
+// Highway 1.0.3's AVX3_DL target names "avxvnni", not "avx512vnni": GCC accepts the 512-bit
+// VNNI intrinsic under it, clang (the fuzz and sanitizer builds) does not, so clang takes the
+// maddubs path, which gives the same sums under the callers' bound.
 HWY_INLINE VI32 DotU8I8(VI32 acc, VU8 u, VI8 s) {
-#if HWY_TARGET == HWY_AVX3_DL
+#if HWY_TARGET == HWY_AVX3_DL && !defined(__clang__)
   return VI32{_mm512_dpbusd_epi32(acc.raw, u.raw, s.raw)};
-#elif HWY_TARGET == HWY_AVX3
+#elif HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
   const __m512i pairs = _mm512_maddubs_epi16(u.raw, s.raw);
   return hn::Add(acc, VI32{_mm512_madd_epi16(pairs, _mm512_set1_epi16(1))});
 #else
