@@ -1,8 +1,11 @@
 // kernels_bench: matmul speed on Llama-3.2-1B-shaped matrices per weight type, beside the
 // roofline measured in the same run. Decode (1 token): GB/s of weights streamed vs memory
 // bandwidth. Prefill (512 tokens): GFLOP/s (2 flops per weight per token) vs FP32 FMA peak.
-// Usage: kernels_bench [n_threads=2] [types=q4_0,q8_0,f16,bf16,f32]
-//   (any computable type: q4_k, q5_k, q6_k, q3_k, q2_k, q5_0, q5_1, q4_1, iq4_nl, ...)
+// Usage: kernels_bench [n_threads=2] [types=q4_0,q8_0,f16,bf16,f32] [--clock wall|cpu]
+//   types: any computable type (q4_k, q5_k, q6_k, q3_k, q2_k, q5_0, q5_1, q4_1, iq4_nl, ...).
+//   --clock cpu divides by the process's CPU time per thread instead of wall time, for all
+//   figures and the roofline alike: on a machine other processes share it measures what the
+//   kernels do while they have a core (kernels/roofline.h BenchClock).
 #include <algorithm>
 #include <cstdint>
 #include <cstdio>
@@ -10,6 +13,7 @@
 #include <cstring>
 #include <random>
 #include <string>
+#include <unistd.h>
 #include <vector>
 
 #include "hwy/aligned_allocator.h"
@@ -98,12 +102,16 @@ Matrix make_matrix(GgmlType type, const Shape& s, uint64_t seed) {
   return m;
 }
 
-void run_type(GgmlType type, ThreadPool* pool, double bw, double peak) {
+void run_type(GgmlType type, ThreadPool* pool, BenchClock clock, double bw, double peak) {
+  const int nt = pool->n_threads();
   const char* tname = ggml_type_info(type)->name;
   int64_t layer_bytes = 0;
   for (const Shape& s : kLayer) layer_bytes += ggml_row_bytes(type, s.n_cols) * s.n_rows;
-  // Enough distinct copies of a layer that nothing is still in the 32 MiB L3 when reused.
-  const int copies = static_cast<int>(std::max<int64_t>(2, (256ll << 20) / layer_bytes + 1));
+  // Enough distinct copies of a layer that nothing is still in L3 when reused: 256 MiB, or
+  // twice the L3 this machine reports (480 MiB on some Xeons).
+  const long l3 = sysconf(_SC_LEVEL3_CACHE_SIZE);
+  const int64_t span = std::max<int64_t>(256ll << 20, 2 * static_cast<int64_t>(std::max(0L, l3)));
+  const int copies = static_cast<int>(std::max<int64_t>(2, span / layer_bytes + 1));
   std::vector<std::vector<Matrix>> layers(copies);
   for (int c = 0; c < copies; ++c)
     for (const Shape& s : kLayer) layers[c].push_back(make_matrix(type, s, 1000 * c + s.n_rows));
@@ -131,7 +139,7 @@ void run_type(GgmlType type, ThreadPool* pool, double bw, double peak) {
   decode_pass();
   double best_decode = 0.0;
   for (int rep = 0; rep < 5; ++rep) {
-    Timer t;
+    const BenchTimer t(clock, nt);
     const int64_t bytes = decode_pass();
     best_decode = std::max(best_decode, static_cast<double>(bytes) / t.seconds() / 1e9);
   }
@@ -140,14 +148,14 @@ void run_type(GgmlType type, ThreadPool* pool, double bw, double peak) {
   for (size_t si = 0; si < std::size(kLayer); ++si) {
     double best = 0.0;
     for (int rep = 0; rep < 3; ++rep) {
-      Timer t;
+      const BenchTimer t(clock, nt);
       for (int c = 0; c < copies; ++c)
         matmul(layers[c][si].view, x.data(), 1, y.data(), pool);
       best = std::max(best, static_cast<double>(copies * layers[0][si].n_bytes()) /
                                 t.seconds() / 1e9);
     }
     // Copies that together fit in a few L3s are partly served from cache, not DRAM.
-    const bool cached = copies * layers[0][si].n_bytes() < (96ll << 20);
+    const bool cached = copies * layers[0][si].n_bytes() < std::max<int64_t>(96ll << 20, l3);
     std::printf("        %-12s %6lldx%-5lld %7.1f GB/s (%5.1f%%)%s\n", kLayer[si].name,
                 (long long)kLayer[si].n_rows, (long long)kLayer[si].n_cols, best,
                 100.0 * best / bw, cached ? "  [partly from L3]" : "");
@@ -155,7 +163,7 @@ void run_type(GgmlType type, ThreadPool* pool, double bw, double peak) {
   {
     double best = 0.0;
     for (int rep = 0; rep < 3; ++rep) {
-      Timer t;
+      const BenchTimer t(clock, nt);
       matmul(output.view, x.data(), 1, logits.data(), pool);
       best = std::max(best, static_cast<double>(output.n_bytes()) / t.seconds() / 1e9);
     }
@@ -167,7 +175,7 @@ void run_type(GgmlType type, ThreadPool* pool, double bw, double peak) {
   constexpr int64_t kPrefill = 512;
   matmul(layers[0][0].view, x.data(), kPrefill, y.data(), pool);  // warm-up (scratch growth)
   double flops = 0.0;
-  Timer t;
+  const BenchTimer t(clock, nt);
   for (const Matrix& m : layers[0]) {
     matmul(m.view, x.data(), kPrefill, y.data(), pool);
     flops += 2.0 * kPrefill * static_cast<double>(m.view.n_rows * m.view.n_cols);
@@ -183,13 +191,29 @@ void run_type(GgmlType type, ThreadPool* pool, double bw, double peak) {
 
 int main(int argc, char** argv) {
   using namespace frugal;
-  const int n_threads = argc > 1 ? std::atoi(argv[1]) : 2;
-  std::string types = argc > 2 ? argv[2] : "q4_0,q8_0,f16,bf16,f32";
+  std::vector<std::string> positional;
+  kernels::BenchClock clock = kernels::BenchClock::kWall;
+  for (int i = 1; i < argc; ++i) {
+    const std::string a = argv[i];
+    if (a == "--clock" && i + 1 < argc) {
+      const std::string c = argv[++i];
+      if (c != "wall" && c != "cpu") {
+        std::fprintf(stderr, "kernels_bench: --clock must be wall or cpu\n");
+        return 2;
+      }
+      clock = c == "cpu" ? kernels::BenchClock::kCpu : kernels::BenchClock::kWall;
+    } else {
+      positional.push_back(a);
+    }
+  }
+  const int n_threads = !positional.empty() ? std::atoi(positional[0].c_str()) : 2;
+  std::string types = positional.size() > 1 ? positional[1] : "q4_0,q8_0,f16,bf16,f32";
   ThreadPool pool(n_threads);
-  std::printf("kernels_bench: %d threads, SIMD target %s\n", n_threads,
-              kernels::simd_target_name());
-  const double bw = kernels::measure_memory_bandwidth_gbps(&pool);
-  const double peak = kernels::measure_fma_peak_gflops(&pool);
+  std::printf("kernels_bench: %d threads, SIMD target %s, %s clock\n", n_threads,
+              kernels::simd_target_name(),
+              clock == kernels::BenchClock::kCpu ? "CPU-time" : "wall");
+  const double bw = kernels::measure_memory_bandwidth_gbps(&pool, clock);
+  const double peak = kernels::measure_fma_peak_gflops(&pool, clock);
   std::printf("roofline: memory bandwidth %.1f GB/s, FP32 FMA peak %.1f GFLOP/s\n", bw, peak);
   size_t pos = 0;
   while (pos < types.size()) {
@@ -201,12 +225,12 @@ int main(int argc, char** argv) {
       std::fprintf(stderr, "unknown type %s\n", name.c_str());
       return 1;
     }
-    kernels::run_type(type, &pool, bw, peak);
+    kernels::run_type(type, &pool, clock, bw, peak);
     pos = end + 1;
   }
   // Measured again at the end: the machine is shared, so quote the ratio to both.
   std::printf("roofline (end): memory bandwidth %.1f GB/s, FP32 FMA peak %.1f GFLOP/s\n",
-              kernels::measure_memory_bandwidth_gbps(&pool),
-              kernels::measure_fma_peak_gflops(&pool));
+              kernels::measure_memory_bandwidth_gbps(&pool, clock),
+              kernels::measure_fma_peak_gflops(&pool, clock));
   return 0;
 }

@@ -286,10 +286,7 @@ HWY_NOINLINE void BlockTile(const uint8_t* const* rows, int64_t n_blocks,
   const uint8_t* p[kQRows];
   for (int r = 0; r < kQRows; ++r) p[r] = rows[r];
   for (int64_t b = 0; b < n_blocks; ++b) {
-    if (kT == 1) {  // stream the next tile's rows in, as QuantTile does
-      const uint8_t* next = rows[kQRows - 1] + (n_blocks + b * kQRows) * K::kBlockBytes;
-      for (int64_t off = 0; off < kQRows * K::kBlockBytes; off += 64) __builtin_prefetch(next + off);
-    }
+    if (kT == 1) PrefetchNextTiles<K::kBlockBytes>(rows[kQRows - 1], n_blocks, b);
     const typename K::Act* a[kT];
     VI32 isum[kT];
     for (int t = 0; t < kT; ++t) {

@@ -33,7 +33,7 @@ HWY_NOINLINE float StreamSum(const float* p, int64_t begin, int64_t end) {
   return hn::GetLane(hn::SumOfLanes(df, hn::Add(hn::Add(s0, s1), hn::Add(s2, s3))));
 }
 
-double MemoryBandwidth(ThreadPool* pool) {
+double MemoryBandwidth(ThreadPool* pool, BenchClock clock) {
   constexpr int64_t kBytes = int64_t{1} << 30;
   constexpr int64_t kFloats = kBytes / 4;
   constexpr int64_t kChunk = 4096;  // floats; every thread's range is a multiple of this
@@ -54,7 +54,7 @@ double MemoryBandwidth(ThreadPool* pool) {
   }
   double best = 0.0;
   for (int rep = 0; rep < 5; ++rep) {
-    Timer timer;
+    const BenchTimer timer(clock, n_threads);
     if (n_threads > 1) {
       pool->parallel_for(kFloats, kChunk, read);
     } else {
@@ -83,7 +83,7 @@ HWY_NOINLINE float FmaChains(int64_t iters, float seed) {
   return hn::GetLane(s);
 }
 
-double FmaPeak(ThreadPool* pool) {
+double FmaPeak(ThreadPool* pool, BenchClock clock) {
   const hn::ScalableTag<float> df;
   constexpr int64_t kIters = 20'000'000;
   constexpr int kChains = 12;
@@ -94,7 +94,7 @@ double FmaPeak(ThreadPool* pool) {
   };
   double best = 0.0;
   for (int rep = 0; rep < 3; ++rep) {
-    Timer timer;
+    const BenchTimer timer(clock, n_threads);
     if (n_threads > 1) {
       pool->run(body);
     } else {
@@ -116,11 +116,13 @@ namespace frugal::kernels {
 HWY_EXPORT(MemoryBandwidth);
 HWY_EXPORT(FmaPeak);
 
-double measure_memory_bandwidth_gbps(ThreadPool* pool) {
-  return HWY_DYNAMIC_DISPATCH(MemoryBandwidth)(pool);
+double measure_memory_bandwidth_gbps(ThreadPool* pool, BenchClock clock) {
+  return HWY_DYNAMIC_DISPATCH(MemoryBandwidth)(pool, clock);
 }
 
-double measure_fma_peak_gflops(ThreadPool* pool) { return HWY_DYNAMIC_DISPATCH(FmaPeak)(pool); }
+double measure_fma_peak_gflops(ThreadPool* pool, BenchClock clock) {
+  return HWY_DYNAMIC_DISPATCH(FmaPeak)(pool, clock);
+}
 
 }  // namespace frugal::kernels
 #endif  // HWY_ONCE
