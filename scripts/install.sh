@@ -41,8 +41,9 @@ fi
 if [ ! -x .venv/bin/python ]; then
   /usr/bin/python3 -m venv --system-site-packages .venv
 fi
-py_pkgs=(pytest "transformers==4.40.2" "gguf==0.10.0" "sentencepiece==0.2.0" "jinja2==3.1.6")
-if ! .venv/bin/python -c "import pytest, transformers, gguf, jinja2" 2>/dev/null; then
+py_pkgs=(pytest "transformers==4.40.2" "gguf==0.10.0" "sentencepiece==0.2.0" "jinja2==3.1.6"
+         "openai==3.57.0")
+if ! .venv/bin/python -c "import pytest, transformers, gguf, jinja2, openai" 2>/dev/null; then
   .venv/bin/pip install -q --disable-pip-version-check "${py_pkgs[@]}"
 fi
 if [ "$peer" = 1 ] && ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
