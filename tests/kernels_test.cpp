@@ -1,6 +1,7 @@
 // Kernels: every SIMD op against its scalar reference, on odd sizes and every compiled target.
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 #include <random>
@@ -334,6 +335,147 @@ TEST(Rope, NormalRotatesAdjacentPairsAndNeoxRotatesHalves) {
   const std::vector<float> inv_freq = {quarter_turn, 0.0f};  // pair 0 turns 90° at pos 1
   std::vector<float> x = {1, 2, 3, 4};
   rope(x.data(), 4, 1, inv_freq.data(), RopeStyle::kNormal);
+// Each output of an element-wise op must be the same bits wherever the element sits in the
+// array (body or tail of the vector loop): a token's row may land anywhere in a batch.
+// op(offset, m, out) computes the outputs of elements offset .. offset + m - 1 into out.
+template <class Op>
+void expect_position_independent(Op op, int64_t n) {
+  std::vector<float> whole(n);
+  op(0, n, whole.data());
+  for (int64_t offset : {1, 3, 5, 13}) {
+    if (offset >= n) continue;
+    std::vector<float> part(n - offset);
+    op(offset, n - offset, part.data());
+    for (int64_t i = 0; i < n - offset; ++i)
+      ASSERT_EQ(part[i], whole[offset + i]) << "offset " << offset << " element " << i;
+  }
+}
+
+TEST(GeluMul, MatchesReferenceAndKnownValuesAtEveryPosition) {
+  for (int64_t n : {1, 7, 16, 33, 1000}) {
+    SCOPED_TRACE("n=" + std::to_string(n));
+    const std::vector<float> g = random_floats(n, 4, 3.0f), u = random_floats(n, 5);
+    std::vector<float> want(n), got(n);
+    gelu_mul_ref(g.data(), u.data(), n, want.data());
+    for_each_target([&] {
+      gelu_mul(g.data(), u.data(), n, got.data());
+      for (int64_t i = 0; i < n; ++i)
+        ASSERT_NEAR(got[i], want[i], 2e-6f * (1 + std::fabs(want[i]))) << i;
+      expect_position_independent(
+          [&](int64_t offset, int64_t m, float* out) {
+            std::copy(g.begin() + offset, g.begin() + offset + m, out);
+            gelu_mul(out, u.data() + offset, m, out);  // in place, as the forward pass calls it
+          },
+          n);
+    });
+  }
+  // gelu_tanh(x) for x = 1, -1, 3, -3, 0 (x/2 · (1 + tanh(√(2/π)(x + 0.044715 x³)))), and the
+  // saturated ends: gelu(x) → x for large x, → 0 for very negative x.
+  const std::vector<float> x = {1, -1, 3, -3, 0, 30, -30}, one(7, 1.0f);
+  const std::vector<double> expect = {0.8411920, -0.1588080, 2.9963627, -0.0036373, 0, 30, 0};
+  for_each_target([&] {
+    std::vector<float> y(7);
+    gelu_mul(x.data(), one.data(), 7, y.data());
+    for (int i = 0; i < 7; ++i) EXPECT_NEAR(y[i], expect[i], 2e-6) << x[i];
+  });
+}
+
+TEST(SoftCap, MatchesReferenceStaysInsideTheCapAndIsIdentityNearZero) {
+  for (int64_t n : {1, 7, 16, 33, 1000}) {
+    SCOPED_TRACE("n=" + std::to_string(n));
+    const std::vector<float> x = random_floats(n, 6, 40.0f);
+    std::vector<float> want = x;
+    soft_cap_ref(want.data(), 30.0f, n);
+    for_each_target([&] {
+      std::vector<float> got = x;
+      soft_cap(got.data(), 30.0f, n);
+      for (int64_t i = 0; i < n; ++i) {
+        ASSERT_NEAR(got[i], want[i], 4e-6f * 30.0f) << i;
+        ASSERT_LE(std::fabs(got[i]), 30.0f);
+      }
+      expect_position_independent(
+          [&](int64_t offset, int64_t m, float* out) {
+            std::copy(x.begin() + offset, x.begin() + offset + m, out);
+            soft_cap(out, 30.0f, m);
+          },
+          n);
+    });
+  }
+  std::vector<float> small = {1e-3f, -2e-3f, 1e4f, -1e4f};
+  soft_cap(small.data(), 50.0f, 4);
+  EXPECT_NEAR(small[0], 1e-3f, 1e-9f);
+  EXPECT_NEAR(small[1], -2e-3f, 1e-9f);
+  EXPECT_FLOAT_EQ(small[2], 50.0f);
+  EXPECT_FLOAT_EQ(small[3], -50.0f);
+}
+
+TEST(Attention, SlidingWindowAndSoftCapFollowTheDefinition) {
+  // Positions start .. n-1 only (a sliding window), scores capped as cap · tanh(s / cap);
+  // F32 and F16 caches, SIMD against reference and both against the direct formula.
+  const int64_t head_dim = 40, n_q = 2, bs = 16, n = 37, n_blocks = 3;
+  const std::vector<float> k32 = random_floats(n_blocks * bs * head_dim, 12, 2.0f);
+  const std::vector<float> v32 = random_floats(n_blocks * bs * head_dim, 13);
+  const std::vector<float> q = random_floats(n_q * head_dim, 14, 2.0f);
+  std::vector<uint16_t> k16(k32.size()), v16(v32.size());
+  for (size_t i = 0; i < k32.size(); ++i) k16[i] = fp32_to_fp16(k32[i]);
+  for (size_t i = 0; i < v32.size(); ++i) v16[i] = fp32_to_fp16(v32[i]);
+  std::vector<const float*> kb, vb;
+  std::vector<const uint16_t*> kh, vh;
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    kb.push_back(k32.data() + b * bs * head_dim);
+    vb.push_back(v32.data() + b * bs * head_dim);
+    kh.push_back(k16.data() + b * bs * head_dim);
+    vh.push_back(v16.data() + b * bs * head_dim);
+  }
+  const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));
+  for (int64_t start : {0, 1, 16, 20, 36}) {
+    for (float cap : {0.0f, 2.5f}) {
+      SCOPED_TRACE("start=" + std::to_string(start) + " cap=" + std::to_string(cap));
+      // The definition, in double, for the F32 cache.
+      std::vector<double> direct(n_q * head_dim, 0.0);
+      for (int64_t g = 0; g < n_q; ++g) {
+        std::vector<double> w;
+        double z = 0;
+        for (int64_t j = start; j < n; ++j) {
+          double d = 0;
+          for (int64_t i = 0; i < head_dim; ++i)
+            d += double{q[g * head_dim + i]} * k32[j * head_dim + i];
+          d *= scale;
+          if (cap > 0) d = cap * std::tanh(d / cap);
+          w.push_back(std::exp(d));
+          z += w.back();
+        }
+        for (int64_t j = start; j < n; ++j)
+          for (int64_t i = 0; i < head_dim; ++i)
+            direct[g * head_dim + i] += w[j - start] / z * v32[j * head_dim + i];
+      }
+      std::vector<float> s(n_q * (n - start)), ref(n_q * head_dim), ref16(n_q * head_dim);
+      attention_ref(q.data(), n_q, kb.data(), vb.data(), bs, head_dim, n, scale, s.data(),
+                    ref.data(), start, cap);
+      attention_f16_ref(q.data(), n_q, kh.data(), vh.data(), bs, head_dim, n, scale, s.data(),
+                        ref16.data(), start, cap);
+      for (int64_t i = 0; i < n_q * head_dim; ++i) {
+        ASSERT_NEAR(ref[i], direct[i], 1e-5) << i;
+        ASSERT_NEAR(ref16[i], direct[i], 4e-3) << i;
+      }
+      for_each_target([&] {
+        std::vector<float> got(n_q * head_dim), got16(n_q * head_dim);
+        attention(q.data(), n_q, kb.data(), vb.data(), bs, head_dim, n, scale, s.data(),
+                  got.data(), start, cap);
+        attention_f16(q.data(), n_q, kh.data(), vh.data(), bs, head_dim, n, scale, s.data(),
+                      got16.data(), start, cap);
+        for (int64_t i = 0; i < n_q * head_dim; ++i) {
+          ASSERT_NEAR(got[i], ref[i], 1e-5f) << i;
+          ASSERT_NEAR(got16[i], ref16[i], 1e-5f) << i;
+        }
+      });
+      if (start == 36) {  // one position left: its value row, exactly weighted 1
+        for (int64_t i = 0; i < head_dim; ++i) EXPECT_NEAR(ref[i], v32[36 * head_dim + i], 1e-6);
+      }
+    }
+  }
+}
+
   // (x0, x1) = (1, 2) -> (-2, 1); pair (x2, x3) has frequency 0.
   EXPECT_NEAR(x[0], -2.0f, 1e-6f);
   EXPECT_NEAR(x[1], 1.0f, 1e-6f);

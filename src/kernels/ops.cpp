@@ -104,6 +104,47 @@ void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
 }
 
 float Softmax(float* x, int64_t n) {
+// gelu(x) in its tanh form: x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³))).
+HWY_INLINE VF GeluTanh(DF df, VF x) {
+  const VF inner = hn::Mul(hn::Set(df, 0.7978845608028654f),
+                           hn::MulAdd(hn::Mul(hn::Set(df, 0.044715f), hn::Mul(x, x)), x, x));
+  return hn::Mul(hn::Mul(hn::Set(df, 0.5f), x), hn::Add(hn::Set(df, 1.0f), hn::Tanh(df, inner)));
+}
+
+void GeluMul(const float* gate, const float* up, int64_t n, float* out) {
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  int64_t i = 0;
+  for (; i + N <= n; i += N)
+    hn::StoreU(hn::Mul(GeluTanh(df, hn::LoadU(df, gate + i)), hn::LoadU(df, up + i)), df, out + i);
+  if (i < n) {  // the tail through the same vector code, padded (see SiluMul)
+    HWY_ALIGN float g[HWY_LANES(float)] = {}, u[HWY_LANES(float)] = {};
+    const int64_t rest = n - i;
+    for (int64_t j = 0; j < rest; ++j) {
+      g[j] = gate[i + j];
+      u[j] = up[i + j];
+    }
+    hn::Store(hn::Mul(GeluTanh(df, hn::Load(df, g)), hn::Load(df, u)), df, g);
+    for (int64_t j = 0; j < rest; ++j) out[i + j] = g[j];
+  }
+}
+
+void SoftCap(float* x, float cap, int64_t n) {
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const VF vcap = hn::Set(df, cap), vinv = hn::Set(df, 1.0f / cap);
+  int64_t i = 0;
+  for (; i + N <= n; i += N)
+    hn::StoreU(hn::Mul(vcap, hn::Tanh(df, hn::Mul(hn::LoadU(df, x + i), vinv))), df, x + i);
+  if (i < n) {  // padded tail, as in SiluMul
+    HWY_ALIGN float t[HWY_LANES(float)] = {};
+    const int64_t rest = n - i;
+    for (int64_t j = 0; j < rest; ++j) t[j] = x[i + j];
+    hn::Store(hn::Mul(vcap, hn::Tanh(df, hn::Mul(hn::Load(df, t), vinv))), df, t);
+    for (int64_t j = 0; j < rest; ++j) x[i + j] = t[j];
+  }
+}
+
   if (n <= 0) return 0.0f;
   const DF df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
@@ -135,16 +176,22 @@ float Softmax(float* x, int64_t n) {
 // whole group in one dispatched call, each key and value row read once for all n_q queries.
 void Attention(const float* q, int64_t n_q, const float* const* k_blocks,
                const float* const* v_blocks, int64_t block_size, int64_t head_dim, int64_t n,
-               float scale, float* scores, float* out) {
-  for (int64_t j = 0; j < n; ++j) {
+               float scale, float* scores, float* out, int64_t start, float softcap) {
+  const int64_t m = n - start;  // positions attended; scores [n_q, m]
+  for (int64_t j = start; j < n; ++j) {
     const float* k = k_blocks[j / block_size] + (j % block_size) * head_dim;
-    for (int64_t g = 0; g < n_q; ++g) scores[g * n + j] = Dot(q + g * head_dim, k, head_dim) * scale;
+    for (int64_t g = 0; g < n_q; ++g)
+      scores[g * m + j - start] = Dot(q + g * head_dim, k, head_dim) * scale;
   }
-  for (int64_t g = 0; g < n_q; ++g) Softmax(scores + g * n, n);
+  for (int64_t g = 0; g < n_q; ++g) {
+    if (softcap > 0.0f) SoftCap(scores + g * m, softcap, m);
+    Softmax(scores + g * m, m);
+  }
   for (int64_t i = 0; i < n_q * head_dim; ++i) out[i] = 0.0f;
-  for (int64_t j = 0; j < n; ++j) {
+  for (int64_t j = start; j < n; ++j) {
     const float* v = v_blocks[j / block_size] + (j % block_size) * head_dim;
-    for (int64_t g = 0; g < n_q; ++g) Axpy(scores[g * n + j], v, out + g * head_dim, head_dim);
+    for (int64_t g = 0; g < n_q; ++g)
+      Axpy(scores[g * m + j - start], v, out + g * head_dim, head_dim);
   }
 }
 
@@ -187,17 +234,23 @@ void AxpyF16(float a, const uint16_t* x, float* y, int64_t n) {
 // Attention over an F16 cache: as Attention, each half widened to float as it is read.
 void AttentionF16(const float* q, int64_t n_q, const uint16_t* const* k_blocks,
                   const uint16_t* const* v_blocks, int64_t block_size, int64_t head_dim,
-                  int64_t n, float scale, float* scores, float* out) {
-  for (int64_t j = 0; j < n; ++j) {
+                  int64_t n, float scale, float* scores, float* out, int64_t start,
+                  float softcap) {
+  const int64_t m = n - start;
+  for (int64_t j = start; j < n; ++j) {
     const uint16_t* k = k_blocks[j / block_size] + (j % block_size) * head_dim;
     for (int64_t g = 0; g < n_q; ++g)
-      scores[g * n + j] = DotF16(q + g * head_dim, k, head_dim) * scale;
+      scores[g * m + j - start] = DotF16(q + g * head_dim, k, head_dim) * scale;
   }
-  for (int64_t g = 0; g < n_q; ++g) Softmax(scores + g * n, n);
+  for (int64_t g = 0; g < n_q; ++g) {
+    if (softcap > 0.0f) SoftCap(scores + g * m, softcap, m);
+    Softmax(scores + g * m, m);
+  }
   for (int64_t i = 0; i < n_q * head_dim; ++i) out[i] = 0.0f;
-  for (int64_t j = 0; j < n; ++j) {
+  for (int64_t j = start; j < n; ++j) {
     const uint16_t* v = v_blocks[j / block_size] + (j % block_size) * head_dim;
-    for (int64_t g = 0; g < n_q; ++g) AxpyF16(scores[g * n + j], v, out + g * head_dim, head_dim);
+    for (int64_t g = 0; g < n_q; ++g)
+      AxpyF16(scores[g * m + j - start], v, out + g * head_dim, head_dim);
   }
 }
 
@@ -260,6 +313,8 @@ void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, Thr
     case GgmlType::kQ6_K: return matmul_q6_k(w, x, n_tokens, y, pool);
     default:
       CHECK(false, "matmul: no kernel for weight type %u", static_cast<unsigned>(w.type));
+HWY_EXPORT(GeluMul);
+HWY_EXPORT(SoftCap);
   }
 }
 
@@ -286,16 +341,17 @@ void scale(float* y, float a, int64_t n) { HWY_DYNAMIC_DISPATCH(Scale)(y, a, n);
 float softmax(float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(Softmax)(x, n); }
 void attention(const float* q, int64_t n_q, const float* const* k_blocks,
                const float* const* v_blocks, int64_t block_size, int64_t head_dim, int64_t n,
-               float scale, float* scores, float* out) {
+               float scale, float* scores, float* out, int64_t start, float softcap) {
   HWY_DYNAMIC_DISPATCH(Attention)(q, n_q, k_blocks, v_blocks, block_size, head_dim, n, scale,
-                                  scores, out);
+                                  scores, out, start, softcap);
 }
 
 void attention_f16(const float* q, int64_t n_q, const uint16_t* const* k_blocks,
                    const uint16_t* const* v_blocks, int64_t block_size, int64_t head_dim,
-                   int64_t n, float scale, float* scores, float* out) {
+                   int64_t n, float scale, float* scores, float* out, int64_t start,
+                   float softcap) {
   HWY_DYNAMIC_DISPATCH(AttentionF16)(q, n_q, k_blocks, v_blocks, block_size, head_dim, n, scale,
-                                     scores, out);
+                                     scores, out, start, softcap);
 }
 
 void f32_to_f16_row(const float* x, uint16_t* out, int64_t n) {
@@ -306,6 +362,10 @@ void f32_to_f16_row(const float* x, uint16_t* out, int64_t n) {
 void rope(float* x, int64_t head_dim, int64_t pos, const float* inv_freq, RopeStyle style) {
   rope_ref(x, head_dim, pos, inv_freq, style);
 }
+void gelu_mul(const float* gate, const float* up, int64_t n, float* out) {
+  HWY_DYNAMIC_DISPATCH(GeluMul)(gate, up, n, out);
+}
+void soft_cap(float* x, float cap, int64_t n) { HWY_DYNAMIC_DISPATCH(SoftCap)(x, cap, n); }
 
 const char* simd_target_name() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
 

@@ -33,6 +33,12 @@ void dequantize_row(GgmlType type, const void* x, float* out, int64_t n);
 void rms_norm(const float* x, const float* w, float eps, int64_t n, float* out);
 // out[i] = silu(gate[i]) * up[i]. out may alias gate.
 void silu_mul(const float* gate, const float* up, int64_t n, float* out);
+// out[i] = gelu(gate[i]) * up[i] with GELU in its tanh form,
+// gelu(x) = x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³))) (Gemma's gelu_pytorch_tanh).
+// out may alias gate.
+void gelu_mul(const float* gate, const float* up, int64_t n, float* out);
+// x[i] = cap · tanh(x[i] / cap): Gemma 2's soft-capping of logits into (-cap, cap).
+void soft_cap(float* x, float cap, int64_t n);
 // y[i] += x[i]
 void add_inplace(float* y, const float* x, int64_t n);
 // Returns sum a[i] * b[i].
@@ -45,19 +51,23 @@ void scale(float* y, float a, int64_t n);
 float softmax(float* x, int64_t n);
 
 // Causal attention of n_q query heads that share one KV head (grouped-query attention) over
-// n cached positions held in blocks: for each g < n_q, out[g] = softmax(scale · q[g]·Kᵀ) · V.
-// q and out are [n_q, head_dim]; position j's key is row j % block_size of
-// k_blocks[j / block_size] (each block [block_size, head_dim]), and likewise its value.
-// `scores` is scratch [n_q, n] (left holding the attention weights).
+// the cached positions start .. n-1 held in blocks: for each g < n_q,
+// out[g] = softmax(cap(scale · q[g]·Kᵀ)) · V. q and out are [n_q, head_dim]; position j's key
+// is row j % block_size of k_blocks[j / block_size] (each block [block_size, head_dim]), and
+// likewise its value; entries of k_blocks / v_blocks before block start / block_size are not
+// read. start > 0 is a sliding window (Gemma 2/3, Mistral-style local layers). softcap > 0
+// replaces each score s by softcap · tanh(s / softcap) before the softmax (Gemma 2); 0 leaves
+// scores as they are. `scores` is scratch [n_q, n - start] (left holding the attention weights).
 void attention(const float* q, int64_t n_q, const float* const* k_blocks,
                const float* const* v_blocks, int64_t block_size, int64_t head_dim, int64_t n,
-               float scale, float* scores, float* out);
+               float scale, float* scores, float* out, int64_t start = 0, float softcap = 0.0f);
 
 // The same over keys and values stored as IEEE half floats (bits), as an F16 KV cache holds
 // them; each is widened to float as it is read.
 void attention_f16(const float* q, int64_t n_q, const uint16_t* const* k_blocks,
                    const uint16_t* const* v_blocks, int64_t block_size, int64_t head_dim,
-                   int64_t n, float scale, float* scores, float* out);
+                   int64_t n, float scale, float* scores, float* out, int64_t start = 0,
+                   float softcap = 0.0f);
 // out[i] = the half nearest x[i] (ties to even), as fp32_to_fp16.
 void f32_to_f16_row(const float* x, uint16_t* out, int64_t n);
 

@@ -245,6 +245,18 @@ void silu_mul_ref(const float* gate, const float* up, int64_t n, float* out) {
 }
 
 void add_inplace_ref(float* y, const float* x, int64_t n) {
+void gelu_mul_ref(const float* gate, const float* up, int64_t n, float* out) {
+  constexpr double k = 0.7978845608028654;  // sqrt(2 / pi)
+  for (int64_t i = 0; i < n; ++i) {
+    const double g = gate[i];
+    out[i] = static_cast<float>(0.5 * g * (1.0 + std::tanh(k * (g + 0.044715 * g * g * g))) * up[i]);
+  }
+}
+
+void soft_cap_ref(float* x, float cap, int64_t n) {
+  for (int64_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] / cap);
+}
+
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];
 }
 
@@ -293,39 +305,45 @@ void rope_ref(float* x, int64_t head_dim, int64_t pos, const float* inv_freq, Ro
 
 void attention_ref(const float* q, int64_t n_q, const float* const* k_blocks,
                    const float* const* v_blocks, int64_t block_size, int64_t head_dim, int64_t n,
-                   float scale, float* scores, float* out) {
+                   float scale, float* scores, float* out, int64_t start, float softcap) {
+  const int64_t m = n - start;  // positions attended
   for (int64_t g = 0; g < n_q; ++g) {
-    float* s = scores + g * n;
-    for (int64_t j = 0; j < n; ++j)
-      s[j] = dot_ref(q + g * head_dim, k_blocks[j / block_size] + (j % block_size) * head_dim,
-                     head_dim) * scale;
-    softmax_ref(s, n);
+    float* s = scores + g * m;
+    for (int64_t j = start; j < n; ++j)
+      s[j - start] = dot_ref(q + g * head_dim,
+                             k_blocks[j / block_size] + (j % block_size) * head_dim, head_dim) *
+                     scale;
+    if (softcap > 0.0f) soft_cap_ref(s, softcap, m);
+    softmax_ref(s, m);
     float* o = out + g * head_dim;
     for (int64_t i = 0; i < head_dim; ++i) o[i] = 0.0f;
-    for (int64_t j = 0; j < n; ++j)
-      axpy_ref(s[j], v_blocks[j / block_size] + (j % block_size) * head_dim, o, head_dim);
+    for (int64_t j = start; j < n; ++j)
+      axpy_ref(s[j - start], v_blocks[j / block_size] + (j % block_size) * head_dim, o, head_dim);
   }
 }
 
 // The F16-cache variant: each key and value widened to float, then as attention_ref.
 void attention_f16_ref(const float* q, int64_t n_q, const uint16_t* const* k_blocks,
                        const uint16_t* const* v_blocks, int64_t block_size, int64_t head_dim,
-                       int64_t n, float scale, float* scores, float* out) {
+                       int64_t n, float scale, float* scores, float* out, int64_t start,
+                       float softcap) {
+  const int64_t m = n - start;
   std::vector<float> k(head_dim), v(head_dim);
   for (int64_t g = 0; g < n_q; ++g) {
-    float* s = scores + g * n;
-    for (int64_t j = 0; j < n; ++j) {
+    float* s = scores + g * m;
+    for (int64_t j = start; j < n; ++j) {
       const uint16_t* kh = k_blocks[j / block_size] + (j % block_size) * head_dim;
       for (int64_t i = 0; i < head_dim; ++i) k[i] = fp16_to_fp32(kh[i]);
-      s[j] = dot_ref(q + g * head_dim, k.data(), head_dim) * scale;
+      s[j - start] = dot_ref(q + g * head_dim, k.data(), head_dim) * scale;
     }
-    softmax_ref(s, n);
+    if (softcap > 0.0f) soft_cap_ref(s, softcap, m);
+    softmax_ref(s, m);
     float* o = out + g * head_dim;
     for (int64_t i = 0; i < head_dim; ++i) o[i] = 0.0f;
-    for (int64_t j = 0; j < n; ++j) {
+    for (int64_t j = start; j < n; ++j) {
       const uint16_t* vh = v_blocks[j / block_size] + (j % block_size) * head_dim;
       for (int64_t i = 0; i < head_dim; ++i) v[i] = fp16_to_fp32(vh[i]);
-      axpy_ref(s[j], v.data(), o, head_dim);
+      axpy_ref(s[j - start], v.data(), o, head_dim);
     }
   }
 }

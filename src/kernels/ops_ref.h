@@ -23,6 +23,8 @@ void quantize_activations_ref(const float* x, int64_t n, int8_t* q, float* d);
 
 void rms_norm_ref(const float* x, const float* w, float eps, int64_t n, float* out);
 void silu_mul_ref(const float* gate, const float* up, int64_t n, float* out);
+void gelu_mul_ref(const float* gate, const float* up, int64_t n, float* out);
+void soft_cap_ref(float* x, float cap, int64_t n);
 void add_inplace_ref(float* y, const float* x, int64_t n);
 float dot_ref(const float* a, const float* b, int64_t n);
 void axpy_ref(float a, const float* x, float* y, int64_t n);
@@ -30,10 +32,12 @@ void scale_ref(float* y, float a, int64_t n);
 float softmax_ref(float* x, int64_t n);
 void attention_ref(const float* q, int64_t n_q, const float* const* k_blocks,
                    const float* const* v_blocks, int64_t block_size, int64_t head_dim, int64_t n,
-                   float scale, float* scores, float* out);
+                   float scale, float* scores, float* out, int64_t start = 0,
+                   float softcap = 0.0f);
 void attention_f16_ref(const float* q, int64_t n_q, const uint16_t* const* k_blocks,
                        const uint16_t* const* v_blocks, int64_t block_size, int64_t head_dim,
-                       int64_t n, float scale, float* scores, float* out);
+                       int64_t n, float scale, float* scores, float* out, int64_t start = 0,
+                       float softcap = 0.0f);
 void rope_ref(float* x, int64_t head_dim, int64_t pos, const float* inv_freq, RopeStyle style);
 
 }  // namespace frugal::kernels
