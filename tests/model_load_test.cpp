@@ -214,5 +214,92 @@ TEST(ModelFuzzSeeds, WriteWhenAsked) {
   }
 }
 
+// The families beyond llama/qwen2 read their layout the way llama.cpp's loader does.
+TEST_F(ModelLoadTest, NewFamiliesReadTheirLayoutAsLlamaCppDoes) {
+  struct Want {
+    const char* arch;
+    bool qk_norm, post_norms, fused;
+    float attn_cap, final_cap;
+    int64_t n_swa;
+    std::vector<bool> local;  // per layer of 7
+  };
+  const std::vector<Want> wants = {
+      {"qwen3", true, false, false, 0, 0, 0, {0, 0, 0, 0, 0, 0, 0}},
+      {"gemma2", false, true, false, 50, 30, 4, {1, 0, 1, 0, 1, 0, 1}},
+      {"gemma3", true, true, false, 0, 0, 4, {1, 1, 1, 1, 1, 0, 1}},
+      {"phi3", false, false, true, 0, 0, 6, {1, 1, 1, 1, 1, 1, 1}},
+  };
+  for (const Want& want : wants) {
+    SCOPED_TRACE(want.arch);
+    test::TinyModelShape shape;
+    shape.arch = want.arch;
+    shape.n_layer = 7;
+    GgufWriter w = test::tiny_model_writer(shape);
+    const std::string path = (dir_ / (std::string(want.arch) + ".gguf")).string();
+    ASSERT_TRUE(w.write(path).is_ok());
+    ModelOptions o;
+    o.n_threads = 1;
+    auto m = Model::load(path, o);
+    ASSERT_TRUE(m.is_ok()) << m.status().to_string();
+    const ModelConfig& c = (*m)->config();
+    EXPECT_EQ(c.qk_norm, want.qk_norm);
+    EXPECT_EQ(c.post_norms, want.post_norms);
+    EXPECT_EQ(c.fused_qkv, want.fused);
+    EXPECT_EQ(c.fused_gate_up, want.fused);
+    EXPECT_EQ(c.ffn_act == FfnActivation::kGeluTanh, want.post_norms);
+    EXPECT_EQ(c.attn_softcap, want.attn_cap);  // gemma2's defaults when the keys are absent
+    EXPECT_EQ(c.final_softcap, want.final_cap);
+    EXPECT_EQ(c.n_swa, want.n_swa);
+    for (int64_t il = 0; il < 7; ++il) EXPECT_EQ(c.is_swa(il), want.local[il]) << "layer " << il;
+    EXPECT_FLOAT_EQ(c.embd_scale, want.post_norms ? std::sqrt(8.0f) : 1.0f);
+    EXPECT_FLOAT_EQ(c.attn_scale, 0.5f);  // 1 / sqrt(head_dim 4)
+    auto kv = (*m)->make_kv_cache(32);
+    SeqBatch b;
+    b.seq = kv->create_sequence();
+    const std::vector<int32_t> tokens = {1, 200, 5, 7, 270, 9, 11, 13, 2};
+    b.tokens = tokens;
+    std::vector<float> logits;
+    ASSERT_TRUE((*m)->forward(std::span<const SeqBatch>(&b, 1), *kv, logits).is_ok());
+    for (float x : logits) ASSERT_TRUE(std::isfinite(x));
+  }
+}
+
+// (Missing and mis-shaped tensors of these families: tests/python/test_hf_arch_reference.py.)
+TEST_F(ModelLoadTest, NewFamiliesRefuseNonsenseKeysByName) {
+  auto shape_of = [](const char* arch) {
+    test::TinyModelShape s;
+    s.arch = arch;
+    return s;
+  };
+  {  // gemma3 files carry their window: llama.cpp requires the key too.
+    GgufWriter w = test::tiny_model_writer(shape_of("gemma3"));
+    w.erase("gemma3.attention.sliding_window");
+    const Status s = load(w);  // a missing key, as for any other required one
+    EXPECT_FALSE(s.is_ok());
+    EXPECT_NE(s.message().find("'gemma3.attention.sliding_window' is missing"), std::string::npos)
+        << s.message();
+  }
+  {
+    GgufWriter w = test::tiny_model_writer(shape_of("gemma2"));
+    w.set_float32("gemma2.attn_logit_softcapping", NAN);
+    expect_refused(w, {"gemma2.attn_logit_softcapping", "nan"});
+  }
+  {
+    GgufWriter w = test::tiny_model_writer(shape_of("gemma2"));
+    w.set_float32("gemma2.final_logit_softcapping", -30.0f);
+    expect_refused(w, {"gemma2.final_logit_softcapping", "-30"});
+  }
+  {
+    GgufWriter w = test::tiny_model_writer(shape_of("gemma2"));
+    w.set_float32("gemma2.attention.scale", 0.0f);
+    expect_refused(w, {"gemma2.attention.scale", "above 0"});
+  }
+  {
+    GgufWriter w = test::tiny_model_writer(shape_of("phi3"));
+    w.set_int32("phi3.attention.sliding_window", -5);
+    expect_refused(w, {"phi3.attention.sliding_window", "-5"});
+  }
+}
+
 }  // namespace
 }  // namespace frugal

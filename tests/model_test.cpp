@@ -15,6 +15,7 @@
 #include "engine/tokenizer.h"
 #include "sched/generate.h"
 #include "sched/scheduler.h"
+#include "tiny_model.h"
 
 namespace frugal {
 namespace {
@@ -213,6 +214,74 @@ TEST_F(StoriesTest, StopStringsEndGenerationBeforeTheStopText) {
   EXPECT_EQ(cut->finish, FinishReason::kStop);
   EXPECT_EQ(cut->text, text.substr(0, text.find(stop)));
   EXPECT_EQ(streamed, cut->text) << "streamed text never shows any part of the stop string";
+}
+
+// The batching invariant for the other families' ops (Q/K norms, fused matrices, GELU,
+// post-norms, soft-caps, sliding windows shorter than the sequences, Gemma 3's local RoPE):
+// a token's logits are the same bits alone, batched with another sequence, chunked, or after
+// a reused prefix, on F32 and F16 caches.
+TEST(NewFamilies, BatchingChunkingAndPrefixReuseGiveTheSameLogits) {
+  for (const char* arch : {"qwen3", "gemma2", "gemma3", "phi3"}) {
+    for (KvType kv_type : {KvType::kF32, KvType::kF16}) {
+      SCOPED_TRACE(std::string(arch) + (kv_type == KvType::kF16 ? " f16" : " f32"));
+      test::TinyModelShape shape;
+      shape.arch = arch;
+      shape.n_embd = 32;
+      shape.n_head = 4;
+      shape.n_head_kv = 2;
+      shape.n_ff = 48;
+      shape.n_layer = std::string(arch) == "gemma3" ? 7 : 2;
+      shape.tied = std::string(arch) != "phi3";
+      const std::string path =
+          (fs::temp_directory_path() / ("frugal_model_test_" + std::string(arch) + ".gguf"))
+              .string();
+      ASSERT_TRUE(test::tiny_model_writer(shape).write(path).is_ok());
+      ModelOptions o;
+      o.n_threads = 2;
+      auto loaded = Model::load(path, o);
+      fs::remove(path);
+      ASSERT_TRUE(loaded.is_ok()) << loaded.status().to_string();
+      Model& model = **loaded;
+      const int64_t n_vocab = model.config().n_vocab;
+      std::vector<int32_t> sa, sb;
+      for (int i = 0; i < 45; ++i) sa.push_back((i * 37 + 11) % n_vocab);
+      for (int i = 0; i < 33; ++i) sb.push_back((i * 53 + 5) % n_vocab);
+
+      auto alone = [&](const std::vector<int32_t>& s) {
+        auto kv = model.make_kv_cache(256, 16, kv_type);
+        const SeqBatch e{kv->create_sequence(), s, true};
+        std::vector<float> logits;
+        EXPECT_TRUE(model.forward(std::span<const SeqBatch>(&e, 1), *kv, logits).is_ok());
+        return logits;
+      };
+      const std::vector<float> la = alone(sa), lb = alone(sb);
+      auto kv = model.make_kv_cache(256, 16, kv_type);
+      auto qa = kv->create_sequence(), qb = kv->create_sequence();
+      std::vector<float> got_a, got_b, logits;
+      size_t ia = 0, ib = 0;
+      for (size_t c : {7, 1, 1, 13, 2, 100}) {
+        std::vector<SeqBatch> batch;
+        size_t na = std::min(c, sa.size() - ia), nb = std::min(c + 3, sb.size() - ib);
+        if (na) batch.push_back({qa, std::span<const int32_t>(sa.data() + ia, na), true});
+        if (nb) batch.push_back({qb, std::span<const int32_t>(sb.data() + ib, nb), true});
+        if (batch.empty()) break;
+        ASSERT_TRUE(model.forward(batch, *kv, logits).is_ok());
+        got_a.insert(got_a.end(), logits.begin(), logits.begin() + na * n_vocab);
+        got_b.insert(got_b.end(), logits.begin() + na * n_vocab, logits.end());
+        ia += na;
+        ib += nb;
+      }
+      ASSERT_EQ(got_a, la);
+      ASSERT_EQ(got_b, lb);
+      auto qc = kv->create_sequence();
+      const int64_t reused = kv->reuse_prefix(qc, sa);
+      EXPECT_EQ(reused, 32);
+      const SeqBatch rest{qc, std::span<const int32_t>(sa.data() + reused, sa.size() - reused),
+                          true};
+      ASSERT_TRUE(model.forward(std::span<const SeqBatch>(&rest, 1), *kv, logits).is_ok());
+      ASSERT_EQ(logits, std::vector<float>(la.begin() + reused * n_vocab, la.end()));
+    }
+  }
 }
 
 }  // namespace

@@ -17,7 +17,9 @@ struct TinyModelShape {
   int64_t n_head = 2;
   int64_t n_head_kv = 1;
   int64_t n_ff = 16;
-  std::string arch = "llama";  // or "qwen2" (adds Q/K/V biases)
+  // or "qwen2" (adds Q/K/V biases), "qwen3" (Q/K norms), "gemma2" / "gemma3" (post-norms,
+  // sliding window of 4; gemma3 Q/K norms), "phi3" (fused attn_qkv and ffn_up, window 6)
+  std::string arch = "llama";
   bool tied = true;
   bool byte_tokens = true;  // the 256 <0xHH> tokens (SentencePiece's fallback); most of the size
   uint64_t seed = 1;
@@ -49,6 +51,10 @@ inline GgufWriter tiny_model_writer(const TinyModelShape& shape = {}) {
   w.set_uint32(a + "attention.head_count_kv", static_cast<uint32_t>(shape.n_head_kv));
   w.set_float32(a + "attention.layer_norm_rms_epsilon", 1e-5f);
   w.set_float32(a + "rope.freq_base", 10000.0f);
+  const bool gemma = shape.arch == "gemma2" || shape.arch == "gemma3";
+  const bool qk_norm = shape.arch == "qwen3" || shape.arch == "gemma3";
+  const bool phi3 = shape.arch == "phi3";
+  if (gemma || phi3) w.set_uint32(a + "attention.sliding_window", gemma ? 4 : 6);
 
   // <unk> <s> </s>, the 256 byte tokens, then a few words (SentencePiece spaces as U+2581).
   std::vector<std::string> tokens = {"<unk>", "<s>", "</s>"};
@@ -96,18 +102,34 @@ inline GgufWriter tiny_model_writer(const TinyModelShape& shape = {}) {
   for (int64_t il = 0; il < shape.n_layer; ++il) {
     const std::string p = "blk." + std::to_string(il) + ".";
     add(p + "attn_norm.weight", {shape.n_embd}, 0.2f, 1.0f);
-    add(p + "attn_q.weight", {shape.n_embd, nq});
-    add(p + "attn_k.weight", {shape.n_embd, nkv});
-    add(p + "attn_v.weight", {shape.n_embd, nkv});
+    if (phi3) {
+      add(p + "attn_qkv.weight", {shape.n_embd, nq + 2 * nkv});
+    } else {
+      add(p + "attn_q.weight", {shape.n_embd, nq});
+      add(p + "attn_k.weight", {shape.n_embd, nkv});
+      add(p + "attn_v.weight", {shape.n_embd, nkv});
+    }
     add(p + "attn_output.weight", {nq, shape.n_embd});
+    if (qk_norm) {
+      add(p + "attn_q_norm.weight", {head_dim}, 0.2f, 1.0f);
+      add(p + "attn_k_norm.weight", {head_dim}, 0.2f, 1.0f);
+    }
+    if (gemma) {
+      add(p + "post_attention_norm.weight", {shape.n_embd}, 0.2f, 1.0f);
+      add(p + "post_ffw_norm.weight", {shape.n_embd}, 0.2f, 1.0f);
+    }
     if (shape.arch == "qwen2") {
       add(p + "attn_q.bias", {nq}, 0.1f);
       add(p + "attn_k.bias", {nkv}, 0.1f);
       add(p + "attn_v.bias", {nkv}, 0.1f);
     }
     add(p + "ffn_norm.weight", {shape.n_embd}, 0.2f, 1.0f);
-    add(p + "ffn_gate.weight", {shape.n_embd, shape.n_ff});
-    add(p + "ffn_up.weight", {shape.n_embd, shape.n_ff});
+    if (phi3) {
+      add(p + "ffn_up.weight", {shape.n_embd, 2 * shape.n_ff});
+    } else {
+      add(p + "ffn_gate.weight", {shape.n_embd, shape.n_ff});
+      add(p + "ffn_up.weight", {shape.n_embd, shape.n_ff});
+    }
     add(p + "ffn_down.weight", {shape.n_ff, shape.n_embd});
   }
   return w;

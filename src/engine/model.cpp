@@ -1,7 +1,12 @@
-// The forward pass of the llama family (Llama 2/3, Mistral, Qwen2), read top to bottom:
-// embed → per layer [RMSNorm → Q,K,V (+bias) → RoPE → KV cache → attention → wo → residual →
-// RMSNorm → SwiGLU FFN → residual] → final RMSNorm → logits.
-// Reference: Hugging Face transformers' LlamaModel / Qwen2Model (tests/python compare logits).
+// The forward pass of the llama family (Llama 2/3, Mistral, Qwen2/3, Gemma 2/3, Phi-3), read
+// top to bottom: embed (× sqrt(n_embd) for Gemma) → per layer [RMSNorm → Q,K,V (+bias; one
+// fused matrix for Phi-3) → per-head Q/K RMSNorm (Qwen3, Gemma 3) → RoPE → KV cache →
+// attention (sliding window on local layers, soft-capped scores for Gemma 2) → wo
+// (→ RMSNorm for Gemma) → residual → RMSNorm → SwiGLU or GELU FFN (→ RMSNorm for Gemma) →
+// residual] → final RMSNorm → logits (soft-capped for Gemma 2). The differences are flags of
+// ModelConfig.
+// Reference: Hugging Face transformers' Llama / Qwen2 / Qwen3 / Gemma2 / Gemma3 / Phi3 models
+// (tests/python compare logits).
 #include "engine/model.h"
 
 #include <algorithm>
@@ -18,6 +23,24 @@ namespace {
 // Target rows go through the output matrix this many at a time and are reduced to one
 // logprob each, so a long prompt's logprobs cost [kTargetRows, n_vocab] floats of scratch.
 constexpr int64_t kTargetRows = 32;
+
+// out[t] = rms_norm(x[t]) * w for each of n_rows rows of n elements, spread over the pool in
+// chunks of `grain` rows. out may alias x.
+void rms_norm_rows(ThreadPool* pool, const float* x, const std::vector<float>& w, float eps,
+                   int64_t n_rows, int64_t n, float* out, int64_t grain) {
+  pool->parallel_for(n_rows, grain, [&](int64_t b, int64_t e, int) {
+    for (int64_t t = b; t < e; ++t) kernels::rms_norm(x + t * n, w.data(), eps, n, out + t * n);
+  });
+}
+
+// out[i] = act(gate[i]) * up[i]; element-wise, so a row's result does not depend on the batch.
+void ffn_activation(FfnActivation act, const float* gate, const float* up, int64_t n, float* out) {
+  if (act == FfnActivation::kGeluTanh) {
+    kernels::gelu_mul(gate, up, n, out);
+  } else {
+    kernels::silu_mul(gate, up, n, out);
+  }
+}
 }  // namespace
 
 Model::~Model() = default;
@@ -40,15 +63,20 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const ModelO
     FRUGAL_ASSIGN_OR_RETURN(m->pool_, ThreadPool::create(options.n_threads));
   }
 
-  // θ_i = base^(-2i/d), divided by Llama-3's per-frequency factors and the linear scale.
+  // θ_i = base^(-2i/d), divided by Llama-3's per-frequency factors and the linear scale;
+  // Gemma 3's local layers use their own base and no scaling.
   const ModelConfig& c = m->config_;
   m->inv_freq_.resize(c.head_dim / 2);
   for (int64_t i = 0; i < c.head_dim / 2; ++i) {
-    double f = std::pow(static_cast<double>(c.rope_freq_base),
-                        -2.0 * static_cast<double>(i) / static_cast<double>(c.head_dim));
+    const double e = -2.0 * static_cast<double>(i) / static_cast<double>(c.head_dim);
+    double f = std::pow(static_cast<double>(c.rope_freq_base), e);
     if (!m->weights_.rope_freqs.empty()) f /= m->weights_.rope_freqs[i];
     f /= c.rope_linear_scale;
     m->inv_freq_[i] = static_cast<float>(f);
+    if (c.rope_freq_base_swa > 0.0f) {
+      m->inv_freq_swa_.resize(c.head_dim / 2);
+      m->inv_freq_swa_[i] = static_cast<float>(std::pow(double{c.rope_freq_base_swa}, e));
+    }
   }
   return m;
 }
@@ -69,9 +97,10 @@ void Model::ensure_state(int64_t n_tokens, int64_t n_positions) {
   grow(s_.q, n_tokens * c.n_embd_q());
   grow(s_.k, n_tokens * c.n_embd_kv());
   grow(s_.v, n_tokens * c.n_embd_kv());
+  if (c.fused_qkv) grow(s_.qkv, n_tokens * (c.n_embd_q() + 2 * c.n_embd_kv()));
   grow(s_.attn, n_tokens * c.n_embd_q());
   grow(s_.gate, n_tokens * c.n_ff);
-  grow(s_.up, n_tokens * c.n_ff);
+  grow(s_.up, n_tokens * c.n_ff * (c.fused_gate_up ? 2 : 1));
   grow(s_.proj, n_tokens * c.n_embd);
   grow(s_.scores, static_cast<int64_t>(pool_->n_threads()) * (c.n_head / c.n_head_kv) * n_positions);
   const size_t ptrs = static_cast<size_t>(pool_->n_threads()) * 2 * (n_positions + 1);
@@ -161,6 +190,7 @@ Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<
       for (int32_t tok : e.tokens) {
         const auto* row = static_cast<const uint8_t*>(w.token_embd.data) + tok * row_bytes;
         kernels::dequantize_row(w.token_embd.type, row, x + t * n_embd, n_embd);
+        if (c.embd_scale != 1.0f) kernels::scale(x + t * n_embd, c.embd_scale, n_embd);
         ++t;
       }
     }
@@ -173,28 +203,43 @@ Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<
     const LayerWeights& l = w.layers[il];
 
     // Attention block.
-    pool->parallel_for(n_tokens, norm_grain, [&](int64_t b, int64_t e, int) {
-      for (int64_t t = b; t < e; ++t)
-        kernels::rms_norm(x + t * n_embd, l.attn_norm.data(), c.rms_eps, n_embd, xn + t * n_embd);
-    });
-    kernels::matmul(l.wq, xn, n_tokens, s_.q.data(), pool);
-    kernels::matmul(l.wk, xn, n_tokens, s_.k.data(), pool);
-    kernels::matmul(l.wv, xn, n_tokens, s_.v.data(), pool);
+    rms_norm_rows(pool, x, l.attn_norm, c.rms_eps, n_tokens, n_embd, xn, norm_grain);
+    if (c.fused_qkv) {
+      kernels::matmul(l.wqkv, xn, n_tokens, s_.qkv.data(), pool);
+    } else {
+      kernels::matmul(l.wq, xn, n_tokens, s_.q.data(), pool);
+      kernels::matmul(l.wk, xn, n_tokens, s_.k.data(), pool);
+      kernels::matmul(l.wv, xn, n_tokens, s_.v.data(), pool);
+    }
+    // Gemma 3's local layers rotate with their own base.
+    const float* freqs =
+        c.is_swa(il) && !inv_freq_swa_.empty() ? inv_freq_swa_.data() : inv_freq_.data();
     pool->parallel_for(n_tokens, rope_grain, [&](int64_t b, int64_t e, int) {
       for (int64_t t = b; t < e; ++t) {
         float* q = s_.q.data() + t * nq;
         float* k = s_.k.data() + t * nkv;
         float* v = s_.v.data() + t * nkv;
+        if (c.fused_qkv) {  // one row [q | k | v] per token
+          const float* row = s_.qkv.data() + t * (nq + 2 * nkv);
+          std::memcpy(q, row, nq * sizeof(float));
+          std::memcpy(k, row + nq, nkv * sizeof(float));
+          std::memcpy(v, row + nq + nkv, nkv * sizeof(float));
+        }
         if (c.qkv_bias) {
           kernels::add_inplace(q, l.bq.data(), nq);
           kernels::add_inplace(k, l.bk.data(), nkv);
           kernels::add_inplace(v, l.bv.data(), nkv);
         }
+        if (c.qk_norm) {
+          for (int64_t h = 0; h < c.n_head; ++h)
+            kernels::rms_norm(q + h * hd, l.q_norm.data(), c.rms_eps, hd, q + h * hd);
+          for (int64_t h = 0; h < c.n_head_kv; ++h)
+            kernels::rms_norm(k + h * hd, l.k_norm.data(), c.rms_eps, hd, k + h * hd);
+        }
         const int64_t pos = s_.tok_pos[t];
-        for (int64_t h = 0; h < c.n_head; ++h)
-          kernels::rope(q + h * hd, hd, pos, inv_freq_.data(), c.rope_style);
+        for (int64_t h = 0; h < c.n_head; ++h) kernels::rope(q + h * hd, hd, pos, freqs, c.rope_style);
         for (int64_t h = 0; h < c.n_head_kv; ++h)
-          kernels::rope(k + h * hd, hd, pos, inv_freq_.data(), c.rope_style);
+          kernels::rope(k + h * hd, hd, pos, freqs, c.rope_style);
         // Store this token's K and V at its position in the sequence's block table.
         const std::vector<int32_t>& blocks = kv.block_table(s_.tok_seq[t]);
         const int32_t block = blocks[pos / kv.block_size()];
@@ -214,17 +259,31 @@ Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<
     });
     attention(il, n_tokens, kv);
     kernels::matmul(l.wo, s_.attn.data(), n_tokens, s_.proj.data(), pool);
+    if (c.post_norms) {
+      rms_norm_rows(pool, s_.proj.data(), l.attn_post_norm, c.rms_eps, n_tokens, n_embd,
+                    s_.proj.data(), norm_grain);
+    }
     kernels::add_inplace(x, s_.proj.data(), n_tokens * n_embd);
 
-    // Feed-forward block: down(silu(gate(x)) * up(x)).
-    pool->parallel_for(n_tokens, norm_grain, [&](int64_t b, int64_t e, int) {
-      for (int64_t t = b; t < e; ++t)
-        kernels::rms_norm(x + t * n_embd, l.ffn_norm.data(), c.rms_eps, n_embd, xn + t * n_embd);
-    });
-    kernels::matmul(l.w_gate, xn, n_tokens, s_.gate.data(), pool);
-    kernels::matmul(l.w_up, xn, n_tokens, s_.up.data(), pool);
-    kernels::silu_mul(s_.gate.data(), s_.up.data(), n_tokens * c.n_ff, s_.gate.data());
+    // Feed-forward block: down(act(gate(x)) * up(x)), act = SiLU or GELU.
+    rms_norm_rows(pool, x, l.ffn_norm, c.rms_eps, n_tokens, n_embd, xn, norm_grain);
+    const int64_t nff = c.n_ff;
+    if (c.fused_gate_up) {  // up holds [gate | up] rows of 2 n_ff per token
+      kernels::matmul(l.w_up, xn, n_tokens, s_.up.data(), pool);
+      for (int64_t t = 0; t < n_tokens; ++t) {
+        const float* gu = s_.up.data() + t * 2 * nff;
+        ffn_activation(c.ffn_act, gu, gu + nff, nff, s_.gate.data() + t * nff);
+      }
+    } else {
+      kernels::matmul(l.w_gate, xn, n_tokens, s_.gate.data(), pool);
+      kernels::matmul(l.w_up, xn, n_tokens, s_.up.data(), pool);
+      ffn_activation(c.ffn_act, s_.gate.data(), s_.up.data(), n_tokens * nff, s_.gate.data());
+    }
     kernels::matmul(l.w_down, s_.gate.data(), n_tokens, s_.proj.data(), pool);
+    if (c.post_norms) {
+      rms_norm_rows(pool, s_.proj.data(), l.ffn_post_norm, c.rms_eps, n_tokens, n_embd,
+                    s_.proj.data(), norm_grain);
+    }
     kernels::add_inplace(x, s_.proj.data(), n_tokens * n_embd);
   }
 
@@ -250,6 +309,7 @@ Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<
     }
     kv.commit(e.seq, e.tokens, lps);
     ti += e.targets.size();
+  if (c.final_softcap > 0.0f) kernels::soft_cap(logits.data(), c.final_softcap, n_rows * c.n_vocab);
   }
   if (target_logprobs != nullptr) target_logprobs->assign(s_.target_lp.begin(), s_.target_lp.end());
   return Status::ok();
@@ -282,7 +342,10 @@ void Model::compute_target_logprobs() {
   }
 }
 
-// Causal attention of every batch token over its own sequence's cached positions 0..pos.
+// Causal attention of every batch token over its own sequence's cached positions 0..pos, or
+// only the last n_swa of them on a sliding-window layer (the cache keeps every position).
+    if (c.final_softcap > 0.0f)
+      kernels::soft_cap(s_.target_logits.data(), c.final_softcap, nr * n_vocab);
 // One work item is a (token, KV head) pair: the `group` query heads sharing that KV head
 // (grouped-query attention) are computed together, reading each cached row once.
 void Model::attention(int64_t il, int64_t n_tokens, KvCache& kv) {
@@ -292,7 +355,8 @@ void Model::attention(int64_t il, int64_t n_tokens, KvCache& kv) {
   const int64_t bs = kv.block_size();
   const int64_t n_positions = kv.n_blocks() * bs;
   const int64_t max_blocks = kv.n_blocks();
-  const float scale = 1.0f / std::sqrt(static_cast<float>(hd));
+  const float scale = c.attn_scale > 0.0f ? c.attn_scale : 1.0f / std::sqrt(static_cast<float>(hd));
+  const int64_t window = c.is_swa(il) ? c.n_swa : 0;  // 0: all positions
   // An item's work grows with its context; the longest in the batch sets the grain.
   int64_t max_ctx = 1;
   for (int64_t t = 0; t < n_tokens; ++t) max_ctx = std::max<int64_t>(max_ctx, s_.tok_pos[t] + 1);
@@ -306,7 +370,8 @@ void Model::attention(int64_t il, int64_t n_tokens, KvCache& kv) {
       const int64_t t = item / c.n_head_kv, kvh = item % c.n_head_kv;
       const int64_t n_ctx = s_.tok_pos[t] + 1;
       const std::vector<int32_t>& blocks = kv.block_table(s_.tok_seq[t]);
-      for (int64_t i = 0; i < (n_ctx + bs - 1) / bs; ++i) {
+  if (window > 0) max_ctx = std::min(max_ctx, window);
+      for (int64_t i = start / bs; i < (n_ctx + bs - 1) / bs; ++i) {
         k_blocks[i] = kv.k_data(il, blocks[i], kvh);
         v_blocks[i] = kv.v_data(il, blocks[i], kvh);
       }
@@ -315,12 +380,13 @@ void Model::attention(int64_t il, int64_t n_tokens, KvCache& kv) {
       float* out = s_.attn.data() + t * nq + h0 * hd;
       if (f16) {
         kernels::attention_f16(q, group, reinterpret_cast<const uint16_t* const*>(k_blocks),
+      const int64_t start = window > 0 ? std::max<int64_t>(0, n_ctx - window) : 0;
                                reinterpret_cast<const uint16_t* const*>(v_blocks), bs, hd, n_ctx,
-                               scale, scores, out);
+                               scale, scores, out, start, c.attn_softcap);
       } else {
         kernels::attention(q, group, reinterpret_cast<const float* const*>(k_blocks),
                            reinterpret_cast<const float* const*>(v_blocks), bs, hd, n_ctx, scale,
-                           scores, out);
+                           scores, out, start, c.attn_softcap);
       }
     }
   });

@@ -60,21 +60,110 @@ Status check_block_count(const GgufFile& file, const std::string& key, int64_t n
   return Status::ok();
 }
 
+// The layout flags of a known architecture (GGUF general.architecture), as llama.cpp's graph
+// for it reads them; false for an architecture this build does not run.
+bool set_family(const std::string& arch, ModelConfig& c) {
+  using kernels::RopeStyle;
+  if (arch == "llama" || arch == "mistral") {
+    c.arch = Arch::kLlama;
+    c.rope_style = RopeStyle::kNormal;
+  } else if (arch == "qwen2") {
+    c.arch = Arch::kQwen2;
+    c.rope_style = RopeStyle::kNeox;
+    c.qkv_bias = true;
+  } else if (arch == "qwen3") {
+    c.arch = Arch::kQwen3;
+    c.rope_style = RopeStyle::kNeox;
+    c.qk_norm = true;
+  } else if (arch == "gemma2" || arch == "gemma3") {
+    c.arch = arch == "gemma2" ? Arch::kGemma2 : Arch::kGemma3;
+    c.rope_style = RopeStyle::kNeox;
+    c.post_norms = true;
+    c.ffn_act = FfnActivation::kGeluTanh;
+    c.qk_norm = arch == "gemma3";
+  } else if (arch == "phi3") {
+    c.arch = Arch::kPhi3;
+    c.rope_style = RopeStyle::kNeox;
+    c.fused_gate_up = true;
+  } else {
+    return false;
+  }
+  return true;
+}
+
+// Gemma's and Phi-3's extra keys: embedding scale, query scale, soft-caps, sliding windows.
+// Defaults are llama.cpp's (gemma2: window 4096, caps 50 and 30).
+Status read_family_keys(const GgufFile& file, ModelConfig& c) {
+  const std::string a = c.arch_name + ".";
+  const std::string& f = file.name();
+  const bool gemma = c.arch == Arch::kGemma2 || c.arch == Arch::kGemma3;
+  c.attn_scale = 1.0f / std::sqrt(static_cast<float>(c.head_dim));
+  if (gemma) {
+    c.embd_scale = std::sqrt(static_cast<float>(c.n_embd));
+    // query_pre_attn_scalar is not in llama.cpp's GGUF files: its graph uses n_embd / n_head
+    // for the 27B models (46 and 62 layers) and head_dim otherwise, as gemma_pytorch does.
+    const int64_t n_layer_27b = c.arch == Arch::kGemma2 ? 46 : 62;
+    if (c.n_layer == n_layer_27b)
+      c.attn_scale = 1.0f / std::sqrt(static_cast<float>(c.n_embd / c.n_head));
+  }
+  if (file.find(a + "attention.scale") != nullptr) {
+    c.attn_scale = static_cast<float>(file.get_float_or(a + "attention.scale", 0.0));
+    if (!(std::isfinite(c.attn_scale) && c.attn_scale > 0.0f)) {
+      return corrupt(f + ": " + a + "attention.scale is " + format_float(c.attn_scale) +
+                     "; it must be a finite number above 0");
+    }
+  }
+  const double attn_cap = c.arch == Arch::kGemma2 ? 50.0 : 0.0;
+  const double final_cap = c.arch == Arch::kGemma2 ? 30.0 : 0.0;
+  c.attn_softcap = static_cast<float>(file.get_float_or(a + "attn_logit_softcapping", attn_cap));
+  c.final_softcap = static_cast<float>(file.get_float_or(a + "final_logit_softcapping", final_cap));
+  for (const auto& [key, v] : {std::pair{"attn_logit_softcapping", c.attn_softcap},
+                               std::pair{"final_logit_softcapping", c.final_softcap}}) {
+    if (!(std::isfinite(v) && v >= 0.0f)) {
+      return corrupt(f + ": " + a + key + " is " + format_float(v) +
+                     "; it must be a finite number, 0 for none (Gemma 2 uses 50 and 30)");
+    }
+  }
+  if (c.arch == Arch::kGemma2) {
+    c.n_swa = file.get_int_or(a + "attention.sliding_window", 4096);
+    c.swa_pattern = 2;
+  } else if (c.arch == Arch::kGemma3) {
+    FRUGAL_ASSIGN_OR_RETURN(c.n_swa, file.get_int(a + "attention.sliding_window"));
+    c.swa_pattern = 6;
+    c.rope_freq_base_swa = 10000.0f;
+  } else if (c.arch == Arch::kPhi3) {
+    // Every layer, as Hugging Face's Phi3 applies config.sliding_window (llama.cpp ignores it,
+    // which differs only past the window: 2047 positions for Phi-3-mini-4k).
+    c.n_swa = file.get_int_or(a + "attention.sliding_window", 0);
+    c.swa_pattern = 1;
+  }
+  if (c.n_swa < 0) {
+    return corrupt(f + ": " + a + "attention.sliding_window is " + std::to_string(c.n_swa) +
+                   "; it must be positive (or 0 for none)");
+  }
+  if (c.arch == Arch::kPhi3 && (file.find_tensor("rope_factors_long.weight") != nullptr ||
+                                file.find_tensor("rope_factors_short.weight") != nullptr)) {
+    return unsupported(f + " uses LongRoPE (rope_factors_long / rope_factors_short: a 128k-context "
+                       "Phi-3 or Phi-3.5), which this build does not implement; Phi-3 models "
+                       "without it (Phi-3-mini-4k-instruct) run");
+  }
+  c.fused_qkv = file.find_tensor("blk.0.attn_qkv.weight") != nullptr;
+  if (c.fused_qkv && c.arch != Arch::kPhi3) {
+    return unsupported(f + ": a fused attn_qkv tensor is supported for phi3 only, not " +
+                       c.arch_name);
+  }
+  return Status::ok();
+}
+
 }  // namespace
 
 Result<ModelConfig> ModelConfig::from_gguf(const GgufFile& file) {
   ModelConfig c;
   FRUGAL_ASSIGN_OR_RETURN(c.arch_name, file.get_string("general.architecture"));
-  if (c.arch_name == "llama" || c.arch_name == "mistral") {
-    c.arch = Arch::kLlama;
-    c.rope_style = kernels::RopeStyle::kNormal;
-  } else if (c.arch_name == "qwen2") {
-    c.arch = Arch::kQwen2;
-    c.rope_style = kernels::RopeStyle::kNeox;
-    c.qkv_bias = true;
-  } else {
+  if (!set_family(c.arch_name, c)) {
     return unsupported("unsupported architecture '" + c.arch_name + "' in " + file.name() +
-                       ": this build runs llama (Llama 2/3, Mistral, TinyLlama, SmolLM) and qwen2");
+                       ": this build runs llama (Llama 2/3, Mistral, TinyLlama, SmolLM), qwen2, "
+                       "qwen3, gemma2, gemma3 and phi3");
   }
   c.name = file.get_string_or("general.name", "");
   const std::string a = c.arch_name + ".";
@@ -164,6 +253,7 @@ Result<ModelConfig> ModelConfig::from_gguf(const GgufFile& file) {
   if (embd->shape.size() != 2) return corrupt("token_embd.weight is not a matrix");
   c.n_vocab = embd->shape[1];
   c.tied_output = file.find_tensor("output.weight") == nullptr;
+  FRUGAL_RETURN_IF_ERROR(read_family_keys(file, c));
   return c;
 }
 
@@ -171,12 +261,17 @@ std::string ModelConfig::summary() const {
   char buf[320];
   std::snprintf(buf, sizeof(buf),
                 "%s: n_vocab=%lld n_embd=%lld n_layer=%lld n_head=%lld n_head_kv=%lld "
-                "head_dim=%lld n_ff=%lld n_ctx_train=%lld rope_base=%g%s%s",
+                "head_dim=%lld n_ff=%lld n_ctx_train=%lld rope_base=%g%s%s%s%s",
                 arch_name.c_str(), (long long)n_vocab, (long long)n_embd, (long long)n_layer,
                 (long long)n_head, (long long)n_head_kv, (long long)head_dim, (long long)n_ff,
                 (long long)n_ctx_train, rope_freq_base, qkv_bias ? " qkv_bias" : "",
-                tied_output ? " tied_output" : "");
-  return buf;
+                tied_output ? " tied_output" : "", qk_norm ? " qk_norm" : "",
+                post_norms ? " post_norms" : "");
+  std::string out = buf;
+  if (n_swa > 0) out += " sliding_window=" + std::to_string(n_swa);
+  if (attn_softcap > 0.0f || final_softcap > 0.0f)
+    out += " softcap=" + format_float(attn_softcap) + "/" + format_float(final_softcap);
+  return out;
 }
 
 }  // namespace frugal

@@ -73,18 +73,35 @@ Result<Weights> Weights::bind(const GgufFile& f, const ModelConfig& c) {
     LayerWeights& l = w.layers[il];
     const std::string p = "blk." + std::to_string(il) + ".";
     FRUGAL_ASSIGN_OR_RETURN(l.attn_norm, bind_vector(f, p + "attn_norm.weight", c.n_embd));
-    FRUGAL_ASSIGN_OR_RETURN(l.wq, bind_matrix(f, p + "attn_q.weight", nq, c.n_embd));
-    FRUGAL_ASSIGN_OR_RETURN(l.wk, bind_matrix(f, p + "attn_k.weight", nkv, c.n_embd));
-    FRUGAL_ASSIGN_OR_RETURN(l.wv, bind_matrix(f, p + "attn_v.weight", nkv, c.n_embd));
+    if (c.fused_qkv) {
+      FRUGAL_ASSIGN_OR_RETURN(l.wqkv, bind_matrix(f, p + "attn_qkv.weight", nq + 2 * nkv, c.n_embd));
+    } else {
+      FRUGAL_ASSIGN_OR_RETURN(l.wq, bind_matrix(f, p + "attn_q.weight", nq, c.n_embd));
+      FRUGAL_ASSIGN_OR_RETURN(l.wk, bind_matrix(f, p + "attn_k.weight", nkv, c.n_embd));
+      FRUGAL_ASSIGN_OR_RETURN(l.wv, bind_matrix(f, p + "attn_v.weight", nkv, c.n_embd));
+    }
     FRUGAL_ASSIGN_OR_RETURN(l.wo, bind_matrix(f, p + "attn_output.weight", c.n_embd, nq));
+    if (c.qk_norm) {
+      FRUGAL_ASSIGN_OR_RETURN(l.q_norm, bind_vector(f, p + "attn_q_norm.weight", c.head_dim));
+      FRUGAL_ASSIGN_OR_RETURN(l.k_norm, bind_vector(f, p + "attn_k_norm.weight", c.head_dim));
+    }
+    if (c.post_norms) {
+      FRUGAL_ASSIGN_OR_RETURN(l.attn_post_norm,
+                              bind_vector(f, p + "post_attention_norm.weight", c.n_embd));
+      FRUGAL_ASSIGN_OR_RETURN(l.ffn_post_norm, bind_vector(f, p + "post_ffw_norm.weight", c.n_embd));
+    }
     if (c.qkv_bias) {
       FRUGAL_ASSIGN_OR_RETURN(l.bq, bind_vector(f, p + "attn_q.bias", nq));
       FRUGAL_ASSIGN_OR_RETURN(l.bk, bind_vector(f, p + "attn_k.bias", nkv));
       FRUGAL_ASSIGN_OR_RETURN(l.bv, bind_vector(f, p + "attn_v.bias", nkv));
     }
     FRUGAL_ASSIGN_OR_RETURN(l.ffn_norm, bind_vector(f, p + "ffn_norm.weight", c.n_embd));
-    FRUGAL_ASSIGN_OR_RETURN(l.w_gate, bind_matrix(f, p + "ffn_gate.weight", c.n_ff, c.n_embd));
-    FRUGAL_ASSIGN_OR_RETURN(l.w_up, bind_matrix(f, p + "ffn_up.weight", c.n_ff, c.n_embd));
+    if (c.fused_gate_up) {
+      FRUGAL_ASSIGN_OR_RETURN(l.w_up, bind_matrix(f, p + "ffn_up.weight", 2 * c.n_ff, c.n_embd));
+    } else {
+      FRUGAL_ASSIGN_OR_RETURN(l.w_gate, bind_matrix(f, p + "ffn_gate.weight", c.n_ff, c.n_embd));
+      FRUGAL_ASSIGN_OR_RETURN(l.w_up, bind_matrix(f, p + "ffn_up.weight", c.n_ff, c.n_embd));
+    }
     FRUGAL_ASSIGN_OR_RETURN(l.w_down, bind_matrix(f, p + "ffn_down.weight", c.n_embd, c.n_ff));
   }
   return w;
@@ -93,7 +110,8 @@ Result<Weights> Weights::bind(const GgufFile& f, const ModelConfig& c) {
 int64_t Weights::bytes_per_token() const {
   int64_t bytes = output.row_bytes() * output.n_rows + token_embd.row_bytes();
   for (const LayerWeights& l : layers) {
-    for (const kernels::WeightView* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+    for (const kernels::WeightView* m :
+         {&l.wq, &l.wk, &l.wv, &l.wqkv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
       bytes += m->row_bytes() * m->n_rows;
   }
   return bytes;
@@ -102,7 +120,8 @@ int64_t Weights::bytes_per_token() const {
 int64_t Weights::matmul_params() const {
   int64_t n = output.n_rows * output.n_cols;
   for (const LayerWeights& l : layers) {
-    for (const kernels::WeightView* m : {&l.wq, &l.wk, &l.wv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+    for (const kernels::WeightView* m :
+         {&l.wq, &l.wk, &l.wv, &l.wqkv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
       n += m->n_rows * m->n_cols;
   }
   return n;

@@ -14,17 +14,22 @@ namespace frugal {
 
 class GgufFile;
 
+// Optional parts are empty (views with no rows, empty vectors) unless the config asks for them.
 struct LayerWeights {
   std::vector<float> attn_norm;  // [n_embd]
-  kernels::WeightView wq;        // [n_head * head_dim, n_embd]
-  kernels::WeightView wk;        // [n_head_kv * head_dim, n_embd]
-  kernels::WeightView wv;        // [n_head_kv * head_dim, n_embd]
+  kernels::WeightView wq;        // [n_head * head_dim, n_embd]; empty when fused_qkv
+  kernels::WeightView wk;        // [n_head_kv * head_dim, n_embd]; empty when fused_qkv
+  kernels::WeightView wv;        // [n_head_kv * head_dim, n_embd]; empty when fused_qkv
+  kernels::WeightView wqkv;      // fused_qkv (phi3): [n_embd_q + 2 n_embd_kv, n_embd]
   kernels::WeightView wo;        // [n_embd, n_head * head_dim]
   std::vector<float> bq, bk, bv; // qwen2 only: [n_head * head_dim], [n_embd_kv], [n_embd_kv]
+  std::vector<float> q_norm, k_norm;  // qk_norm: [head_dim] each, shared by all heads
+  std::vector<float> attn_post_norm;  // post_norms: [n_embd]
   std::vector<float> ffn_norm;   // [n_embd]
-  kernels::WeightView w_gate;    // [n_ff, n_embd]
-  kernels::WeightView w_up;      // [n_ff, n_embd]
+  kernels::WeightView w_gate;    // [n_ff, n_embd]; empty when fused_gate_up
+  kernels::WeightView w_up;      // [n_ff, n_embd], fused_gate_up: [2 n_ff, n_embd] (gate, up)
   kernels::WeightView w_down;    // [n_embd, n_ff]
+  std::vector<float> ffn_post_norm;   // post_norms: [n_embd]
 };
 
 struct Weights {
