@@ -322,19 +322,6 @@ TEST(Attention, MatchesReferenceOverPagedBlocks) {
   }
 }
 
-TEST(Softmax, LargeLogitsDoNotOverflow) {
-  std::vector<float> x = {1000.0f, 1000.0f, -1000.0f};
-  softmax(x.data(), 3);
-  EXPECT_FLOAT_EQ(x[0], 0.5f);
-  EXPECT_FLOAT_EQ(x[1], 0.5f);
-  EXPECT_EQ(x[2], 0.0f);
-}
-
-TEST(Rope, NormalRotatesAdjacentPairsAndNeoxRotatesHalves) {
-  const float quarter_turn = static_cast<float>(M_PI / 2);
-  const std::vector<float> inv_freq = {quarter_turn, 0.0f};  // pair 0 turns 90° at pos 1
-  std::vector<float> x = {1, 2, 3, 4};
-  rope(x.data(), 4, 1, inv_freq.data(), RopeStyle::kNormal);
 // Each output of an element-wise op must be the same bits wherever the element sits in the
 // array (body or tail of the vector loop): a token's row may land anywhere in a batch.
 // op(offset, m, out) computes the outputs of elements offset .. offset + m - 1 into out.
@@ -476,6 +463,19 @@ TEST(Attention, SlidingWindowAndSoftCapFollowTheDefinition) {
   }
 }
 
+TEST(Softmax, LargeLogitsDoNotOverflow) {
+  std::vector<float> x = {1000.0f, 1000.0f, -1000.0f};
+  softmax(x.data(), 3);
+  EXPECT_FLOAT_EQ(x[0], 0.5f);
+  EXPECT_FLOAT_EQ(x[1], 0.5f);
+  EXPECT_EQ(x[2], 0.0f);
+}
+
+TEST(Rope, NormalRotatesAdjacentPairsAndNeoxRotatesHalves) {
+  const float quarter_turn = static_cast<float>(M_PI / 2);
+  const std::vector<float> inv_freq = {quarter_turn, 0.0f};  // pair 0 turns 90° at pos 1
+  std::vector<float> x = {1, 2, 3, 4};
+  rope(x.data(), 4, 1, inv_freq.data(), RopeStyle::kNormal);
   // (x0, x1) = (1, 2) -> (-2, 1); pair (x2, x3) has frequency 0.
   EXPECT_NEAR(x[0], -2.0f, 1e-6f);
   EXPECT_NEAR(x[1], 1.0f, 1e-6f);

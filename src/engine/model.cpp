@@ -295,6 +295,7 @@ Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<
   }
   logits.resize(n_rows * c.n_vocab);
   if (n_rows > 0) kernels::matmul(w.output, s_.xo.data(), n_rows, logits.data(), pool);
+  if (c.final_softcap > 0.0f) kernels::soft_cap(logits.data(), c.final_softcap, n_rows * c.n_vocab);
   compute_target_logprobs();
 
   // Commit, each token with its logprob: the first from the caller, the rest from the
@@ -309,7 +310,6 @@ Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<
     }
     kv.commit(e.seq, e.tokens, lps);
     ti += e.targets.size();
-  if (c.final_softcap > 0.0f) kernels::soft_cap(logits.data(), c.final_softcap, n_rows * c.n_vocab);
   }
   if (target_logprobs != nullptr) target_logprobs->assign(s_.target_lp.begin(), s_.target_lp.end());
   return Status::ok();
@@ -329,6 +329,8 @@ void Model::compute_target_logprobs() {
                         c.rms_eps, n_embd, s_.xo.data() + r * n_embd);
     }
     kernels::matmul(weights_.output, s_.xo.data(), nr, s_.target_logits.data(), pool_.get());
+    if (c.final_softcap > 0.0f)
+      kernels::soft_cap(s_.target_logits.data(), c.final_softcap, nr * n_vocab);
     pool_->parallel_for(nr, parallel_grain(16 * n_vocab), [&](int64_t b, int64_t e, int) {
       for (int64_t r = b; r < e; ++r) {
         const float* row = s_.target_logits.data() + r * n_vocab;
@@ -344,8 +346,6 @@ void Model::compute_target_logprobs() {
 
 // Causal attention of every batch token over its own sequence's cached positions 0..pos, or
 // only the last n_swa of them on a sliding-window layer (the cache keeps every position).
-    if (c.final_softcap > 0.0f)
-      kernels::soft_cap(s_.target_logits.data(), c.final_softcap, nr * n_vocab);
 // One work item is a (token, KV head) pair: the `group` query heads sharing that KV head
 // (grouped-query attention) are computed together, reading each cached row once.
 void Model::attention(int64_t il, int64_t n_tokens, KvCache& kv) {
@@ -360,6 +360,7 @@ void Model::attention(int64_t il, int64_t n_tokens, KvCache& kv) {
   // An item's work grows with its context; the longest in the batch sets the grain.
   int64_t max_ctx = 1;
   for (int64_t t = 0; t < n_tokens; ++t) max_ctx = std::max<int64_t>(max_ctx, s_.tok_pos[t] + 1);
+  if (window > 0) max_ctx = std::min(max_ctx, window);
   const int64_t grain = parallel_grain(2 * max_ctx * group * hd);
   const bool f16 = kv.type() == KvType::kF16;
   pool_->parallel_for(n_tokens * c.n_head_kv, grain, [&](int64_t b, int64_t e, int thread) {
@@ -369,8 +370,8 @@ void Model::attention(int64_t il, int64_t n_tokens, KvCache& kv) {
     for (int64_t item = b; item < e; ++item) {
       const int64_t t = item / c.n_head_kv, kvh = item % c.n_head_kv;
       const int64_t n_ctx = s_.tok_pos[t] + 1;
+      const int64_t start = window > 0 ? std::max<int64_t>(0, n_ctx - window) : 0;
       const std::vector<int32_t>& blocks = kv.block_table(s_.tok_seq[t]);
-  if (window > 0) max_ctx = std::min(max_ctx, window);
       for (int64_t i = start / bs; i < (n_ctx + bs - 1) / bs; ++i) {
         k_blocks[i] = kv.k_data(il, blocks[i], kvh);
         v_blocks[i] = kv.v_data(il, blocks[i], kvh);
@@ -380,7 +381,6 @@ void Model::attention(int64_t il, int64_t n_tokens, KvCache& kv) {
       float* out = s_.attn.data() + t * nq + h0 * hd;
       if (f16) {
         kernels::attention_f16(q, group, reinterpret_cast<const uint16_t* const*>(k_blocks),
-      const int64_t start = window > 0 ? std::max<int64_t>(0, n_ctx - window) : 0;
                                reinterpret_cast<const uint16_t* const*>(v_blocks), bs, hd, n_ctx,
                                scale, scores, out, start, c.attn_softcap);
       } else {

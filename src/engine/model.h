@@ -82,10 +82,10 @@ class Model {
     std::vector<float> q;      // [T, n_head * head_dim]
     std::vector<float> k;      // [T, n_head_kv * head_dim]
     std::vector<float> v;      // [T, n_head_kv * head_dim]
+    std::vector<float> qkv;    // fused_qkv: [T, n_embd_q + 2 n_embd_kv] before the split
     std::vector<float> attn;   // [T, n_head * head_dim] attention output before wo
     std::vector<float> gate;   // [T, n_ff]
     std::vector<float> up;     // [T, n_ff]; fused_gate_up: [T, 2 n_ff] (gate, then up)
-    std::vector<float> qkv;    // fused_qkv: [T, n_embd_q + 2 n_embd_kv] before the split
     std::vector<float> proj;   // [T, n_embd] output of wo / w_down before the residual add
     std::vector<float> scores; // [n_threads, n_head / n_head_kv, max positions] attention weights
     std::vector<float> xo;     // [n_rows, n_embd] final-normed rows that need logits
@@ -107,8 +107,8 @@ class Model {
   std::unique_ptr<Tokenizer> tokenizer_;
   std::shared_ptr<ThreadPool> pool_;
   std::vector<float> inv_freq_;  // [head_dim / 2] RoPE frequency per pair, scaling applied
+  std::vector<float> inv_freq_swa_;  // [head_dim / 2] local layers' own (gemma3), or empty
   RunState s_;
 };
 
-  std::vector<float> inv_freq_swa_;  // [head_dim / 2] local layers' own (gemma3), or empty
 }  // namespace frugal

@@ -103,7 +103,6 @@ void SiluMul(const float* gate, const float* up, int64_t n, float* out) {
   }
 }
 
-float Softmax(float* x, int64_t n) {
 // gelu(x) in its tanh form: x/2 · (1 + tanh(√(2/π) · (x + 0.044715 x³))).
 HWY_INLINE VF GeluTanh(DF df, VF x) {
   const VF inner = hn::Mul(hn::Set(df, 0.7978845608028654f),
@@ -145,6 +144,7 @@ void SoftCap(float* x, float cap, int64_t n) {
   }
 }
 
+float Softmax(float* x, int64_t n) {
   if (n <= 0) return 0.0f;
   const DF df;
   const int64_t N = static_cast<int64_t>(hn::Lanes(df));
@@ -285,6 +285,8 @@ HWY_EXPORT(Scale);
 HWY_EXPORT(AddInplace);
 HWY_EXPORT(RmsNorm);
 HWY_EXPORT(SiluMul);
+HWY_EXPORT(GeluMul);
+HWY_EXPORT(SoftCap);
 HWY_EXPORT(Softmax);
 HWY_EXPORT(Attention);
 HWY_EXPORT(AttentionF16);
@@ -313,8 +315,6 @@ void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, Thr
     case GgmlType::kQ6_K: return matmul_q6_k(w, x, n_tokens, y, pool);
     default:
       CHECK(false, "matmul: no kernel for weight type %u", static_cast<unsigned>(w.type));
-HWY_EXPORT(GeluMul);
-HWY_EXPORT(SoftCap);
   }
 }
 
@@ -332,6 +332,10 @@ void rms_norm(const float* x, const float* w, float eps, int64_t n, float* out) 
 void silu_mul(const float* gate, const float* up, int64_t n, float* out) {
   HWY_DYNAMIC_DISPATCH(SiluMul)(gate, up, n, out);
 }
+void gelu_mul(const float* gate, const float* up, int64_t n, float* out) {
+  HWY_DYNAMIC_DISPATCH(GeluMul)(gate, up, n, out);
+}
+void soft_cap(float* x, float cap, int64_t n) { HWY_DYNAMIC_DISPATCH(SoftCap)(x, cap, n); }
 void add_inplace(float* y, const float* x, int64_t n) {
   HWY_DYNAMIC_DISPATCH(AddInplace)(y, x, n);
 }
@@ -362,10 +366,6 @@ void f32_to_f16_row(const float* x, uint16_t* out, int64_t n) {
 void rope(float* x, int64_t head_dim, int64_t pos, const float* inv_freq, RopeStyle style) {
   rope_ref(x, head_dim, pos, inv_freq, style);
 }
-void gelu_mul(const float* gate, const float* up, int64_t n, float* out) {
-  HWY_DYNAMIC_DISPATCH(GeluMul)(gate, up, n, out);
-}
-void soft_cap(float* x, float cap, int64_t n) { HWY_DYNAMIC_DISPATCH(SoftCap)(x, cap, n); }
 
 const char* simd_target_name() { return HWY_DYNAMIC_DISPATCH(TargetName)(); }
 

@@ -244,7 +244,6 @@ void silu_mul_ref(const float* gate, const float* up, int64_t n, float* out) {
   }
 }
 
-void add_inplace_ref(float* y, const float* x, int64_t n) {
 void gelu_mul_ref(const float* gate, const float* up, int64_t n, float* out) {
   constexpr double k = 0.7978845608028654;  // sqrt(2 / pi)
   for (int64_t i = 0; i < n; ++i) {
@@ -257,6 +256,7 @@ void soft_cap_ref(float* x, float cap, int64_t n) {
   for (int64_t i = 0; i < n; ++i) x[i] = cap * std::tanh(x[i] / cap);
 }
 
+void add_inplace_ref(float* y, const float* x, int64_t n) {
   for (int64_t i = 0; i < n; ++i) y[i] += x[i];
 }
 
