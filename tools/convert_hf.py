@@ -1,5 +1,5 @@
 #!/usr/bin/env python3
-"""convert_hf: Hugging Face Llama / Mistral / Qwen2 checkpoint directory -> GGUF (llama | qwen2).
+"""convert_hf: Hugging Face checkpoint directory -> GGUF (llama | qwen2 | qwen3 | gemma2 | gemma3 | phi3).
 
 Usage:
     python tools/convert_hf.py MODEL_DIR --outfile OUT.gguf [--outtype f32|f16|bf16]
@@ -18,6 +18,19 @@ and other GGUF readers can load it:
     [head_dim / 2] of per-frequency divisors; a reader divides each pair's frequency by it.
     transformers 4.40 cannot load such a config, so the converter strips it before loading.
   * Linear RoPE scaling is written as {arch}.rope.scaling.type / .factor.
+  * Qwen3ForCausalLM -> `qwen3`: as qwen2 without biases, with per-head `attn_q_norm` /
+    `attn_k_norm` [head_dim] and {arch}.attention.key_length for the explicit head_dim.
+  * Gemma2ForCausalLM / Gemma3ForCausalLM -> `gemma2` / `gemma3` as llama.cpp's
+    convert_hf_to_gguf.py writes them: every RMSNorm weight stored as (1 + w), since Gemma
+    normalises with x * (1 + w); the extra norms `post_attention_norm`, `post_ffw_norm` (and
+    gemma3's q/k norms); tied embeddings; attn_logit_softcapping / final_logit_softcapping
+    (gemma2) and attention.sliding_window. A query_pre_attn_scalar other than head_dim is
+    written as {arch}.attention.scale (llama.cpp derives it from the model size instead).
+    Gemma 3's local RoPE base (10000) and 5:1 local/global pattern are fixed by the format.
+  * Phi3ForCausalLM -> `phi3` with its fused `attn_qkv` and `ffn_up` (gate rows, then up rows)
+    kept as they are; LongRoPE checkpoints (rope_scaling longrope/su) are refused.
+    These four are read straight from the safetensors / pytorch_model.bin files (no
+    transformers model is built), so the installed transformers need not know them.
   * Norm weights, biases and rope_freqs stay F32; the 2-D matrices use --outtype.
   * Tokenizer: tokenizer.json when present (byte-level BPE -> `gpt2` with merges and a `pre`
     name; SentencePiece-style BPE or Unigram -> `llama` with scores); without one, a
@@ -41,6 +54,28 @@ ARCH_OF = {
     'LlamaForCausalLM': 'llama',
     'MistralForCausalLM': 'llama',
     'Qwen2ForCausalLM': 'qwen2',
+    'Qwen3ForCausalLM': 'qwen3',
+    'Gemma2ForCausalLM': 'gemma2',
+    'Gemma3ForCausalLM': 'gemma3',
+    'Phi3ForCausalLM': 'phi3',
+}
+DIRECT_ARCHS = ('qwen3', 'gemma2', 'gemma3', 'phi3')  # converted from the raw state dict
+
+# Hugging Face's config defaults (transformers 4.51) for keys a config.json may leave out.
+HF_DEFAULTS = {
+    'qwen3': dict(rms_norm_eps=1e-6, rope_theta=10000.0, tie_word_embeddings=False,
+                  max_position_embeddings=32768),
+    'gemma2': dict(rms_norm_eps=1e-6, rope_theta=10000.0, max_position_embeddings=8192,
+                   head_dim=256, query_pre_attn_scalar=256, sliding_window=4096,
+                   attn_logit_softcapping=50.0, final_logit_softcapping=30.0,
+                   hidden_activation='gelu_pytorch_tanh'),
+    'gemma3': dict(rms_norm_eps=1e-6, rope_theta=1000000.0, max_position_embeddings=131072,
+                   head_dim=256, query_pre_attn_scalar=256, sliding_window=4096,
+                   attn_logit_softcapping=None, final_logit_softcapping=None,
+                   rope_local_base_freq=10000.0, sliding_window_pattern=6,
+                   hidden_activation='gelu_pytorch_tanh'),
+    'phi3': dict(rms_norm_eps=1e-5, rope_theta=10000.0, max_position_embeddings=4096,
+                 tie_word_embeddings=False, partial_rotary_factor=1.0, sliding_window=None),
 }
 FILE_TYPE = {'f32': 0, 'f16': 1, 'bf16': 32}  # general.file_type, llama.cpp's ftype numbering
 
@@ -165,6 +200,23 @@ def _pre_tokenizer_name(tok_json):
     return 'gpt-2'           # plain GPT-2 byte-level split
 
 
+def _adds_space_prefix(tok_json):
+    """Whether a SentencePiece-style tokenizer.json prepends U+2581 to the text (Llama 2 does,
+    Gemma does not): a Prepend normalizer, or a Metaspace step that prepends."""
+    def walk(node):
+        if isinstance(node, dict):
+            if node.get('type') == 'Prepend' and node.get('prepend') == '\u2581':
+                return True
+            if node.get('type') == 'Metaspace' and (
+                    node.get('add_prefix_space') or node.get('prepend_scheme') in ('always', 'first')):
+                return True
+            return any(walk(v) for v in node.values())
+        if isinstance(node, list):
+            return any(walk(v) for v in node)
+        return False
+    return walk(tok_json.get('normalizer')) or walk(tok_json.get('pre_tokenizer'))
+
+
 def _write_tokenizer(w, model_dir, raw_config, n_vocab):
     path = os.path.join(model_dir, 'tokenizer.json')
     if not os.path.exists(path):
@@ -233,6 +285,7 @@ def _write_tokenizer(w, model_dir, raw_config, n_vocab):
         w.add_string('tokenizer.ggml.pre', _pre_tokenizer_name(tj))
     else:
         w.add_string('tokenizer.ggml.pre', 'default')
+        w.add_bool('tokenizer.ggml.add_space_prefix', _adds_space_prefix(tj))
     w.add_array('tokenizer.ggml.tokens', tokens, 'string')
     w.add_array('tokenizer.ggml.token_type', types, 'int32')
     if scores is not None:
@@ -273,6 +326,163 @@ def _write_placeholder_vocab(w, n_vocab):
     w.add_uint32('tokenizer.ggml.eos_token_id', 2)
 
 
+# ---- the architectures converted from the raw state dict -----------------------------------
+def _read_state_dict(model_dir):
+    """{name: torch tensor} from the checkpoint's *.safetensors (else pytorch_model*.bin)."""
+    import glob
+    import torch
+
+    files = sorted(glob.glob(os.path.join(model_dir, '*.safetensors')))
+    sd = {}
+    if files:
+        from safetensors.torch import load_file
+        for f in files:
+            sd.update(load_file(f))
+        return sd
+    for f in sorted(glob.glob(os.path.join(model_dir, 'pytorch_model*.bin'))):
+        sd.update(torch.load(f, map_location='cpu'))
+    if not sd:
+        raise ConvertError(f'{model_dir} has no *.safetensors or pytorch_model*.bin weights')
+    return sd
+
+
+def _hparams(raw, arch):
+    hp = dict(HF_DEFAULTS[arch])
+    hp.update(raw)  # an explicit null (no soft-capping, say) overrides the default
+    for key in ('hidden_size', 'num_hidden_layers', 'num_attention_heads', 'intermediate_size',
+                'vocab_size'):
+        if key not in hp:
+            raise ConvertError(f'config.json has no {key}')
+    hp.setdefault('num_key_value_heads', hp['num_attention_heads'])
+    if hp['num_key_value_heads'] is None:
+        hp['num_key_value_heads'] = hp['num_attention_heads']
+    if arch in ('gemma2', 'gemma3'):
+        hp.setdefault('tie_word_embeddings', True)
+    if arch == 'qwen3' or 'head_dim' not in hp or hp['head_dim'] is None:
+        hp['head_dim'] = hp.get('head_dim') or hp['hidden_size'] // hp['num_attention_heads']
+    return hp
+
+
+def _direct_metadata(arch, hp):
+    """The {arch}.* keys as llama.cpp's converter writes them (floats as float32)."""
+    hd = int(hp['head_dim'])
+    meta = {
+        'context_length': int(hp['max_position_embeddings']),
+        'embedding_length': int(hp['hidden_size']),
+        'block_count': int(hp['num_hidden_layers']),
+        'feed_forward_length': int(hp['intermediate_size']),
+        'attention.head_count': int(hp['num_attention_heads']),
+        'attention.head_count_kv': int(hp['num_key_value_heads']),
+        'attention.layer_norm_rms_epsilon': float(hp['rms_norm_eps']),
+        'rope.freq_base': float(hp['rope_theta']),
+        'vocab_size': int(hp['vocab_size']),
+    }
+    if arch != 'phi3':
+        meta['attention.key_length'] = hd
+        meta['attention.value_length'] = hd
+    scaling = hp.get('rope_scaling')
+    kind = _rope_scaling_kind(scaling)
+    if arch == 'phi3':
+        if kind in ('longrope', 'su', 'yarn'):
+            raise ConvertError(f'phi3 rope_scaling {kind!r} (LongRoPE, 128k-context models) is '
+                               'not supported; Phi-3 checkpoints without it (mini-4k) are')
+        if float(hp.get('partial_rotary_factor') or 1.0) != 1.0:
+            raise ConvertError('partial_rotary_factor < 1 (partial rotary embedding) is not '
+                               'supported')
+        meta['rope.dimension_count'] = hd
+        if hp.get('sliding_window'):
+            meta['attention.sliding_window'] = int(hp['sliding_window'])
+    if kind == 'linear':
+        meta['rope.scaling.type'] = 'linear'
+        meta['rope.scaling.factor'] = float(scaling['factor'])
+    elif kind not in (None, 'default') and arch != 'phi3':
+        raise ConvertError(f'rope_scaling type {kind!r} is not supported for {arch}')
+    if arch in ('gemma2', 'gemma3'):
+        if hp.get('hidden_activation') not in ('gelu_pytorch_tanh', 'gelu_tanh'):
+            raise ConvertError(f'{arch} hidden_activation {hp.get("hidden_activation")!r}: only '
+                               'gelu_pytorch_tanh is supported')
+        meta['attention.sliding_window'] = int(hp['sliding_window'])
+        for key in ('attn_logit_softcapping', 'final_logit_softcapping'):
+            if arch == 'gemma2' or hp.get(key) is not None:
+                meta[key] = float(hp.get(key) or 0.0)  # 0: none (llama.cpp's default is 50/30)
+        if float(hp['query_pre_attn_scalar']) != hd:
+            meta['attention.scale'] = float(hp['query_pre_attn_scalar']) ** -0.5
+    if arch == 'gemma3':
+        if float(hp['rope_local_base_freq']) != 10000.0 or int(hp['sliding_window_pattern']) != 6:
+            raise ConvertError('gemma3 files fix the local RoPE base at 10000 and the pattern at '
+                               f'6 layers; this checkpoint has {hp["rope_local_base_freq"]} and '
+                               f'{hp["sliding_window_pattern"]}')
+    return meta
+
+
+def _direct_tensors(arch, hp, sd):
+    """(GGUF name, float32 array, is_matrix) in llama.cpp's names and layouts."""
+    def get(name):
+        if name not in sd:
+            raise ConvertError(f'the checkpoint has no tensor {name}')
+        return sd[name].detach().float().cpu().numpy()
+
+    gemma = arch in ('gemma2', 'gemma3')
+    norm = (lambda t: t + np.float32(1.0)) if gemma else (lambda t: t)  # Gemma: x * (1 + w)
+    out = [('token_embd.weight', get('model.embed_tokens.weight'), True)]
+    for il in range(int(hp['num_hidden_layers'])):
+        p, b = f'model.layers.{il}.', f'blk.{il}.'
+        out.append((b + 'attn_norm.weight', norm(get(p + 'input_layernorm.weight')), False))
+        if arch == 'phi3':
+            out.append((b + 'attn_qkv.weight', get(p + 'self_attn.qkv_proj.weight'), True))
+        else:
+            for proj, short in (('q_proj', 'attn_q'), ('k_proj', 'attn_k'), ('v_proj', 'attn_v')):
+                out.append((b + short + '.weight', get(p + f'self_attn.{proj}.weight'), True))
+        if arch in ('qwen3', 'gemma3'):
+            out.append((b + 'attn_q_norm.weight', norm(get(p + 'self_attn.q_norm.weight')), False))
+            out.append((b + 'attn_k_norm.weight', norm(get(p + 'self_attn.k_norm.weight')), False))
+        out.append((b + 'attn_output.weight', get(p + 'self_attn.o_proj.weight'), True))
+        if gemma:
+            out.append((b + 'post_attention_norm.weight',
+                        norm(get(p + 'post_attention_layernorm.weight')), False))
+            out.append((b + 'ffn_norm.weight', norm(get(p + 'pre_feedforward_layernorm.weight')),
+                        False))
+            out.append((b + 'post_ffw_norm.weight',
+                        norm(get(p + 'post_feedforward_layernorm.weight')), False))
+        else:
+            out.append((b + 'ffn_norm.weight', get(p + 'post_attention_layernorm.weight'), False))
+        if arch == 'phi3':
+            out.append((b + 'ffn_up.weight', get(p + 'mlp.gate_up_proj.weight'), True))
+        else:
+            out.append((b + 'ffn_gate.weight', get(p + 'mlp.gate_proj.weight'), True))
+            out.append((b + 'ffn_up.weight', get(p + 'mlp.up_proj.weight'), True))
+        out.append((b + 'ffn_down.weight', get(p + 'mlp.down_proj.weight'), True))
+    out.append(('output_norm.weight', norm(get('model.norm.weight')), False))
+    if not hp.get('tie_word_embeddings') and 'lm_head.weight' in sd:
+        out.append(('output.weight', get('lm_head.weight'), True))
+    return out
+
+
+def _convert_direct(model_dir, raw, arch, out_path, outtype):
+    hp = _hparams(raw, arch)
+    meta = _direct_metadata(arch, hp)
+    sd = _read_state_dict(model_dir)
+    tensors = _direct_tensors(arch, hp, sd)
+    w = GgufWriter(out_path)
+    w.add_string('general.architecture', arch)
+    w.add_string('general.name', os.path.basename(os.path.normpath(model_dir)))
+    w.add_uint32('general.file_type', FILE_TYPE[outtype])
+    for key, v in meta.items():
+        if isinstance(v, str):
+            w.add_string(f'{arch}.{key}', v)
+        elif isinstance(v, float):
+            w.add_float32(f'{arch}.{key}', v)
+        else:
+            w.add_uint32(f'{arch}.{key}', v)
+    result = {'general.architecture': arch}
+    result.update({f'{arch}.{k}': v for k, v in meta.items()})
+    result['tokenizer'] = _write_tokenizer(w, model_dir, raw, int(hp['vocab_size']))
+    for name, t, is_matrix in tensors:
+        w.add_tensor(name, np.ascontiguousarray(t, dtype=np.float32), outtype if is_matrix else 'f32')
+    w.write()
+    return result
+
+
 # ---- conversion -------------------------------------------------------------------------
 def convert(model_dir, out_path, outtype='f32'):
     """Converts the HF checkpoint in `model_dir` to GGUF at `out_path`.
@@ -289,6 +499,8 @@ def convert(model_dir, out_path, outtype='f32'):
     arch = next((ARCH_OF[a] for a in archs if a in ARCH_OF), None)
     if arch is None:
         raise ConvertError(f'architectures {archs} not supported; expected one of {list(ARCH_OF)}')
+    if arch in DIRECT_ARCHS:
+        return _convert_direct(model_dir, raw, arch, out_path, outtype)
 
     model, config = _load_model(model_dir, raw)
     n_embd = config.hidden_size
