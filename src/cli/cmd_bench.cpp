@@ -228,9 +228,12 @@ int bench(const BenchArgs& a) {
   const double bytes_per_token = static_cast<double>(w.bytes_per_token());
   const double decode_gbps = bytes_per_token * decode_tps / 1e9;
 
+  // The first layer's query matrix (Phi-3's fused QKV) names the file's weight type.
+  const kernels::WeightView& wq0 = c.fused_qkv ? w.layers[0].wqkv : w.layers[0].wq;
+  const char* weight_type = ggml_type_info(wq0.type)->name;
   nlohmann::json j{{"model", a.model},
                    {"architecture", c.arch_name},
-                   {"weight_type", ggml_type_info(w.layers[0].wq.type)->name},
+                   {"weight_type", weight_type},
                    {"threads", pool.n_threads()},
                    {"simd_target", kernels::simd_target_name()},
                    {"n_prompt", a.n_prompt},
@@ -285,7 +288,7 @@ int bench(const BenchArgs& a) {
     return 0;
   }
   std::printf("model        %s (%s, %s weights, %.2f GB streamed per token)\n", a.model.c_str(),
-              c.arch_name.c_str(), ggml_type_info(w.layers[0].wq.type)->name,
+              c.arch_name.c_str(), weight_type,
               bytes_per_token / 1e9);
   std::printf("machine      %d threads, SIMD %s, memory bandwidth %.1f GB/s (%.1f before, %.1f "
               "after), FMA peak %.1f GFLOP/s\n",
