@@ -24,6 +24,7 @@ apt_pkgs=(
   libhwy-dev libgtest-dev libgmock-dev libbenchmark-dev
   nlohmann-json3-dev libcli11-dev libtomlplusplus-dev libcpp-httplib-dev
   libspdlog-dev libfmt-dev libxxhash-dev libpcre2-dev libssl-dev zlib1g-dev
+  libhiredis-dev libhnswlib-dev redis-server
   python3 python3-venv python3-pip python3-numpy python3-torch libopenblas0-pthread
 )
 missing=()

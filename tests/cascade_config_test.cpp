@@ -100,12 +100,12 @@ TEST(CascadeConfig, RefusesInconsistentTiers) {
             std::string::npos);
   EXPECT_NE(error_of("[[tier]]\nname = \"s\"\nkind = \"gpu\"\n").find("\"cache\", \"local\""),
             std::string::npos);
-  EXPECT_NE(error_of("[[tier]]\nname = \"a\"\nkind = \"remote\"\nurl = \"u\"\nprice_in = 1\n"
+  EXPECT_NE(error_of("[[tier]]\nname = \"a\"\nkind = \"remote\"\nurl = \"http://u\"\nprice_in = 1\n"
                      "price_out = 1\n[[tier]]\nname = \"c\"\nkind = \"cache\"\n")
                 .find("must be the first"),
             std::string::npos);
-  EXPECT_NE(error_of("[[tier]]\nname = \"a\"\nkind = \"remote\"\nurl = \"u\"\nprice_in = 1\n"
-                     "price_out = 1\n[[tier]]\nname = \"a\"\nkind = \"remote\"\nurl = \"v\"\n"
+  EXPECT_NE(error_of("[[tier]]\nname = \"a\"\nkind = \"remote\"\nurl = \"http://u\"\nprice_in = 1\n"
+                     "price_out = 1\n[[tier]]\nname = \"a\"\nkind = \"remote\"\nurl = \"http://v\"\n"
                      "price_in = 1\nprice_out = 1\n")
                 .find("duplicate tier name 'a'"),
             std::string::npos);

@@ -3,11 +3,13 @@
 #include "cascade/cascade.h"
 
 #include <condition_variable>
+#include <filesystem>
 #include <limits>
 #include <mutex>
 
 #include "cascade/calibration.h"
 #include "cascade/early_escalation.h"
+#include "cascade/remote_tier.h"
 #include "util/timer.h"
 
 namespace frugal::cascade {
@@ -32,6 +34,25 @@ void take_answer(CascadeAnswer& out, const Tier& tier, const TierAnswer& a) {
 
 }  // namespace
 
+// What cached answers depend on besides the request: the cascade's name and, per model tier,
+// its name, kind and model (a GGUF's file name and size, or a remote URL and model), so that
+// servers sharing a Redis cache share answers only when they run the same tiers.
+std::string cache_namespace(const CascadeConfig& config) {
+  std::string ns = config.server.name;
+  for (const TierConfig* t : config.model_tiers()) {
+    ns += "|" + t->name + ":" + tier_kind_name(t->kind) + ":";
+    if (t->kind == TierKind::kLocal) {
+      std::error_code ec;
+      const auto size = std::filesystem::file_size(t->model, ec);
+      ns += std::filesystem::path(t->model).filename().string() + ":" +
+            std::to_string(ec ? 0 : size);
+    } else {
+      ns += t->url + ":" + t->remote_model;
+    }
+  }
+  return ns;
+}
+
 Decision decide(const Scorer& scorer, double threshold, const TierAnswer& tier1) {
   Decision d;
   d.features = scorer_features(tier1);
@@ -50,21 +71,107 @@ class CascadeRunImpl : public CascadeRun, public std::enable_shared_from_this<Ca
   CascadeRunImpl(Cascade& c, const TierRequest& request, CascadeSink sink)
       : c_(c), request_(request), sink_(std::move(sink)) {
     out_.score = std::numeric_limits<double>::quiet_NaN();
+    out_.semantic_similarity = std::numeric_limits<double>::quiet_NaN();
+    out_.semantic_check_score = std::numeric_limits<double>::quiet_NaN();
   }
 
   void begin() {
-    if (CacheTier* cache = c_.cache_.get(); cache != nullptr && CacheTier::cacheable(request_)) {
-      auto hit = cache->answer(request_);
-      if (hit.is_ok()) {
-        take_answer(out_, *cache, *hit);
-        out_.cache_hit = true;
-        add_use(out_, *cache, *hit);
-        answering_ = cache->name();
-        for (const AnswerToken& t : hit->tokens) release(t);
-        finish(std::move(out_));
+    CacheTier* cache = c_.cache_.get();
+    if (cache == nullptr || !CacheTier::cacheable(request_)) {
+      run_models();
+      return;
+    }
+    auto hit = cache->answer(request_);
+    if (hit.is_ok()) {
+      serve_cached(*hit);
+      return;
+    }
+    if (c_.semantic_ != nullptr && semantic_lookup()) return;
+    run_models();
+  }
+
+  void cancel() override {
+    std::lock_guard<std::mutex> lock(mu_);
+    if (cancelled_) return;
+    cancelled_ = true;
+    if (call_) call_->cancel();
+  }
+
+ private:
+  // A cached answer (exact, or a semantic candidate) is the answer.
+  void serve_cached(const TierAnswer& hit) {
+    CacheTier& cache = *c_.cache_;
+    take_answer(out_, cache, hit);
+    out_.cache_hit = true;
+    add_use(out_, cache, hit);
+    answering_ = cache.name();
+    for (const AnswerToken& t : hit.tokens) release(t);
+    finish(std::move(out_));
+  }
+
+  // The semantic cache: true when it took the request over (a candidate served, or its check
+  // started); false to go down the cascade.
+  bool semantic_lookup() {
+    auto embedding = c_.semantic_->embed(request_);
+    if (!embedding.is_ok()) return false;
+    embedding_ = std::move(embedding).value();
+    std::optional<SemanticMatch> match = c_.semantic_->nearest(embedding_, request_);
+    if (!match) return false;
+    out_.semantic_similarity = match->similarity;
+    if (!c_.semantic_->checked()) {
+      semantic_serve(match->answer);
+      return true;
+    }
+    auto* local = dynamic_cast<LocalTier*>(c_.model_tiers_.front().get());
+    if (local == nullptr) return false;
+    auto self = shared_from_this();
+    TierSink sink;
+    auto answer = std::make_shared<TierAnswer>(std::move(match->answer));
+    sink.on_done = [self, answer](Result<TierAnswer> scored) {
+      self->check_done(*answer, std::move(scored));
+    };
+    auto call = local->score_answer(request_, *answer, std::move(sink));
+    if (!call.is_ok()) {
+      out_.tier_errors.push_back("semantic check: " + call.status().to_string());
+      return false;
+    }
+    std::lock_guard<std::mutex> lock(mu_);
+    call_ = std::move(call).value();
+    if (cancelled_) call_->cancel();
+    return true;
+  }
+
+  // Tier 1 has scored the candidate under this request: serve it at or above the threshold.
+  void check_done(const TierAnswer& candidate, Result<TierAnswer> scored) {
+    if (cancelled()) {
+      finish(cancelled_status());
+      return;
+    }
+    if (scored.is_ok()) {
+      add_use(out_, *c_.model_tiers_.front(), *scored);
+      const Decision d = decide(c_.scorer_, c_.threshold_, *scored);
+      out_.semantic_check_score = d.score;
+      if (!d.escalate) {
+        semantic_serve(candidate);
         return;
       }
+    } else {
+      out_.tier_errors.push_back("semantic check: " + scored.status().to_string());
     }
+    run_models();
+  }
+
+  void semantic_serve(TierAnswer answer) {
+    answer.cost = c_.cache_->cost(answer.tokens_in, answer.tokens_out);
+    answer.latency_ms = timer_.millis();
+    answer.interrupted = false;
+    answer.escalated_early = false;
+    out_.semantic_hit = true;
+    serve_cached(answer);
+  }
+
+  // Down the cascade: tier 1, held and scored, or the only model tier, live.
+  void run_models() {
     if (c_.model_tiers_.size() == 1) {
       start_tier(0, request_, /*live=*/true);
       return;
@@ -77,14 +184,6 @@ class CascadeRunImpl : public CascadeRun, public std::enable_shared_from_this<Ca
     start_tier(0, r1, /*live=*/false);
   }
 
-  void cancel() override {
-    std::lock_guard<std::mutex> lock(mu_);
-    if (cancelled_) return;
-    cancelled_ = true;
-    if (call_) call_->cancel();
-  }
-
- private:
   bool cancelled() {
     std::lock_guard<std::mutex> lock(mu_);
     return cancelled_;
@@ -129,10 +228,12 @@ class CascadeRunImpl : public CascadeRun, public std::enable_shared_from_this<Ca
       }
       out_.tier_errors.push_back(st.to_string());
       // A tier that failed before streaming anything hands the request on: tier 1 to the top
-      // tier, the top tier to the next fallback. A deadline that passed ends it everywhere.
+      // tier, the top tier to the next fallback. The request's own deadline, once passed, ends
+      // it everywhere; a tier's timeout (a remote tier's first token) does not.
       const size_t next = index + 1;
-      if (st.code() != ErrorCode::kDeadlineExceeded && !streamed_ &&
-          next < c_.model_tiers_.size()) {
+      const bool request_expired =
+          request_.deadline && std::chrono::steady_clock::now() >= *request_.deadline;
+      if (!request_expired && !streamed_ && next < c_.model_tiers_.size()) {
         if (index == 0) out_.escalated = true;
         escalate(next);
         return;
@@ -170,6 +271,7 @@ class CascadeRunImpl : public CascadeRun, public std::enable_shared_from_this<Ca
     }
     take_answer(out_, tier, *a);
     if (c_.cache_ != nullptr) c_.cache_->store(request_, *a);
+    if (c_.semantic_ != nullptr && !embedding_.empty()) c_.semantic_->store(embedding_, request_, *a);
     finish(std::move(out_));
   }
 
@@ -211,6 +313,7 @@ class CascadeRunImpl : public CascadeRun, public std::enable_shared_from_this<Ca
   CascadeAnswer out_;
   Timer timer_;
   std::optional<LogprobFloor> floor_;
+  std::vector<float> embedding_;  // the request's, when the semantic cache computed it
   bool streamed_ = false;  // the current tier has released tokens to the caller
   std::string answering_;  // the tier whose answer the caller is getting
   bool announced_ = false;
@@ -234,7 +337,10 @@ Cascade::Cascade(const CascadeConfig& config, std::unique_ptr<CacheTier> cache,
 Result<std::unique_ptr<Cascade>> Cascade::create(const CascadeConfig& config,
                                                  const CascadeOptions& options) {
   std::unique_ptr<CacheTier> cache;
-  if (const TierConfig* c = config.cache_tier()) cache = std::make_unique<CacheTier>(*c);
+  if (const TierConfig* c = config.cache_tier()) {
+    FRUGAL_ASSIGN_OR_RETURN(cache, CacheTier::create(*c));
+    cache->set_namespace(cache_namespace(config));
+  }
   std::vector<std::unique_ptr<Tier>> tiers;
   // One pool for every tier: tiers answering at once take turns on the cores instead of
   // each spinning a thread per core.
@@ -243,15 +349,38 @@ Result<std::unique_ptr<Cascade>> Cascade::create(const CascadeConfig& config,
                                                                : default_thread_count());
   lo.scheduler = options.scheduler;
   if (options.n_ctx > 0) lo.scheduler.n_ctx = options.n_ctx;
-  for (const TierConfig* t : config.model_tiers()) {
+  const std::vector<const TierConfig*> models = config.model_tiers();
+  if (models.size() > 1 && models[0]->kind == TierKind::kRemote && !models[0]->logprobs) {
+    return invalid_argument(
+        "tier '" + models[0]->name + "' is tier 1 but is remote without logprobs: the scorer "
+        "needs tier 1's token logprobs. Set logprobs = true if the endpoint returns "
+        "top_logprobs (vLLM, llama.cpp's server, OpenAI and frugal serve do), or make it a top "
+        "tier (a later [[tier]])");
+  }
+  for (const TierConfig* t : models) {
     if (t->kind == TierKind::kRemote) {
-      return unsupported("tier '" + t->name + "' is remote; remote tiers are not supported by "
-                         "this build yet (use kind = \"local\")");
+      FRUGAL_ASSIGN_OR_RETURN(auto tier, RemoteTier::create(*t));
+      tiers.push_back(std::move(tier));
+      continue;
     }
     FRUGAL_ASSIGN_OR_RETURN(auto tier, LocalTier::load(*t, lo));
     tiers.push_back(std::move(tier));
   }
-  return std::make_unique<Cascade>(config, std::move(cache), std::move(tiers));
+  std::unique_ptr<SemanticCache> semantic;
+  if (const TierConfig* c = config.cache_tier(); c != nullptr && c->semantic) {
+    const bool local1 = models[0]->kind == TierKind::kLocal;
+    if (c->semantic_check && !local1) {
+      return invalid_argument("cache tier '" + c->name + "' is semantic with semantic_check, "
+                              "which needs tier 1 to be a local GGUF model (it scores the "
+                              "cached answer teacher-forced under the new prompt); tier '" +
+                              models[0]->name + "' is remote");
+    }
+    FRUGAL_ASSIGN_OR_RETURN(semantic,
+                            SemanticCache::create(*c, local1 ? models[0]->model : "", lo.pool));
+  }
+  auto cascade = std::make_unique<Cascade>(config, std::move(cache), std::move(tiers));
+  cascade->set_semantic_cache(std::move(semantic));
+  return cascade;
 }
 
 std::shared_ptr<CascadeRun> Cascade::start(const TierRequest& request, CascadeSink sink) {

@@ -11,6 +11,7 @@
 #pragma once
 
 #include <cstdint>
+#include <limits>
 #include <memory>
 #include <string>
 #include <vector>
@@ -19,6 +20,7 @@
 #include "cascade/config.h"
 #include "cascade/features.h"
 #include "cascade/local_tier.h"
+#include "cascade/semantic_cache.h"
 #include "cascade/tier.h"
 
 namespace frugal::cascade {
@@ -68,6 +70,12 @@ struct CascadeAnswer {
   // answered.
   std::vector<std::string> tier_errors;
   double first_token_ms = 0;  // when the first answer token reached the caller (0: none)
+  // The semantic cache (docs/CASCADE.md): the cosine similarity of the nearest cached request
+  // and tier 1's score of its answer under this request; NaN when there was no candidate or
+  // no check. semantic_hit: the answer is that candidate's (cache_hit is then true as well).
+  double semantic_similarity = std::numeric_limits<double>::quiet_NaN();
+  double semantic_check_score = std::numeric_limits<double>::quiet_NaN();
+  bool semantic_hit = false;
 };
 
 // The escalation rule, in one place: tier 1's features, the scorer's P(good enough), and
@@ -78,6 +86,10 @@ struct Decision {
   bool escalate = false;
 };
 Decision decide(const Scorer& scorer, double threshold, const TierAnswer& tier1);
+
+// The part of every cache key that is not the request: the cascade's name and each model
+// tier's name, kind and model (file name and size, or URL and remote model).
+std::string cache_namespace(const CascadeConfig& config);
 
 // Where one cascade request's events go, on the answering tier's thread: the final answer's
 // tokens in order (tier 1's all at once once accepted, the top tier's as they come), then
@@ -100,7 +112,8 @@ class CascadeRun {
 class Cascade {
  public:
   // Builds and loads every tier of `config`, local tiers sharing one thread pool. Errors:
-  // kUnsupported for a remote tier (not built yet); those of LocalTier::load, naming the tier.
+  // kInvalidArgument for a tier 1 that is remote without logprobs (it cannot be scored);
+  // those of LocalTier::load and RemoteTier::create, naming the tier.
   static Result<std::unique_ptr<Cascade>> create(const CascadeConfig& config,
                                                  const CascadeOptions& options = {});
   // From tiers built elsewhere: `model_tiers` cheapest first (at least one); `cache` may be
@@ -123,6 +136,10 @@ class Cascade {
   double threshold() const { return threshold_; }
 
   CacheTier* cache() { return cache_.get(); }
+  SemanticCache* semantic_cache() { return semantic_.get(); }
+  // Adds a semantic layer to the cache (Cascade::create does it for semantic = true). Its
+  // check needs tier 1 to be a LocalTier; without one candidates are never served checked.
+  void set_semantic_cache(std::unique_ptr<SemanticCache> semantic) { semantic_ = std::move(semantic); }
   Tier& tier1() { return *model_tiers_.front(); }
   // The tier escalations go to: the second model tier (tier 1 itself when it is the only one).
   Tier& top_tier() { return *model_tiers_[model_tiers_.size() > 1 ? 1 : 0]; }
@@ -136,6 +153,7 @@ class Cascade {
   friend class CascadeRunImpl;
   CascadeConfig config_;
   std::unique_ptr<CacheTier> cache_;
+  std::unique_ptr<SemanticCache> semantic_;
   std::vector<std::unique_ptr<Tier>> model_tiers_;
   Scorer scorer_;
   double threshold_;

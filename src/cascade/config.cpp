@@ -42,7 +42,20 @@ constexpr std::string_view kScorerKeys[] = {"bias", "weights"};
 constexpr std::string_view kTierKeys[] = {
     "name",     "kind",      "model",  "url",
     "remote_model", "api_key_env", "price_in", "price_out",
-    "params",   "latency_ms_per_token", "latency_ms_fixed", "capacity"};
+    "params",   "latency_ms_per_token", "latency_ms_fixed", "capacity",
+    // remote
+    "logprobs", "connect_timeout_ms", "first_token_timeout_ms", "total_timeout_ms",
+    "max_retries", "retry_backoff_ms", "breaker_failures", "breaker_cooldown_ms", "ca_file",
+    // cache
+    "backend", "ttl_s", "semantic", "similarity", "semantic_check", "embedding_model"};
+constexpr std::string_view kRemoteOnlyKeys[] = {
+    "remote_model", "api_key_env", "logprobs", "connect_timeout_ms", "first_token_timeout_ms",
+    "total_timeout_ms", "max_retries", "retry_backoff_ms", "breaker_failures",
+    "breaker_cooldown_ms", "ca_file"};
+constexpr std::string_view kCacheOnlyKeys[] = {"capacity",   "backend",        "ttl_s",
+                                               "semantic",   "similarity",     "semantic_check",
+                                               "embedding_model"};
+constexpr int64_t kMaxTimeoutMs = int64_t{1} << 31;  // ~25 days
 
 template <size_t N>
 std::string join_keys(const std::string_view (&keys)[N]) {
@@ -159,11 +172,102 @@ class ConfigReader {
     return Status::ok();
   }
 
+  Status read_bool(const toml::table& table, std::string_view key, const std::string& where,
+                   bool* out) const {
+    const toml::node* node = table.get(key);
+    if (node == nullptr) return Status::ok();
+    if (!node->is_boolean()) {
+      return error_at(node->source(), "'" + std::string(key) + "' in " + where +
+                                          " must be true or false");
+    }
+    *out = node->value<bool>().value_or(false);
+    return Status::ok();
+  }
+
   Status read_tier(const toml::table& table, int index, double price_per_flop, TierConfig* tier);
+  Status read_remote(const toml::table& table, const std::string& where, TierConfig* tier) const;
+  Status read_cache(const toml::table& table, const std::string& where, TierConfig* tier) const;
 
   std::string name_;
   std::string base_dir_;
 };
+
+Status ConfigReader::read_remote(const toml::table& table, const std::string& where,
+                                 TierConfig* tier) const {
+  if (tier->url.empty()) {
+    return error_at(table.source(), where + " is remote and needs 'url' (the base URL of "
+                                            "an OpenAI-compatible API)");
+  }
+  if (tier->url.rfind("http://", 0) != 0 && tier->url.rfind("https://", 0) != 0) {
+    return error_at(table.get("url")->source(), "'url' in " + where + " must start with "
+                                                "http:// or https:// (got \"" + tier->url + "\")");
+  }
+  if (!tier->price_set) {
+    return error_at(table.source(), where + " is remote and needs price_in and price_out "
+                                            "($ per million input / output tokens)");
+  }
+  FRUGAL_RETURN_IF_ERROR(read_bool(table, "logprobs", where, &tier->logprobs));
+  FRUGAL_RETURN_IF_ERROR(read_count(table, "connect_timeout_ms", where, 1, kMaxTimeoutMs,
+                                    &tier->connect_timeout_ms));
+  FRUGAL_RETURN_IF_ERROR(read_count(table, "first_token_timeout_ms", where, 1, kMaxTimeoutMs,
+                                    &tier->first_token_timeout_ms));
+  FRUGAL_RETURN_IF_ERROR(read_count(table, "total_timeout_ms", where, 1, kMaxTimeoutMs,
+                                    &tier->total_timeout_ms));
+  FRUGAL_RETURN_IF_ERROR(read_count(table, "max_retries", where, 0, 100, &tier->max_retries));
+  FRUGAL_RETURN_IF_ERROR(read_count(table, "retry_backoff_ms", where, 0, kMaxTimeoutMs,
+                                    &tier->retry_backoff_ms));
+  FRUGAL_RETURN_IF_ERROR(read_count(table, "breaker_failures", where, 0, 1000000,
+                                    &tier->breaker_failures));
+  FRUGAL_RETURN_IF_ERROR(read_count(table, "breaker_cooldown_ms", where, 1, kMaxTimeoutMs,
+                                    &tier->breaker_cooldown_ms));
+  FRUGAL_RETURN_IF_ERROR(read_string(table, "ca_file", where, &tier->ca_file));
+  if (!tier->ca_file.empty()) tier->ca_file = resolve(tier->ca_file);
+  return Status::ok();
+}
+
+Status ConfigReader::read_cache(const toml::table& table, const std::string& where,
+                                TierConfig* tier) const {
+  FRUGAL_RETURN_IF_ERROR(read_count(table, "capacity", where, 1, kMaxCacheCapacity,
+                                    &tier->cache_capacity));
+  std::string backend = "memory";
+  FRUGAL_RETURN_IF_ERROR(read_string(table, "backend", where, &backend));
+  if (backend == "memory") {
+    tier->cache_backend = TierConfig::CacheBackend::kMemory;
+    if (const toml::node* url = table.get("url")) {
+      return error_at(url->source(), "'url' in " + where + " only applies to remote tiers "
+                                     "and to caches with backend = \"redis\"");
+    }
+  } else if (backend == "redis") {
+    tier->cache_backend = TierConfig::CacheBackend::kRedis;
+    if (tier->url.empty()) tier->url = "redis://127.0.0.1:6379/0";
+    if (tier->url.rfind("redis://", 0) != 0) {
+      return error_at(table.get("url")->source(), "'url' in " + where + " must look like "
+                      "redis://HOST:PORT/DB (got \"" + tier->url + "\")");
+    }
+  } else {
+    return error_at(table.get("backend")->source(), "'backend' in " + where +
+                    " must be \"memory\" or \"redis\" (got \"" + backend + "\")");
+  }
+  FRUGAL_RETURN_IF_ERROR(read_count(table, "ttl_s", where, 0, int64_t{1} << 31, &tier->ttl_s));
+  FRUGAL_RETURN_IF_ERROR(read_bool(table, "semantic", where, &tier->semantic));
+  FRUGAL_RETURN_IF_ERROR(read_number(table, "similarity", where, &tier->similarity));
+  if (tier->similarity > 1) {
+    return error_at(table.get("similarity")->source(),
+                    "'similarity' in " + where + " is a cosine similarity and must be in [0, 1]");
+  }
+  FRUGAL_RETURN_IF_ERROR(read_bool(table, "semantic_check", where, &tier->semantic_check));
+  FRUGAL_RETURN_IF_ERROR(read_string(table, "embedding_model", where, &tier->embedding_model));
+  if (!tier->embedding_model.empty()) tier->embedding_model = resolve(tier->embedding_model);
+  if (!tier->semantic) {
+    for (std::string_view key : {"similarity", "semantic_check", "embedding_model"}) {
+      if (const toml::node* node = table.get(key)) {
+        return error_at(node->source(), "'" + std::string(key) + "' in " + where +
+                                            " only applies with semantic = true");
+      }
+    }
+  }
+  return Status::ok();
+}
 
 Status ConfigReader::read_tier(const toml::table& table, int index, double price_per_flop,
                                TierConfig* tier) {
@@ -203,8 +307,6 @@ Status ConfigReader::read_tier(const toml::table& table, int index, double price
       read_number(table, "latency_ms_per_token", where, &tier->latency_ms_per_token_hint));
   FRUGAL_RETURN_IF_ERROR(
       read_number(table, "latency_ms_fixed", where, &tier->latency_ms_fixed_hint));
-  FRUGAL_RETURN_IF_ERROR(read_count(table, "capacity", where, 1, kMaxCacheCapacity,
-                                     &tier->cache_capacity));
   if (has_in != has_out) {
     return error_at(table.source(), where + " sets only one of price_in / price_out; set both "
                                             "($ per million input / output tokens)");
@@ -218,32 +320,24 @@ Status ConfigReader::read_tier(const toml::table& table, int index, double price
     return error_at(node->source(), "'" + std::string(key) + "' in " + where +
                                         " only applies to " + kinds + " tiers");
   };
-  if (tier->kind != TierKind::kCache) FRUGAL_RETURN_IF_ERROR(refuse("capacity", "cache"));
+  if (tier->kind != TierKind::kCache) {
+    for (std::string_view key : kCacheOnlyKeys) FRUGAL_RETURN_IF_ERROR(refuse(key, "cache"));
+  }
+  if (tier->kind != TierKind::kRemote) {
+    for (std::string_view key : kRemoteOnlyKeys) FRUGAL_RETURN_IF_ERROR(refuse(key, "remote"));
+  }
   switch (tier->kind) {
     case TierKind::kCache:
       FRUGAL_RETURN_IF_ERROR(refuse("model", "local"));
       FRUGAL_RETURN_IF_ERROR(refuse("params", "local"));
-      FRUGAL_RETURN_IF_ERROR(refuse("url", "remote"));
-      FRUGAL_RETURN_IF_ERROR(refuse("remote_model", "remote"));
-      FRUGAL_RETURN_IF_ERROR(refuse("api_key_env", "remote"));
-      return Status::ok();  // an unpriced cache costs nothing
+      return read_cache(table, where, tier);  // an unpriced cache costs nothing
     case TierKind::kRemote:
       FRUGAL_RETURN_IF_ERROR(refuse("model", "local"));
-      if (tier->url.empty()) {
-        return error_at(table.source(), where + " is remote and needs 'url' (the base URL of "
-                                                "an OpenAI-compatible API)");
-      }
-      if (!tier->price_set) {
-        return error_at(table.source(), where + " is remote and needs price_in and price_out "
-                                                "($ per million input / output tokens)");
-      }
-      return Status::ok();
+      return read_remote(table, where, tier);
     case TierKind::kLocal:
       break;
   }
   FRUGAL_RETURN_IF_ERROR(refuse("url", "remote"));
-  FRUGAL_RETURN_IF_ERROR(refuse("remote_model", "remote"));
-  FRUGAL_RETURN_IF_ERROR(refuse("api_key_env", "remote"));
   if (model.empty()) {
     return error_at(table.source(), where + " is local and needs 'model' (a GGUF path, "
                                             "relative to the config file's folder)");

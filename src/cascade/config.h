@@ -49,6 +49,37 @@ struct TierConfig {
   // kCache: the most answers kept in memory (least recently used dropped first); config
   // `capacity`, default 10000.
   int64_t cache_capacity = 10000;
+
+  // kRemote (docs/CASCADE.md, "Remote tiers"). `logprobs`: the endpoint returns logprobs with
+  // top_logprobs, so the tier can be tier 1 and be scored; without, it can only be a top tier.
+  bool logprobs = false;
+  int64_t connect_timeout_ms = 2000;     // TCP (and TLS) connection
+  int64_t first_token_timeout_ms = 30000;  // from a try's start to its first streamed token
+  int64_t total_timeout_ms = 300000;     // the whole answer, retries included
+  // Retries of a call that failed before streaming anything (refused, 429, 5xx, no first
+  // token), waiting retry_backoff_ms · 2^try or the endpoint's Retry-After, whichever is longer.
+  int64_t max_retries = 2;
+  int64_t retry_backoff_ms = 200;
+  // Circuit breaker: after this many consecutive failed calls the tier is skipped for
+  // breaker_cooldown_ms, then one call probes it (0: never skipped).
+  int64_t breaker_failures = 5;
+  int64_t breaker_cooldown_ms = 30000;
+  std::string ca_file;  // PEM certificates trusted for https (empty: the system's store)
+
+  // kCache: where exact answers live ("memory", or "redis" at `url`), how long they stay
+  // (ttl_s; 0: until evicted), and the semantic layer (docs/CASCADE.md, "Semantic cache").
+  enum class CacheBackend : uint8_t { kMemory, kRedis };
+  CacheBackend cache_backend = CacheBackend::kMemory;
+  int64_t ttl_s = 0;
+  // A near-duplicate prompt (cosine similarity of the embeddings >= `similarity`) may reuse a
+  // cached answer once tier 1 scores that answer, teacher-forced under the new prompt, at or
+  // above the cascade's threshold (`semantic_check`; false serves on similarity alone, the
+  // unsafe baseline kept for comparison). Embeddings: `embedding_model`, a GGUF (default: tier
+  // 1's own model file), mean-pooled final hidden state.
+  bool semantic = false;
+  double similarity = 0.9;
+  bool semantic_check = true;
+  std::string embedding_model;
   int line = 0;  // the line of this tier's [[tier]] header in the config file (for messages)
 };
 

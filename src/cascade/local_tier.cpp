@@ -146,4 +146,74 @@ Result<std::unique_ptr<TierCall>> LocalTier::start(const TierRequest& request, T
   return std::unique_ptr<TierCall>(new LocalCall(std::move(handle).value()));
 }
 
+Result<std::unique_ptr<TierCall>> LocalTier::score_answer(const TierRequest& request,
+                                                          const TierAnswer& answer, TierSink sink) {
+  auto prompt = encode(request);
+  if (!prompt.is_ok()) {
+    return Status(prompt.status().code(), "tier '" + name() + "': " + prompt.status().message());
+  }
+  const Tokenizer& tok = scheduler_->model().tokenizer();
+  std::vector<int32_t> ids = tok.encode(answer.text, /*add_special=*/false, /*parse_special=*/false);
+  if (answer.finish == FinishReason::kStop) {
+    // The token that ends a turn: ChatML's <|im_end|>, else the vocabulary's end-of-turn or
+    // end-of-sequence token.
+    std::optional<int32_t> end = tok.token_id("<|im_end|>");
+    if (!end && tok.eot_id() >= 0) end = tok.eot_id();
+    if (!end && tok.eos_id() >= 0) end = tok.eos_id();
+    if (end) ids.push_back(*end);
+  }
+  if (ids.empty()) return invalid_argument("tier '" + name() + "': the answer to score is empty");
+  const int64_t n_prompt = static_cast<int64_t>(prompt->size());
+  SchedRequest sr;
+  sr.prompt = std::move(*prompt);
+  sr.prompt.insert(sr.prompt.end(), ids.begin(), ids.end());
+  sr.deadline = request.deadline;
+  sr.params.max_tokens = 0;
+  sr.params.echo_prompt_logprobs = true;
+
+  auto state = std::make_shared<CallState>();
+  state->sink = std::move(sink);
+  const std::string text = answer.text;
+  const FinishReason finish = answer.finish;
+  sr.on_finish = [state, this, ids, n_prompt, text, finish, &tok](const Completion& c) {
+    if (!state->sink.on_done) return;
+    if (!c.status.is_ok()) {
+      state->sink.on_done(Status(c.status.code(), "tier '" + name() + "': " + c.status.message()));
+      return;
+    }
+    // prompt_logprobs[i] = log p(token i+1 | tokens ..i): the answer's are the last ids.size().
+    const std::vector<float>& lp = c.result.prompt_logprobs;
+    CHECK(lp.size() + 1 == static_cast<size_t>(n_prompt) + ids.size(), "%zu prompt logprobs",
+          lp.size());
+    TierAnswer& out = state->out;
+    out.text = text;
+    out.finish = finish;
+    for (size_t i = 0; i < ids.size(); ++i) {
+      AnswerToken t;
+      t.id = ids[i];
+      t.piece = tok.token_to_piece(ids[i]);
+      t.text = t.piece;
+      t.logprob = lp[static_cast<size_t>(n_prompt) - 1 + i];
+      out.tokens.push_back(std::move(t));
+    }
+    if (n_prompt >= 2) {
+      double sum = 0.0;
+      for (int64_t i = 0; i + 1 < n_prompt; ++i) sum += lp[static_cast<size_t>(i)];
+      out.prompt_mean_logprob = sum / static_cast<double>(n_prompt - 1);
+      out.has_prompt_logprob = true;
+    }
+    out.tokens_in = c.result.n_prompt;
+    out.tokens_in_cached = c.result.n_prompt_cached;
+    out.tokens_out = 0;
+    out.cost = cost(out.tokens_in, 0);
+    out.latency_ms = state->timer.millis();
+    state->sink.on_done(std::move(out));
+  };
+  auto handle = scheduler_->submit(std::move(sr));
+  if (!handle.is_ok()) {
+    return Status(handle.status().code(), "tier '" + name() + "': " + handle.status().message());
+  }
+  return std::unique_ptr<TierCall>(new LocalCall(std::move(handle).value()));
+}
+
 }  // namespace frugal::cascade

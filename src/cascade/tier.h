@@ -85,6 +85,19 @@ struct TierSink {
   std::function<void(Result<TierAnswer>)> on_done;
 };
 
+// How a tier's endpoint or backend is doing, for /metrics: a remote tier's circuit breaker, a
+// Redis cache's connection. Tiers with nothing to report are always available.
+struct TierHealth {
+  // False while the tier is skipped (a remote tier's breaker is open) or its backend is
+  // unreachable (a Redis cache serving as no cache).
+  bool available = true;
+  int64_t consecutive_failures = 0;
+  int64_t failures = 0;      // calls (or backend commands) that failed, ever
+  int64_t retries = 0;       // retried calls, ever
+  int64_t outages = 0;       // times it became unavailable (breaker opened, connection lost)
+  int64_t in_flight = 0;     // calls running now (threads the tier holds)
+};
+
 // A call in flight. Cancelling ends it soon with kCancelled (on_done still runs); destroying
 // the handle does not cancel.
 class TierCall {
@@ -110,6 +123,8 @@ class Tier {
 
   // start() and wait: the answer, or the error that ended it. `observer` sees each token.
   Result<TierAnswer> answer(const TierRequest& request, const TokenObserver& observer = {});
+
+  virtual TierHealth health() const { return {}; }
 
   const TierConfig& config() const { return config_; }
   const std::string& name() const { return config_.name; }

@@ -287,6 +287,20 @@ Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<
     kernels::add_inplace(x, s_.proj.data(), n_tokens * n_embd);
   }
 
+  // Hidden states for the entries that ask (xn is free after the last layer).
+  {
+    int64_t t = 0;
+    for (const SeqBatch& e : batch) {
+      const int64_t n = static_cast<int64_t>(e.tokens.size());
+      for (int64_t i = 0; e.hidden_sum != nullptr && i < n; ++i) {
+        float* h = xn + (t + i) * n_embd;
+        kernels::rms_norm(x + (t + i) * n_embd, w.output_norm.data(), c.rms_eps, n_embd, h);
+        kernels::add_inplace(e.hidden_sum, h, n_embd);
+      }
+      t += n;
+    }
+  }
+
   // Logits only for the rows asked for.
   const int64_t n_rows = static_cast<int64_t>(s_.out_tokens.size());
   for (int64_t r = 0; r < n_rows; ++r) {

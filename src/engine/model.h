@@ -41,6 +41,9 @@ struct SeqBatch {
   // log p(tokens[0] | the positions already cached), when known (the previous chunk's last
   // target); kept with the cache blocks together with the targets' logprobs.
   float first_logprob = KvCache::kNoLogprob;
+  // Optional [n_embd]: forward adds the final-normed hidden state of each of this entry's
+  // tokens to it (the semantic cache mean-pools them into an embedding).
+  float* hidden_sum = nullptr;
 };
 
 class Model {

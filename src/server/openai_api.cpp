@@ -51,6 +51,11 @@ ApiError api_error(const Status& status, std::string param) {
       e.type = "server_error";
       e.code = "unavailable";
       break;
+    case ErrorCode::kBadGateway:
+      e.status = 502;
+      e.type = "server_error";
+      e.code = "bad_gateway";
+      break;
     case ErrorCode::kDeadlineExceeded:
       e.status = 504;
       e.type = "timeout_error";
@@ -452,6 +457,11 @@ json frugal_object(const cascade::CascadeAnswer& a) {
          {"latency_ms", a.latency_ms},
          {"tiers", trace}};
   if (!a.tier_errors.empty()) j["tier_errors"] = a.tier_errors;
+  if (std::isfinite(a.semantic_similarity)) {
+    j["semantic_similarity"] = a.semantic_similarity;
+    j["semantic_check_score"] = score_json(a.semantic_check_score);
+    j["semantic_hit"] = a.semantic_hit;
+  }
   return j;
 }
 

@@ -17,6 +17,7 @@ const char* error_code_name(ErrorCode code) {
     case ErrorCode::kDeadlineExceeded: return "deadline exceeded";
     case ErrorCode::kCancelled: return "cancelled";
     case ErrorCode::kResourceExhausted: return "resource exhausted";
+    case ErrorCode::kBadGateway: return "bad gateway";
   }
   return "unknown";
 }

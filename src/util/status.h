@@ -24,6 +24,7 @@ enum class ErrorCode : uint8_t {
   kDeadlineExceeded,  // a request's deadline or a timeout passed before it finished
   kCancelled,         // the caller cancelled the request (a client disconnected)
   kResourceExhausted, // a queue or quota is full: retry later (HTTP 429)
+  kBadGateway,        // a remote tier failed: refused, cut its stream, or answered an error (502)
 };
 
 const char* error_code_name(ErrorCode code);
@@ -60,6 +61,7 @@ inline Status cancelled(std::string m) { return {ErrorCode::kCancelled, std::mov
 inline Status resource_exhausted(std::string m) {
   return {ErrorCode::kResourceExhausted, std::move(m)};
 }
+inline Status bad_gateway(std::string m) { return {ErrorCode::kBadGateway, std::move(m)}; }
 
 // A value or the Status that says why there is none. Accessing the value of an error is a bug.
 template <typename T>
