@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <cstdio>
 #include <random>
 #include <string>
@@ -233,6 +234,18 @@ TEST(SmallOps, MatchReferenceOnOddSizes) {
       EXPECT_NEAR(total, 1.0, 1e-5);
     });
   }
+}
+
+TEST(LogSumExp, MatchesTheDoublePrecisionReference) {
+  for (int64_t n : {1, 7, 16, 33, 32000, 151936}) {
+    std::vector<float> x = random_floats(n, 11, 4.0f);
+    x[n / 2] = 30.0f;  // a dominant logit
+    const float ref = log_sum_exp_ref(x.data(), n);
+    for_each_target([&] {
+      EXPECT_NEAR(log_sum_exp(x.data(), n), ref, 2e-5f * std::max(1.0f, std::fabs(ref))) << n;
+    });
+  }
+  EXPECT_EQ(log_sum_exp(nullptr, 0), -std::numeric_limits<float>::infinity());
 }
 
 TEST(Attention, F16CacheMatchesReferenceAndStaysCloseToF32) {

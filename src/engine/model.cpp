@@ -348,11 +348,7 @@ void Model::compute_target_logprobs() {
     pool_->parallel_for(nr, parallel_grain(16 * n_vocab), [&](int64_t b, int64_t e, int) {
       for (int64_t r = b; r < e; ++r) {
         const float* row = s_.target_logits.data() + r * n_vocab;
-        float mx = row[0];
-        for (int64_t i = 1; i < n_vocab; ++i) mx = std::max(mx, row[i]);
-        double z = 0.0;
-        for (int64_t i = 0; i < n_vocab; ++i) z += std::exp(static_cast<double>(row[i] - mx));
-        s_.target_lp[r0 + r] = row[s_.target_ids[r0 + r]] - mx - static_cast<float>(std::log(z));
+        s_.target_lp[r0 + r] = row[s_.target_ids[r0 + r]] - kernels::log_sum_exp(row, n_vocab);
       }
     });
   }

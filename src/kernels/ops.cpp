@@ -4,6 +4,7 @@
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 
 #include <cmath>
+#include <limits>
 
 #include "hwy/contrib/math/math-inl.h"
 #include "hwy/highway.h"
@@ -195,6 +196,33 @@ void Attention(const float* q, int64_t n_q, const float* const* k_blocks,
   }
 }
 
+// log(sum exp(x[i])), stable: the max first, then the sum of exp(x - max); the tail goes
+// through the vector code padded with -inf (exp gives 0).
+float LogSumExp(const float* x, int64_t n) {
+  if (n <= 0) return -std::numeric_limits<float>::infinity();
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  HWY_ALIGN float pad[HWY_LANES(float)];
+  const int64_t body = n / N * N;
+  const int64_t rest = n - body;
+  for (int64_t j = 0; j < N; ++j) pad[j] = j < rest ? x[body + j] : -std::numeric_limits<float>::infinity();
+  VF vmax = hn::Load(df, pad);
+  for (int64_t i = 0; i < body; i += N) vmax = hn::Max(vmax, hn::LoadU(df, x + i));
+  const float mx = hn::GetLane(hn::MaxOfLanes(df, vmax));
+  if (!std::isfinite(mx)) return mx;
+  const VF vmx = hn::Set(df, mx);
+  VF s0 = hn::Zero(df), s1 = hn::Zero(df);
+  int64_t i = 0;
+  for (; i + 2 * N <= body; i += 2 * N) {
+    s0 = hn::Add(s0, hn::Exp(df, hn::Sub(hn::LoadU(df, x + i), vmx)));
+    s1 = hn::Add(s1, hn::Exp(df, hn::Sub(hn::LoadU(df, x + i + N), vmx)));
+  }
+  for (; i < body; i += N) s0 = hn::Add(s0, hn::Exp(df, hn::Sub(hn::LoadU(df, x + i), vmx)));
+  s0 = hn::Add(s0, hn::Exp(df, hn::Sub(hn::Load(df, pad), vmx)));
+  const float sum = hn::GetLane(hn::SumOfLanes(df, hn::Add(s0, s1)));
+  return mx + std::log(sum);
+}
+
 // ---------------------------------------------------------------- F16 KV cache
 
 using DH = hn::Rebind<hwy::float16_t, DF>;  // as many halves as DF has floats
@@ -288,6 +316,7 @@ HWY_EXPORT(SiluMul);
 HWY_EXPORT(GeluMul);
 HWY_EXPORT(SoftCap);
 HWY_EXPORT(Softmax);
+HWY_EXPORT(LogSumExp);
 HWY_EXPORT(Attention);
 HWY_EXPORT(AttentionF16);
 HWY_EXPORT(F32ToF16);
@@ -349,6 +378,8 @@ void attention(const float* q, int64_t n_q, const float* const* k_blocks,
   HWY_DYNAMIC_DISPATCH(Attention)(q, n_q, k_blocks, v_blocks, block_size, head_dim, n, scale,
                                   scores, out, start, softcap);
 }
+
+float log_sum_exp(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(LogSumExp)(x, n); }
 
 void attention_f16(const float* q, int64_t n_q, const uint16_t* const* k_blocks,
                    const uint16_t* const* v_blocks, int64_t block_size, int64_t head_dim,

@@ -50,6 +50,9 @@ void scale(float* y, float a, int64_t n);
 // In place, numerically stable (subtracts the max). Returns the sum of exp before scaling.
 float softmax(float* x, int64_t n);
 
+// log(sum_i exp(x[i])) over n elements, computed stably (max subtracted first); -inf for n = 0.
+float log_sum_exp(const float* x, int64_t n);
+
 // Causal attention of n_q query heads that share one KV head (grouped-query attention) over
 // the cached positions start .. n-1 held in blocks: for each g < n_q,
 // out[g] = softmax(cap(scale · q[g]·Kᵀ)) · V. q and out are [n_q, head_dim]; position j's key

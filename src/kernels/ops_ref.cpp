@@ -3,6 +3,7 @@
 
 #include <algorithm>
 #include <cmath>
+#include <limits>
 #include <vector>
 
 #include "kernels/matmul_internal.h"
@@ -346,6 +347,16 @@ void attention_f16_ref(const float* q, int64_t n_q, const uint16_t* const* k_blo
       axpy_ref(s[j - start], v.data(), o, head_dim);
     }
   }
+}
+
+float log_sum_exp_ref(const float* x, int64_t n) {
+  if (n <= 0) return -std::numeric_limits<float>::infinity();
+  double mx = x[0];
+  for (int64_t i = 1; i < n; ++i) mx = std::max<double>(mx, x[i]);
+  if (!std::isfinite(mx)) return static_cast<float>(mx);
+  double z = 0.0;
+  for (int64_t i = 0; i < n; ++i) z += std::exp(x[i] - mx);
+  return static_cast<float>(mx + std::log(z));
 }
 
 }  // namespace frugal::kernels
