@@ -407,6 +407,13 @@ def _direct_metadata(arch, hp):
                 meta[key] = float(hp.get(key) or 0.0)  # 0: none (llama.cpp's default is 50/30)
         if float(hp['query_pre_attn_scalar']) != hd:
             meta['attention.scale'] = float(hp['query_pre_attn_scalar']) ** -0.5
+    if arch in ('gemma2', 'gemma3') and hp.get('layer_types'):  # newer transformers' form
+        period = 2 if arch == 'gemma2' else 6
+        fixed = ['full_attention' if (il + 1) % period == 0 else 'sliding_attention'
+                 for il in range(int(hp['num_hidden_layers']))]
+        if list(hp['layer_types']) != fixed:
+            raise ConvertError(f'{arch} files fix the layer pattern (every {period}th layer '
+                               f'global); this checkpoint has layer_types {hp["layer_types"]}')
     if arch == 'gemma3':
         if float(hp['rope_local_base_freq']) != 10000.0 or int(hp['sliding_window_pattern']) != 6:
             raise ConvertError('gemma3 files fix the local RoPE base at 10000 and the pattern at '

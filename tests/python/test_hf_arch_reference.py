@@ -438,6 +438,20 @@ def test_longrope_phi3_is_refused_clearly(frugal_bin, tmp_path, monkeypatch):
         convert_hf._direct_metadata('phi3', convert_hf._hparams(raw, 'phi3'))
 
 
+@pytest.mark.parametrize('name,change,message', [
+    ('gemma3', {'sliding_window_pattern': 4}, 'pattern'),
+    ('gemma3', {'rope_local_base_freq': 20000.0}, 'local RoPE base'),
+    ('gemma2', {'layer_types': ['full_attention'] * 3}, 'layer pattern'),
+    ('gemma2', {'hidden_activation': 'gelu'}, 'gelu_pytorch_tanh'),
+    ('phi3', {'partial_rotary_factor': 0.75}, 'partial rotary'),
+])
+def test_converter_refuses_what_the_format_cannot_carry(name, change, message):
+    raw = json.load(open(os.path.join(FIXTURES, name, 'config.json')))
+    raw.update(change)
+    with pytest.raises(convert_hf.ConvertError, match=message):
+        convert_hf._direct_metadata(name, convert_hf._hparams(raw, name))
+
+
 def test_unknown_architectures_keep_the_clear_refusal(frugal_bin, tmp_path, monkeypatch):
     path = tmp_path / 'olmo.gguf'
     _convert_with(monkeypatch, 'qwen3', path, lambda t: t)
