@@ -109,8 +109,8 @@ class CascadeRunImpl : public CascadeRun, public std::enable_shared_from_this<Ca
     finish(std::move(out_));
   }
 
-  // The semantic cache: true when it took the request over (a candidate served, or its check
-  // started); false to go down the cascade.
+  // The semantic cache: true when it served a candidate (checked, unless the check is off);
+  // false to go down the cascade.
   bool semantic_lookup() {
     auto embedding = c_.semantic_->embed(request_);
     if (!embedding.is_ok()) return false;
@@ -123,42 +123,19 @@ class CascadeRunImpl : public CascadeRun, public std::enable_shared_from_this<Ca
       return true;
     }
     auto* local = dynamic_cast<LocalTier*>(c_.model_tiers_.front().get());
-    if (local == nullptr) return false;
-    auto self = shared_from_this();
-    TierSink sink;
-    auto answer = std::make_shared<TierAnswer>(std::move(match->answer));
-    sink.on_done = [self, answer](Result<TierAnswer> scored) {
-      self->check_done(*answer, std::move(scored));
-    };
-    auto call = local->score_answer(request_, *answer, std::move(sink));
-    if (!call.is_ok()) {
-      out_.tier_errors.push_back("semantic check: " + call.status().to_string());
-      return false;
-    }
-    std::lock_guard<std::mutex> lock(mu_);
-    call_ = std::move(call).value();
-    if (cancelled_) call_->cancel();
+    if (local == nullptr) return false;  // Cascade::create refuses this configuration
+    // The check: tier 1 scores the cached answer under this request, on this thread.
+    auto scored = c_.semantic_->check(*local, request_, match->answer);
+    if (!scored.is_ok()) return false;  // e.g. beyond tier 1's context: no reuse
+    add_use(out_, *local, scored->scored);
+    // The scorer was fitted on answers tier 1 wrote itself; one whose tokens tier 1 clearly
+    // would not have chosen is outside what it can judge, and is refused (score 0).
+    const Decision d = decide(c_.scorer_, c_.threshold_, scored->scored);
+    const bool plausible = scored->max_gap <= c_.semantic_->max_gap();
+    out_.semantic_check_score = plausible ? d.score : 0.0;
+    if (!plausible || d.escalate) return false;
+    semantic_serve(std::move(match->answer));
     return true;
-  }
-
-  // Tier 1 has scored the candidate under this request: serve it at or above the threshold.
-  void check_done(const TierAnswer& candidate, Result<TierAnswer> scored) {
-    if (cancelled()) {
-      finish(cancelled_status());
-      return;
-    }
-    if (scored.is_ok()) {
-      add_use(out_, *c_.model_tiers_.front(), *scored);
-      const Decision d = decide(c_.scorer_, c_.threshold_, *scored);
-      out_.semantic_check_score = d.score;
-      if (!d.escalate) {
-        semantic_serve(candidate);
-        return;
-      }
-    } else {
-      out_.tier_errors.push_back("semantic check: " + scored.status().to_string());
-    }
-    run_models();
   }
 
   void semantic_serve(TierAnswer answer) {

@@ -47,14 +47,15 @@ constexpr std::string_view kTierKeys[] = {
     "logprobs", "connect_timeout_ms", "first_token_timeout_ms", "total_timeout_ms",
     "max_retries", "retry_backoff_ms", "breaker_failures", "breaker_cooldown_ms", "ca_file",
     // cache
-    "backend", "ttl_s", "semantic", "similarity", "semantic_check", "embedding_model"};
+    "backend", "ttl_s", "semantic", "similarity", "semantic_check", "semantic_max_gap",
+    "embedding_model"};
 constexpr std::string_view kRemoteOnlyKeys[] = {
     "remote_model", "api_key_env", "logprobs", "connect_timeout_ms", "first_token_timeout_ms",
     "total_timeout_ms", "max_retries", "retry_backoff_ms", "breaker_failures",
     "breaker_cooldown_ms", "ca_file"};
-constexpr std::string_view kCacheOnlyKeys[] = {"capacity",   "backend",        "ttl_s",
-                                               "semantic",   "similarity",     "semantic_check",
-                                               "embedding_model"};
+constexpr std::string_view kCacheOnlyKeys[] = {
+    "capacity", "backend", "ttl_s", "semantic", "similarity", "semantic_check",
+    "semantic_max_gap", "embedding_model"};
 constexpr int64_t kMaxTimeoutMs = int64_t{1} << 31;  // ~25 days
 
 template <size_t N>
@@ -259,7 +260,9 @@ Status ConfigReader::read_cache(const toml::table& table, const std::string& whe
   FRUGAL_RETURN_IF_ERROR(read_string(table, "embedding_model", where, &tier->embedding_model));
   if (!tier->embedding_model.empty()) tier->embedding_model = resolve(tier->embedding_model);
   if (!tier->semantic) {
-    for (std::string_view key : {"similarity", "semantic_check", "embedding_model"}) {
+  FRUGAL_RETURN_IF_ERROR(read_number(table, "semantic_max_gap", where, &tier->semantic_max_gap));
+    for (std::string_view key :
+         {"similarity", "semantic_check", "semantic_max_gap", "embedding_model"}) {
       if (const toml::node* node = table.get(key)) {
         return error_at(node->source(), "'" + std::string(key) + "' in " + where +
                                             " only applies with semantic = true");

@@ -77,12 +77,15 @@ struct TierConfig {
   // unsafe baseline kept for comparison). Embeddings: `embedding_model`, a GGUF (default: tier
   // 1's own model file), mean-pooled final hidden state.
   bool semantic = false;
-  double similarity = 0.9;
+  double similarity = 0.7;
   bool semantic_check = true;
   std::string embedding_model;
   int line = 0;  // the line of this tier's [[tier]] header in the config file (for messages)
 };
 
+  // The check refuses a cached answer when tier 1 prefers another token by more than this
+  // many nats at any position (the scorer only judges answers tier 1 could have written).
+  double semantic_max_gap = 1.0;
 // [cascade.scorer]: a logistic model over the scorer's features (cascade/features.h):
 // P(good enough) = sigmoid(bias + sum of weights[name] * feature[name]). Features without a
 // weight count 0. `set` is false when the config has no [cascade.scorer] table, and the

@@ -34,16 +34,6 @@ class LocalTier : public Tier {
   // when the scheduler's queue is full. Each names the tier.
   Result<std::unique_ptr<TierCall>> start(const TierRequest& request, TierSink sink) override;
 
-  // Teacher forcing, for the semantic cache's check: this model's log p of each token of
-  // `answer` as the reply to `request` — the answer's text re-encoded with this model's
-  // tokenizer, then its end-of-turn token when the answer finished with a stop — in one
-  // prefill pass that generates nothing. on_done gets a TierAnswer shaped like one this tier
-  // generated (tokens with ids, pieces, text and logprobs but no alternatives; the prompt's
-  // mean logprob; `answer`'s text and finish), so the scorer reads it like tier 1's own;
-  // tokens_in counts prompt and answer, tokens_out is 0. Errors: those of start().
-  Result<std::unique_ptr<TierCall>> score_answer(const TierRequest& request,
-                                                 const TierAnswer& answer, TierSink sink);
-
   Model& model() { return scheduler_->model(); }
   // Which chat template renders conversations ("jinja (from the file)", "named: chatml ...").
   const std::string& chat_template_description() const { return chat_template_.description; }
