@@ -184,12 +184,20 @@ class CascadeRunImpl : public CascadeRun, public std::enable_shared_from_this<Ca
     };
     sink.on_done = [self, index](Result<TierAnswer> a) { self->tier_done(index, std::move(a)); };
     streamed_ = false;
+    // The call may end, and the run start the next tier, before start() returns here (on the
+    // tier's thread, or inside start()): only the latest call is the one cancel() must reach.
+    uint64_t attempt = 0;
+    {
+      std::lock_guard<std::mutex> lock(mu_);
+      attempt = ++attempts_;
+    }
     auto call = tier.start(request, std::move(sink));
     if (!call.is_ok()) {
       tier_done(index, call.status());
       return;
     }
     std::lock_guard<std::mutex> lock(mu_);
+    if (attempt != attempts_) return;  // already over; a later tier's call is in call_
     call_ = std::move(call).value();
     if (cancelled_) call_->cancel();
   }
@@ -296,6 +304,7 @@ class CascadeRunImpl : public CascadeRun, public std::enable_shared_from_this<Ca
   bool announced_ = false;
   std::mutex mu_;
   bool cancelled_ = false;
+  uint64_t attempts_ = 0;  // tier calls started; the latest one's handle is call_
   std::unique_ptr<TierCall> call_;
 };
 

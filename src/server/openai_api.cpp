@@ -467,10 +467,12 @@ json frugal_object(const cascade::CascadeAnswer& a) {
 
 json usage_object(const cascade::CascadeAnswer& a) {
   const int64_t completion = static_cast<int64_t>(a.tokens.size());
+  // A response-cache hit computed no prompt token: all of them were served from a cache.
+  const int64_t cached = a.cache_hit ? a.answer_tokens_in : a.answer_tokens_in_cached;
   return {{"prompt_tokens", a.answer_tokens_in},
           {"completion_tokens", completion},
           {"total_tokens", a.answer_tokens_in + completion},
-          {"prompt_tokens_details", {{"cached_tokens", a.answer_tokens_in_cached}}}};
+          {"prompt_tokens_details", {{"cached_tokens", cached}}}};
 }
 
 json response_body(const ApiRequest& r, const ResponseMeta& meta, const cascade::CascadeAnswer& a) {

@@ -74,7 +74,7 @@ struct ResponseMeta {
 // The `frugal` object: which tier answered, its score, escalation, cost and the tiers tried.
 nlohmann::json frugal_object(const cascade::CascadeAnswer& answer);
 // usage: prompt_tokens, completion_tokens, total_tokens, prompt_tokens_details.cached_tokens
-// (of the answering tier).
+// (of the answering tier: its prefix cache's share; all of them on a response-cache hit).
 nlohmann::json usage_object(const cascade::CascadeAnswer& answer);
 
 // A whole (non-streamed) response.

@@ -110,6 +110,13 @@ bool is_loopback(const std::string& host) {
   return host == "127.0.0.1" || host == "localhost" || host == "::1";
 }
 
+// A header's number: nine significant digits (a cost of $1.15e-06 must not read "0.000001").
+std::string header_number(double v) {
+  char buf[32];
+  std::snprintf(buf, sizeof buf, "%.9g", v);
+  return buf;
+}
+
 double seconds_since(Clock::time_point t) {
   return std::chrono::duration<double>(Clock::now() - t).count();
 }
@@ -235,6 +242,9 @@ Server::Server(ServerOptions options)
 Server::~Server() {
   stop();
   if (listener_.joinable()) listener_.join();
+  // The tiers' threads call back into the metrics and the ledger (a request a client left is
+  // still ending): stop them while both exist.
+  cascade_.reset();
   if (ledger_ != nullptr) std::fclose(ledger_);
 }
 
@@ -291,6 +301,14 @@ Status Server::bind() {
   http_->set_keep_alive_max_count(1000);
   http_->set_read_timeout(30, 0);
   http_->set_write_timeout(30, 0);
+  // SO_REUSEADDR alone: cpp-httplib's default, SO_REUSEPORT, lets a second server bind a port
+  // that is in use and silently take half of its connections.
+  auto listen_fd = std::make_shared<int>(-1);
+  http_->set_socket_options([listen_fd](int sock) {
+    const int yes = 1;
+    setsockopt(sock, SOL_SOCKET, SO_REUSEADDR, &yes, sizeof yes);
+    *listen_fd = sock;
+  });
   routes();
   if (options_.port == 0) {
     port_ = http_->bind_to_any_port(options_.host);
@@ -304,12 +322,19 @@ Status Server::bind() {
     }
     port_ = options_.port;
   }
-  listener_ = std::thread([this] { http_->listen_after_bind(); });
+  // cpp-httplib listens with a backlog of 5: a burst of clients connecting at once would have
+  // SYNs dropped and retried a second later. Listening again on the bound socket raises it.
+  if (*listen_fd >= 0) ::listen(*listen_fd, SOMAXCONN);
+  listener_ = std::thread([this] {
+    http_->listen_after_bind();
+    listener_done_.store(true);
+  });
   return Status::ok();
 }
 
 Status Server::serve() {
-  auto c = cascade::Cascade::create(options_.config, options_.cascade);
+  auto c = options_.make_cascade ? options_.make_cascade(options_.config, options_.cascade)
+                                 : cascade::Cascade::create(options_.config, options_.cascade);
   if (!c.is_ok()) {
     stop();
     if (listener_.joinable()) listener_.join();
@@ -332,6 +357,12 @@ void Server::stop() {
       Clock::now() + std::chrono::seconds(options_.config.server.request_timeout_s);
   while (in_flight_.load() > 0 && Clock::now() < deadline)
     std::this_thread::sleep_for(std::chrono::milliseconds(20));
+  // Right after bind() the listener thread may not be listening yet, and cpp-httplib's stop()
+  // would then find nothing to stop: wait until it listens (or has given up).
+  if (listener_.joinable()) {
+    while (!http_->is_running() && !listener_done_.load())
+      std::this_thread::sleep_for(std::chrono::milliseconds(1));
+  }
   http_->stop();
 }
 
@@ -526,19 +557,23 @@ void Server::handle_completion(const httplib::Request& req, httplib::Response& r
   // Headers: the decision is known once the answer starts.
   auto set_decision_headers = [&](const std::string& tier, double score) {
     res.set_header("x-frugal-tier", tier);
-    res.set_header("x-frugal-score", std::isfinite(score) ? std::to_string(score) : "null");
+    res.set_header("x-frugal-score", std::isfinite(score) ? header_number(score) : "null");
   };
   if (!call->api.stream || (call->done && !call->done->is_ok())) {
     const Result<cascade::CascadeAnswer>& r = *call->done;
     if (!r.is_ok()) {
-      ApiError e = api_error(r.status());
+      // A prompt no tier's context holds is the prompt's fault: name the field, as OpenAI does.
+      const bool too_long = r.status().code() == ErrorCode::kOutOfRange;
+      ApiError e = api_error(r.status(), !too_long                    ? ""
+                                         : endpoint == Endpoint::kChat ? "messages"
+                                                                       : "prompt");
       if (e.status == 429) res.set_header("Retry-After", "1");
       send_error(res, e);
       finish_http(e.status);
       return;
     }
     set_decision_headers(r->tier, r->score);
-    res.set_header("x-frugal-cost", std::to_string(r->cost));
+    res.set_header("x-frugal-cost", header_number(r->cost));
     res.set_content(dump(response_body(call->api, call->meta, *r)), "application/json");
     finish_http(200);
     return;
@@ -593,6 +628,13 @@ void Server::handle_completion(const httplib::Request& req, httplib::Response& r
         }
         out.done();
         return true;
+      },
+      // cpp-httplib also ends a stream itself, without calling the provider again, when it
+      // finds the client gone before a write: cancel the request then too.
+      [call](bool success) {
+        if (success) return;
+        call->cancelled_by_client = true;
+        call->cancel();
       });
   finish_http(200);
 }
@@ -622,7 +664,7 @@ void Server::declare_metrics() {
   metrics_.declare("frugal_queue_waiting", T::kGauge, "Requests waiting in a local tier's scheduler.");
   metrics_.declare("frugal_running_sequences", T::kGauge, "Sequences a local tier's scheduler is batching.");
   metrics_.declare("frugal_kv_blocks_used", T::kGauge, "KV-cache blocks held by live sequences, by tier.");
-  metrics_.declare("frugal_kv_blocks_total", T::kGauge, "KV-cache blocks in the pool, by tier.");
+  metrics_.declare("frugal_kv_blocks_capacity", T::kGauge, "KV-cache blocks in the pool, by tier.");
   metrics_.declare("frugal_preemptions_total", T::kCounter, "Sequences preempted for lack of KV-cache blocks, by tier.");
   metrics_.declare("frugal_time_to_first_token_seconds", T::kHistogram,
                    "From the request's arrival to the first answer token the client could see.", latency);
@@ -643,7 +685,7 @@ void Server::handle_metrics(httplib::Response& res) {
       metrics_.set("frugal_queue_waiting", l, static_cast<double>(st.waiting));
       metrics_.set("frugal_running_sequences", l, static_cast<double>(st.running));
       metrics_.set("frugal_kv_blocks_used", l, static_cast<double>(st.kv_blocks_used));
-      metrics_.set("frugal_kv_blocks_total", l, static_cast<double>(st.kv_blocks_total));
+      metrics_.set("frugal_kv_blocks_capacity", l, static_cast<double>(st.kv_blocks_total));
       const double seen = metrics_.value("frugal_preemptions_total", l);
       metrics_.add("frugal_preemptions_total", l, static_cast<double>(st.preemptions) - seen);
     }

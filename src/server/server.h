@@ -32,6 +32,11 @@ struct ServerOptions {
   cascade::CascadeOptions cascade;
   // Where one-line notices go (start, warnings, load errors); default stderr.
   std::function<void(const std::string&)> log;
+  // Builds the cascade in serve(); empty: cascade::Cascade::create(config, cascade). Tests
+  // hand in tiers of their own (a slow one, one that fails mid-answer).
+  std::function<Result<std::unique_ptr<cascade::Cascade>>(const cascade::CascadeConfig&,
+                                                          const cascade::CascadeOptions&)>
+      make_cascade;
 };
 
 class Server {
@@ -56,6 +61,8 @@ class Server {
 
   bool ready() const { return ready_.load(); }
   Metrics& metrics() { return metrics_; }
+  // The cascade being served (null until serve() has loaded it), for tests and tools.
+  cascade::Cascade* cascade() { return cascade_.get(); }
   int64_t in_flight() const { return in_flight_.load(); }
 
  private:
@@ -77,6 +84,7 @@ class Server {
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
   std::atomic<bool> stopped_{false};
+  std::atomic<bool> listener_done_{false};  // listen_after_bind() has returned
   std::atomic<int64_t> in_flight_{0};
   std::atomic<uint64_t> next_id_{0};
   int port_ = 0;
