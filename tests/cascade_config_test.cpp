@@ -47,9 +47,12 @@ TEST(CascadeConfig, UnknownKeyIsNamedWithItsLine) {
       "pricein = 0.1\n");
   EXPECT_NE(msg.find("test.toml:5"), std::string::npos) << msg;
   EXPECT_NE(msg.find("'pricein'"), std::string::npos) << msg;
-  std::string top = error_of("[server]\nport = 1\n");
+  std::string top = error_of("[serve]\nport = 1\n");
   EXPECT_NE(top.find("test.toml:1"), std::string::npos) << top;
-  EXPECT_NE(top.find("'server'"), std::string::npos) << top;
+  EXPECT_NE(top.find("'serve'"), std::string::npos) << top;
+  std::string server = error_of("[server]\nport = 1\n");
+  EXPECT_NE(server.find("test.toml:2"), std::string::npos) << server;
+  EXPECT_NE(server.find("'port' in [server]"), std::string::npos) << server;
   std::string cascade = error_of("[cascade]\nthreshhold = 0.5\n");
   EXPECT_NE(cascade.find("test.toml:2"), std::string::npos) << cascade;
 }

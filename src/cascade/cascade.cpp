@@ -255,6 +255,7 @@ class CascadeRunImpl : public CascadeRun, public std::enable_shared_from_this<Ca
       }
     }
     take_answer(out_, tier, *a);
+    out_.tokens_reused = a->tokens_reused;
     if (c_.cache_ != nullptr) c_.cache_->store(request_, *a);
     if (c_.semantic_ != nullptr && !embedding_.empty()) c_.semantic_->store(embedding_, request_, *a);
     finish(std::move(out_));
@@ -263,6 +264,11 @@ class CascadeRunImpl : public CascadeRun, public std::enable_shared_from_this<Ca
   void escalate(size_t index) {
     TierRequest r = request_;
     r.prompt_logprobs = false;
+    // Speculative escalation: the top tier verifies tier 1's answer (all of it, or what it
+    // wrote before it was stopped early) instead of starting over.
+    if (c_.speculative_escalation_[index] && !out_.tier1.tokens.empty()) {
+      for (const AnswerToken& t : out_.tier1.tokens) r.draft.push_back(t.id);
+    }
     start_tier(index, r, /*live=*/true);
   }
 
@@ -318,6 +324,14 @@ Cascade::Cascade(const CascadeConfig& config, std::unique_ptr<CacheTier> cache,
       scorer_(scorer_from_config(config.scorer)),
       threshold_(config.threshold) {
   CHECK(!model_tiers_.empty(), "a cascade needs at least one model tier");
+  // A local tier whose vocabulary is tier 1's can take tier 1's answer as a draft.
+  speculative_escalation_.assign(model_tiers_.size(), false);
+  auto* first = dynamic_cast<LocalTier*>(model_tiers_.front().get());
+  for (size_t i = 1; i < model_tiers_.size() && first != nullptr; ++i) {
+    auto* t = dynamic_cast<LocalTier*>(model_tiers_[i].get());
+    speculative_escalation_[i] = config_.speculative_escalation && t != nullptr &&
+                                 check_same_vocabulary(t->model(), first->model()).is_ok();
+  }
 }
 
 Result<std::unique_ptr<Cascade>> Cascade::create(const CascadeConfig& config,

@@ -60,6 +60,9 @@ struct CascadeAnswer {
   int64_t tokens_out = 0;
   double cost = 0.0;
   double latency_ms = 0.0;
+  // Of tier 1's answer, the tokens the top tier kept when it verified it as a draft
+  // (speculative escalation); 0 without.
+  int64_t tokens_reused = 0;
   std::vector<TierUse> trace;  // each tier that ran, in order
   TierAnswer tier1;            // tier 1's own answer when it ran (for calibration and logs)
   // The answering tier's prompt tokens and how many of them its prefix cache held.
@@ -155,6 +158,7 @@ class Cascade {
   std::unique_ptr<CacheTier> cache_;
   std::unique_ptr<SemanticCache> semantic_;
   std::vector<std::unique_ptr<Tier>> model_tiers_;
+  std::vector<bool> speculative_escalation_;  // [model tier]: takes tier 1's answer as a draft
   Scorer scorer_;
   double threshold_;
 };

@@ -37,12 +37,15 @@ constexpr std::string_view kCascadeKeys[] = {"threshold",
                                              "max_tokens",
                                              "early_escalation_logprob",
                                              "early_escalation_window",
+                                             "speculative_escalation",
                                              "scorer"};
 constexpr std::string_view kScorerKeys[] = {"bias", "weights"};
 constexpr std::string_view kTierKeys[] = {
     "name",     "kind",      "model",  "url",
     "remote_model", "api_key_env", "price_in", "price_out",
     "params",   "latency_ms_per_token", "latency_ms_fixed", "capacity",
+    // local
+    "draft", "speculative",
     // remote
     "logprobs", "connect_timeout_ms", "first_token_timeout_ms", "total_timeout_ms",
     "max_retries", "retry_backoff_ms", "breaker_failures", "breaker_cooldown_ms", "ca_file",
@@ -257,10 +260,10 @@ Status ConfigReader::read_cache(const toml::table& table, const std::string& whe
                     "'similarity' in " + where + " is a cosine similarity and must be in [0, 1]");
   }
   FRUGAL_RETURN_IF_ERROR(read_bool(table, "semantic_check", where, &tier->semantic_check));
+  FRUGAL_RETURN_IF_ERROR(read_number(table, "semantic_max_gap", where, &tier->semantic_max_gap));
   FRUGAL_RETURN_IF_ERROR(read_string(table, "embedding_model", where, &tier->embedding_model));
   if (!tier->embedding_model.empty()) tier->embedding_model = resolve(tier->embedding_model);
   if (!tier->semantic) {
-  FRUGAL_RETURN_IF_ERROR(read_number(table, "semantic_max_gap", where, &tier->semantic_max_gap));
     for (std::string_view key :
          {"similarity", "semantic_check", "semantic_max_gap", "embedding_model"}) {
       if (const toml::node* node = table.get(key)) {
@@ -348,6 +351,24 @@ Status ConfigReader::read_tier(const toml::table& table, int index, double price
   std::filesystem::path model_path(model);
   if (model_path.is_relative() && !base_dir_.empty()) model_path = base_dir_ / model_path;
   tier->model = model_path.lexically_normal().string();
+  // Speculative decoding: a draft model (same vocabulary) and/or prompt lookup.
+  FRUGAL_RETURN_IF_ERROR(read_string(table, "draft", where, &tier->draft));
+  if (!tier->draft.empty()) {
+    std::filesystem::path d(tier->draft);
+    if (d.is_relative() && !base_dir_.empty()) d = base_dir_ / d;
+    tier->draft = d.lexically_normal().string();
+    tier->speculative = "draft";
+  }
+  FRUGAL_RETURN_IF_ERROR(read_string(table, "speculative", where, &tier->speculative));
+  if (tier->speculative != "none" && tier->speculative != "ngram" && tier->speculative != "draft") {
+    return error_at(table.get("speculative")->source(),
+                    where + ": 'speculative' is '" + tier->speculative +
+                        "'; use \"none\", \"ngram\" (prompt lookup) or \"draft\" (with 'draft')");
+  }
+  if (tier->speculative == "draft" && tier->draft.empty()) {
+    return error_at(table.source(), where + ": speculative = \"draft\" needs 'draft' (a GGUF "
+                                            "path with this model's vocabulary)");
+  }
   if (tier->price_set) return Status::ok();
 
   // No price: derive it from the parameter count — from `params`, else from the model file.
@@ -467,6 +488,12 @@ Result<CascadeConfig> ConfigReader::read(const std::string& text) {
     FRUGAL_RETURN_IF_ERROR(read_count(*cascade, "early_escalation_window", "[cascade]", 1,
                                       kMaxEarlyEscalationWindow,
                                       &config.early_escalation_window));
+    if (const toml::node* se = cascade->get("speculative_escalation")) {
+      if (!se->is_boolean()) {
+        return error_at(se->source(), "'speculative_escalation' in [cascade] must be true or false");
+      }
+      config.speculative_escalation = se->value<bool>().value_or(true);
+    }
     FRUGAL_RETURN_IF_ERROR(read_signed(*cascade, "early_escalation_logprob", "[cascade]",
                                        &config.early_escalation_logprob,
                                        &config.early_escalation));

@@ -30,6 +30,10 @@ struct TierConfig {
   // kLocal: the GGUF path as resolved against the config file's folder (absolute paths are
   // kept as written); empty for other kinds.
   std::string model;
+  // kLocal: speculative decoding — "none", "ngram" (prompt lookup) or "draft" (the model at
+  // `draft`, resolved like `model`, with the same vocabulary).
+  std::string speculative = "none";
+  std::string draft;
   // kRemote: base URL of the OpenAI-compatible API, the model name to request there, and the
   // environment variable holding its API key (empty: no key).
   std::string url;
@@ -79,13 +83,13 @@ struct TierConfig {
   bool semantic = false;
   double similarity = 0.7;
   bool semantic_check = true;
+  // The check refuses a cached answer when tier 1 prefers another token by more than this
+  // many nats at any position (the scorer only judges answers tier 1 could have written).
+  double semantic_max_gap = 1.0;
   std::string embedding_model;
   int line = 0;  // the line of this tier's [[tier]] header in the config file (for messages)
 };
 
-  // The check refuses a cached answer when tier 1 prefers another token by more than this
-  // many nats at any position (the scorer only judges answers tier 1 could have written).
-  double semantic_max_gap = 1.0;
 // [cascade.scorer]: a logistic model over the scorer's features (cascade/features.h):
 // P(good enough) = sigmoid(bias + sum of weights[name] * feature[name]). Features without a
 // weight count 0. `set` is false when the config has no [cascade.scorer] table, and the
@@ -127,6 +131,9 @@ struct CascadeConfig {
   bool early_escalation = false;
   double early_escalation_logprob = 0;
   int64_t early_escalation_window = 8;
+  // When the cascade escalates to a local top tier with tier 1's vocabulary, the top tier
+  // verifies tier 1's answer as a draft and keeps the prefix it agrees with.
+  bool speculative_escalation = true;
   ServerConfig server;
 
   // The cache tier, or nullptr when there is none.

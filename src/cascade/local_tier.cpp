@@ -33,7 +33,19 @@ Result<std::unique_ptr<LocalTier>> LocalTier::load(const TierConfig& config,
     return Status(tmpl.status().code(),
                   "tier '" + config.name + "' (" + config.model + "): " + tmpl.status().message());
   }
-  auto scheduler = Scheduler::create(std::move(model).value(), options.scheduler);
+  SchedulerOptions so = options.scheduler;
+  std::unique_ptr<Model> draft;
+  if (config.speculative == "ngram") so.spec = SchedulerOptions::Spec::kNgram;
+  if (config.speculative == "draft") {
+    auto d = Model::load(config.draft, mo);
+    if (!d.is_ok()) {
+      return Status(d.status().code(),
+                    "tier '" + config.name + "': draft model: " + d.status().message());
+    }
+    draft = std::move(d).value();
+    so.spec = SchedulerOptions::Spec::kDraftModel;
+  }
+  auto scheduler = Scheduler::create(std::move(model).value(), so, std::move(draft));
   if (!scheduler.is_ok()) {
     return Status(scheduler.status().code(),
                   "tier '" + config.name + "': " + scheduler.status().message());
@@ -100,6 +112,7 @@ Result<std::unique_ptr<TierCall>> LocalTier::start(const TierRequest& request, T
   gp.sampling.seed = request.seed;
   gp.sampling.n_logprobs = request.n_logprobs;
   gp.echo_prompt_logprobs = request.prompt_logprobs;
+  sr.draft = request.draft;
 
   const Tokenizer* tok = &scheduler_->model().tokenizer();
   sr.on_token = [state, tok](const GeneratedToken& g) {
@@ -128,6 +141,9 @@ Result<std::unique_ptr<TierCall>> LocalTier::start(const TierRequest& request, T
     out.finish = r.finish;
     out.tokens_in = r.n_prompt;
     out.tokens_in_cached = r.n_prompt_cached;
+    out.tokens_reused = r.n_reused_tokens;
+    out.draft_tokens = r.n_draft_tokens;
+    out.draft_accepted = r.n_accepted_tokens;
     out.tokens_out = static_cast<int64_t>(r.tokens.size());
     if (!r.prompt_logprobs.empty()) {
       double sum = 0.0;

@@ -33,6 +33,9 @@ struct TierRequest {
   int n_logprobs = 5;             // alternatives recorded per generated token (0-20)
   // Also score the prompt itself (TierAnswer::prompt_mean_logprob); only tier 1 asks.
   bool prompt_logprobs = false;
+  // Speculative escalation: tier 1's answer as token ids, for a local tier with the same
+  // vocabulary to verify as a draft (empty: none).
+  std::vector<int32_t> draft;
   // The answer must be complete by then; a tier still generating ends with kDeadlineExceeded.
   std::optional<std::chrono::steady_clock::time_point> deadline;
 };
@@ -60,6 +63,11 @@ struct TierAnswer {
   int64_t tokens_in = 0;   // prompt tokens as the tier counted them (and priced them)
   int64_t tokens_in_cached = 0;  // of those, reused from the tier's prefix cache
   int64_t tokens_out = 0;  // generated tokens, the stopping one included
+  // Speculative decoding: of the request's draft (speculative escalation), the tokens kept;
+  // draft tokens verified in all and accepted (the tier's own drafter included).
+  int64_t tokens_reused = 0;
+  int64_t draft_tokens = 0;
+  int64_t draft_accepted = 0;
   std::vector<AnswerToken> tokens;
   // Mean of log p(prompt[i+1] | prompt[..i]) over the prompt: how familiar the request looks
   // to this tier. Only when the request asked for prompt_logprobs and the prompt has >= 2

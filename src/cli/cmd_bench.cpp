@@ -6,12 +6,18 @@
 #include <cstdio>
 #include <nlohmann/json.hpp>
 #include <random>
+#include <sstream>
 
 #include "cli/commands.h"
 #include "cli/flags.h"
 #include "engine/model.h"
 #include "kernels/roofline.h"
+#include "engine/chat_template.h"
+#include "engine/gguf.h"
+#include "engine/tokenizer.h"
+#include "sched/generate.h"
 #include "sched/scheduler.h"
+#include "util/file_io.h"
 #include "util/timer.h"
 
 namespace frugal::cli {
@@ -28,6 +34,12 @@ struct BenchArgs {
   std::vector<int> parallel;   // concurrency levels for the scheduler benchmark
   int64_t shared_prefix = 0;   // system-prompt tokens for the cached/uncached TTFT benchmark
   std::string kv_type = "f16";
+  // Speculative decoding: a draft model and/or prompt lookup, on the prompts of a file.
+  std::string draft;
+  std::string spec;            // "ngram" or "draft" (the default with --draft)
+  std::string prompt_file;     // one prompt per line
+  bool chat = false;           // wrap each prompt in the model's chat template
+  int spec_k = 4;
 };
 
 double percentile(std::vector<double> v, double q) {
@@ -149,7 +161,149 @@ nlohmann::json run_shared_prefix(Scheduler& s, int64_t prefix, int reps, std::mt
           {"reps", reps}};
 }
 
+// Plain greedy decoding of the target against speculative decoding, prompt by prompt on
+// one scheduler each: decode tokens/s of both (time after the first token, summed over the
+// prompts), the acceptance rate, and whether every answer is identical (it must be).
+int bench_spec(const BenchArgs& a) {
+  auto text = read_file(a.prompt_file);
+  if (!text.is_ok()) {
+    std::fprintf(stderr, "frugal bench: -f: %s\n", text.status().to_string().c_str());
+    return 2;
+  }
+  std::vector<std::string> prompts;
+  {
+    std::istringstream in(*text);
+    std::string line;
+    while (std::getline(in, line))
+      if (!line.empty()) prompts.push_back(line);
+  }
+  if (prompts.empty()) {
+    std::fprintf(stderr, "frugal bench: -f %s holds no prompt (one per line)\n",
+                 a.prompt_file.c_str());
+    return 2;
+  }
+  ModelOptions mo;
+  mo.pool = std::make_shared<ThreadPool>(a.threads > 0 ? a.threads : default_thread_count());
+  auto load = [&](const std::string& path) -> std::unique_ptr<Model> {
+    auto m = Model::load(path, mo);
+    if (!m.is_ok()) {
+      std::fprintf(stderr, "frugal bench: %s\n", m.status().to_string().c_str());
+      return nullptr;
+    }
+    return std::move(m).value();
+  };
+  auto plain_model = load(a.model), spec_model = load(a.model);
+  std::unique_ptr<Model> draft_model;
+  if (!a.draft.empty()) draft_model = load(a.draft);
+  if (!plain_model || !spec_model || (!a.draft.empty() && !draft_model)) return 1;
+  std::vector<std::vector<int32_t>> tokens;
+  const Tokenizer& tok = plain_model->tokenizer();
+  const std::string tmpl = plain_model->gguf().get_string_or("tokenizer.chat_template", "");
+  for (const std::string& p : prompts) {
+    if (!a.chat) {
+      tokens.push_back(tok.encode(p, true, false));
+      continue;
+    }
+    auto resolved = resolve_chat_template(tmpl);
+    auto rendered = resolved.is_ok() ? apply_chat_template(*resolved, std::vector<ChatMessage>{{"user", p}},
+                                                           chat_template_inputs(tok))
+                                     : Result<std::string>(resolved.status());
+    if (!rendered.is_ok()) {
+      std::fprintf(stderr, "frugal bench: %s\n", rendered.status().to_string().c_str());
+      return 2;
+    }
+    tokens.push_back(tok.encode(*rendered, tok.add_bos(), true));
+  }
+  SchedulerOptions so;
+  so.kv_type = *kv_type_from_name(a.kv_type);
+  so.max_running = 1;
+  auto plain = Scheduler::create(std::move(plain_model), so);
+  so.spec = a.spec == "ngram" ? SchedulerOptions::Spec::kNgram : SchedulerOptions::Spec::kDraftModel;
+  so.spec_k = a.spec_k;
+  so.spec_k_max = std::max(a.spec_k, 12);
+  auto spec = Scheduler::create(std::move(spec_model), so, std::move(draft_model));
+  if (!plain.is_ok() || !spec.is_ok()) {
+    std::fprintf(stderr, "frugal bench: %s\n",
+                 (plain.is_ok() ? spec.status() : plain.status()).to_string().c_str());
+    return 1;
+  }
+  GenerateParams gp;
+  gp.max_tokens = a.n_gen;
+  gp.stop_at_eog = true;
+  // Warm-up: one short answer each, so page faults of the mapped files are not timed.
+  generate(**plain, tokens[0], GenerateParams{4});
+  generate(**spec, tokens[0], GenerateParams{4});
+  double plain_s = 0, spec_s = 0;
+  int64_t plain_n = 0, spec_n = 0, identical = 0;
+  for (const auto& t : tokens) {
+    auto x = generate(**plain, t, gp);
+    auto y = generate(**spec, t, gp);
+    if (!x.is_ok() || !y.is_ok()) {
+      std::fprintf(stderr, "frugal bench: %s\n",
+                   (x.is_ok() ? y.status() : x.status()).to_string().c_str());
+      return 1;
+    }
+    plain_s += x->decode_seconds;
+    spec_s += y->decode_seconds;
+    // Decode time runs from the first token: count the tokens after it.
+    plain_n += std::max<int64_t>(0, static_cast<int64_t>(x->tokens.size()) - 1);
+    spec_n += std::max<int64_t>(0, static_cast<int64_t>(y->tokens.size()) - 1);
+    identical += x->text == y->text ? 1 : 0;
+  }
+  const SchedulerStats st = (*spec)->stats();
+  const double plain_tps = plain_s > 0 ? plain_n / plain_s : 0;
+  const double spec_tps = spec_s > 0 ? spec_n / spec_s : 0;
+  const double acceptance =
+      st.spec_draft_tokens > 0 ? static_cast<double>(st.spec_accepted_tokens) / st.spec_draft_tokens : 0;
+  nlohmann::json accepted_at = nlohmann::json::array();
+  for (size_t i = 0; i < st.spec_accepted_by_position.size(); ++i) {
+    if (st.spec_drafts == 0) break;
+    accepted_at.push_back(static_cast<double>(st.spec_accepted_by_position[i]) / st.spec_drafts);
+  }
+  nlohmann::json j{{"model", a.model},
+                   {"draft", a.draft},
+                   {"spec", a.spec},
+                   {"threads", mo.pool->n_threads()},
+                   {"prompts", tokens.size()},
+                   {"n_gen", a.n_gen},
+                   {"decode_tokens_per_s", plain_tps},
+                   {"spec_decode_tokens_per_s", spec_tps},
+                   {"speedup", plain_tps > 0 ? spec_tps / plain_tps : 0},
+                   {"acceptance_rate", acceptance},
+                   {"drafts", st.spec_drafts},
+                   {"draft_tokens", st.spec_draft_tokens},
+                   {"accepted_tokens", st.spec_accepted_tokens},
+                   {"acceptance_by_position", accepted_at},
+                   {"identical_answers", identical}};
+  if (a.json) {
+    std::printf("%s\n", j.dump(2).c_str());
+  } else {
+    std::printf("target %s, %s drafts%s%s, %zu prompts, up to %lld tokens each\n", a.model.c_str(),
+                a.spec.c_str(), a.draft.empty() ? "" : " from ", a.draft.c_str(), tokens.size(),
+                (long long)a.n_gen);
+    std::printf("plain decode        %8.2f tok/s\n", plain_tps);
+    std::printf("speculative decode  %8.2f tok/s  (%.2fx), acceptance %.1f %% of %llu draft tokens\n",
+                spec_tps, plain_tps > 0 ? spec_tps / plain_tps : 0, 100 * acceptance,
+                (unsigned long long)st.spec_draft_tokens);
+    std::printf("identical answers   %lld of %zu\n", (long long)identical, tokens.size());
+  }
+  return identical == static_cast<int64_t>(tokens.size()) ? 0 : 1;
+}
+
 int bench(const BenchArgs& a) {
+  if (!a.draft.empty() || !a.spec.empty()) {
+    BenchArgs b = a;
+    if (b.spec.empty()) b.spec = "draft";
+    if (b.prompt_file.empty()) {
+      std::fprintf(stderr, "frugal bench: speculative decoding is measured on -f PROMPT_FILE\n");
+      return 2;
+    }
+    if (b.spec == "draft" && b.draft.empty()) {
+      std::fprintf(stderr, "frugal bench: --spec draft needs --draft MODEL\n");
+      return 2;
+    }
+    return bench_spec(b);
+  }
   ModelOptions mo;
   mo.n_threads = a.threads;
   auto loaded = Model::load(a.model, mo);
@@ -345,6 +499,14 @@ void register_bench(CLI::App& app, int& exit_code) {
       ->check(int_range(1, int64_t{1} << 20));
   cmd->add_option("--kv-type", args->kv_type, "KV cache type for --parallel: f16 or f32")
       ->check(CLI::IsMember({"f16", "f32"}));
+  cmd->add_option("--draft", args->draft,
+                  "Speculative decoding with this draft model (same vocabulary), on -f's prompts");
+  cmd->add_option("--spec", args->spec, "Drafter: draft (with --draft) or ngram (prompt lookup)")
+      ->check(CLI::IsMember({"draft", "ngram"}));
+  cmd->add_option("-f,--file", args->prompt_file, "Prompts for --draft/--spec, one per line");
+  cmd->add_flag("--chat", args->chat, "Wrap each prompt in the model's chat template");
+  cmd->add_option("--draft-k", args->spec_k, "Initial draft length (adapts; default 4)")
+      ->check(int_range(1, 64));
   cmd->callback([args, &exit_code] { exit_code = bench(*args); });
 }
 

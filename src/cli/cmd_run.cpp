@@ -29,6 +29,8 @@ struct RunArgs {
   std::string dump_logits;
   std::string chat_template;
   std::string kv_type = "f16";
+  std::string draft;  // speculative decoding with this draft model
+  std::string spec;   // "ngram" or "draft"
   std::vector<std::string> stop;
   int64_t n_predict = 128;
   int64_t ctx = 0;
@@ -189,7 +191,18 @@ int run(RunArgs a) {
   so.kv_tokens = a.ctx;  // 0: n_ctx
   so.max_running = 1;
   so.kv_type = *kv_type;
-  auto scheduler = Scheduler::create(std::move(*loaded), so);
+  std::unique_ptr<Model> draft;
+  if (!a.draft.empty()) {
+    auto d = Model::load(a.draft, mo);
+    if (!d.is_ok()) {
+      std::fprintf(stderr, "frugal run: --draft: %s\n", d.status().to_string().c_str());
+      return 1;
+    }
+    draft = std::move(d).value();
+    so.spec = SchedulerOptions::Spec::kDraftModel;
+  }
+  if (a.spec == "ngram") so.spec = SchedulerOptions::Spec::kNgram;
+  auto scheduler = Scheduler::create(std::move(*loaded), so, std::move(draft));
   if (!scheduler.is_ok()) {
     std::fprintf(stderr, "frugal run: %s\n", scheduler.status().to_string().c_str());
     return 1;
@@ -213,6 +226,11 @@ int run(RunArgs a) {
                  (long long)r.tokens.size(), r.decode_seconds,
                  r.decode_seconds > 0 ? n_gen / r.decode_seconds : 0.0,
                  finish_reason_name(r.finish));
+    if (r.n_draft_tokens > 0) {
+      std::fprintf(stderr, "[speculative: %lld draft tokens, %lld accepted (%.1f %%)]\n",
+                   (long long)r.n_draft_tokens, (long long)r.n_accepted_tokens,
+                   100.0 * r.n_accepted_tokens / r.n_draft_tokens);
+    }
   }
   return 0;
 }
@@ -244,6 +262,10 @@ void register_run(CLI::App& app, int& exit_code) {
   add_threads_option(cmd, &args->threads, "Threads (default: all cores)");
   add_ctx_option(cmd, &args->ctx, "Context size in tokens (default: min(4096, trained))");
   cmd->add_option("--kv-type", args->kv_type, "KV cache element type: f16 (default) or f32");
+  cmd->add_option("--draft", args->draft,
+                  "Speculative decoding: this draft model (same vocabulary) proposes tokens");
+  cmd->add_option("--spec", args->spec, "Speculative decoding by prompt lookup: ngram")
+      ->check(CLI::IsMember({"ngram"}));
   cmd->add_option("--dump-logits", args->dump_logits,
                   "Write the prompt's logits as float32 [n_tokens, n_vocab] to this file");
   cmd->add_flag("-v,--verbose", args->verbose, "Print timings");

@@ -6,6 +6,8 @@
 #include <limits>
 #include <string>
 
+#include "kernels/ops.h"
+
 namespace frugal {
 
 Status SamplingParams::validate() const {
@@ -23,79 +25,85 @@ Status SamplingParams::validate() const {
 
 Sampler::Sampler(const SamplingParams& params) : params_(params), rng_(params.seed) {}
 
-SampledToken Sampler::sample(std::span<const float> logits) {
+void Sampler::distribution(std::span<const float> logits, SamplingDist* d) {
   const int64_t n = static_cast<int64_t>(logits.size());
   CHECK(n > 0);
-  // log Z of the raw distribution, for the reported logprobs.
-  float max_logit = -std::numeric_limits<float>::infinity();
-  int32_t argmax = 0;
-  for (int64_t i = 0; i < n; ++i) {
-    if (logits[i] > max_logit) {
-      max_logit = logits[i];
-      argmax = static_cast<int32_t>(i);
-    }
-  }
-  double z = 0.0;
-  for (int64_t i = 0; i < n; ++i) z += std::exp(static_cast<double>(logits[i] - max_logit));
-  const float log_z = max_logit + static_cast<float>(std::log(z));
-
-  SampledToken out;
+  d->weights.clear();
   const bool greedy = params_.temperature == 0.0f || params_.top_k == 1;
   if (greedy) {
-    out.id = argmax;
+    int32_t argmax = 0;
+    for (int64_t i = 1; i < n; ++i)
+      if (logits[i] > logits[argmax]) argmax = static_cast<int32_t>(i);
+    d->weights.push_back({argmax, 1.0});
+    d->total = 1.0;
+    return;
+  }
+  candidates_.resize(n);
+  for (int64_t i = 0; i < n; ++i) candidates_[i] = {logits[i], static_cast<int32_t>(i)};
+  auto by_logit = [](const auto& a, const auto& b) {
+    return a.first > b.first || (a.first == b.first && a.second < b.second);
+  };
+  int64_t keep = n;
+  if (params_.top_k > 0 && params_.top_k < n) {
+    keep = params_.top_k;
+    std::partial_sort(candidates_.begin(), candidates_.begin() + keep, candidates_.end(),
+                      by_logit);
   } else {
-    candidates_.resize(n);
-    for (int64_t i = 0; i < n; ++i) candidates_[i] = {logits[i], static_cast<int32_t>(i)};
-    auto by_logit = [](const auto& a, const auto& b) {
-      return a.first > b.first || (a.first == b.first && a.second < b.second);
-    };
-    int64_t keep = n;
-    if (params_.top_k > 0 && params_.top_k < n) {
-      keep = params_.top_k;
-      std::partial_sort(candidates_.begin(), candidates_.begin() + keep, candidates_.end(),
-                        by_logit);
-    } else {
-      std::sort(candidates_.begin(), candidates_.end(), by_logit);
-    }
-    // Probabilities at the sampling temperature over the kept candidates.
-    probs_.resize(keep);
-    const float top = candidates_[0].first;
-    double sum = 0.0;
+    std::sort(candidates_.begin(), candidates_.end(), by_logit);
+  }
+  // Probabilities at the sampling temperature over the kept candidates.
+  probs_.resize(keep);
+  const float top = candidates_[0].first;
+  double sum = 0.0;
+  for (int64_t i = 0; i < keep; ++i) {
+    probs_[i] = std::exp((candidates_[i].first - top) / params_.temperature);
+    sum += probs_[i];
+  }
+  if (params_.top_p < 1.0f) {
+    double cum = 0.0;
     for (int64_t i = 0; i < keep; ++i) {
-      probs_[i] = std::exp((candidates_[i].first - top) / params_.temperature);
-      sum += probs_[i];
-    }
-    if (params_.top_p < 1.0f) {
-      double cum = 0.0;
-      for (int64_t i = 0; i < keep; ++i) {
-        cum += probs_[i] / sum;
-        if (cum >= params_.top_p) {
-          keep = i + 1;
-          break;
-        }
-      }
-    }
-    if (params_.min_p > 0.0f) {
-      const float floor = params_.min_p * probs_[0];  // probs_[0] is the largest
-      int64_t k = 1;
-      while (k < keep && probs_[k] >= floor) ++k;
-      keep = k;
-    }
-    double kept = 0.0;
-    for (int64_t i = 0; i < keep; ++i) kept += probs_[i];
-    const double r = std::uniform_real_distribution<double>(0.0, kept)(rng_);
-    double acc = 0.0;
-    out.id = candidates_[keep - 1].second;
-    for (int64_t i = 0; i < keep; ++i) {
-      acc += probs_[i];
-      if (r < acc) {
-        out.id = candidates_[i].second;
+      cum += probs_[i] / sum;
+      if (cum >= params_.top_p) {
+        keep = i + 1;
         break;
       }
     }
   }
-  out.logprob = logits[out.id] - log_z;
+  if (params_.min_p > 0.0f) {
+    const float floor = params_.min_p * probs_[0];  // probs_[0] is the largest
+    int64_t k = 1;
+    while (k < keep && probs_[k] >= floor) ++k;
+    keep = k;
+  }
+  d->total = 0.0;
+  for (int64_t i = 0; i < keep; ++i) {
+    d->weights.push_back({candidates_[i].second, probs_[i]});
+    d->total += probs_[i];
+  }
+}
 
+int32_t Sampler::draw(const SamplingDist& d) {
+  CHECK(!d.weights.empty());
+  // A sampled request takes one number from its stream per token even when one candidate
+  // is left, so that a seed's stream does not depend on how often that happens.
+  if (greedy()) return d.weights[0].first;
+  const double r = std::uniform_real_distribution<double>(0.0, d.total)(rng_);
+  double acc = 0.0;
+  for (const auto& [id, w] : d.weights) {
+    acc += w;
+    if (r < acc) return id;
+  }
+  return d.weights.back().first;
+}
+
+double Sampler::uniform() { return std::uniform_real_distribution<double>(0.0, 1.0)(rng_); }
+
+SampledToken Sampler::report(std::span<const float> logits, int32_t id) const {
+  const int64_t n = static_cast<int64_t>(logits.size());
+  const float log_z = kernels::log_sum_exp(logits.data(), n);
+  SampledToken out;
+  out.id = id;
+  out.logprob = logits[id] - log_z;
   if (params_.n_logprobs > 0) {
     const int64_t k = std::min<int64_t>(params_.n_logprobs, n);
     std::vector<std::pair<float, int32_t>> best;
@@ -115,9 +123,14 @@ SampledToken Sampler::sample(std::span<const float> logits) {
       }
     }
     std::sort_heap(best.begin(), best.end(), better);
-    for (const auto& [logit, id] : best) out.top.push_back({id, logit - log_z});
+    for (const auto& [logit, tid] : best) out.top.push_back({tid, logit - log_z});
   }
   return out;
+}
+
+SampledToken Sampler::sample(std::span<const float> logits) {
+  distribution(logits, &dist_);
+  return report(logits, draw(dist_));
 }
 
 }  // namespace frugal

@@ -45,6 +45,11 @@ struct GenerateResult {
   double prefill_seconds = 0.0;        // first chunk to first token
   double decode_seconds = 0.0;         // first token to the last
   int64_t n_preempted = 0;             // times the sequence was preempted and recomputed
+  // Speculative decoding: draft tokens verified, and of those accepted; of the accepted, how
+  // many came from the request's own draft (speculative escalation's reused tokens).
+  int64_t n_draft_tokens = 0;
+  int64_t n_accepted_tokens = 0;
+  int64_t n_reused_tokens = 0;
 };
 
 // How a request ended: `status` is OK for a finished answer (also when stopped early by the

@@ -8,6 +8,8 @@
 #include <exception>
 
 #include "engine/tokenizer.h"
+#include "spec/ngram_drafter.h"
+#include "spec/verify.h"
 
 namespace frugal {
 
@@ -90,6 +92,13 @@ struct Scheduler::Seq {
   int64_t n_prompt_cached = 0;
   int64_t n_preempted = 0;
   SchedClock::time_point submitted, first_chunk, first_token;
+  // Speculative decoding: the request's own draft and how far it has been matched; the
+  // current draft length; the draft model's sequence (opened on first use).
+  std::vector<int32_t> given;
+  size_t given_pos = 0;
+  int spec_k = 0;
+  DraftModel::Seq draft_seq;
+  int64_t n_draft_tokens = 0, n_accepted = 0, n_reused = 0;
 
   // Positions of the prompt (1..n_prompt-1) whose logprob is still unknown.
   bool needs_prompt_lp() const {
@@ -110,9 +119,23 @@ double seconds_between(SchedClock::time_point a, SchedClock::time_point b) {
 
 // ---------------------------------------------------------------------------- lifecycle
 
+const char* spec_name(SchedulerOptions::Spec spec) {
+  switch (spec) {
+    case SchedulerOptions::Spec::kNone: return "none";
+    case SchedulerOptions::Spec::kNgram: return "ngram";
+    case SchedulerOptions::Spec::kDraftModel: return "draft-model";
+  }
+  return "?";
+}
+
 Result<std::unique_ptr<Scheduler>> Scheduler::create(std::unique_ptr<Model> model,
-                                                     const SchedulerOptions& options) {
+                                                     const SchedulerOptions& options,
+                                                     std::unique_ptr<Model> draft) {
   CHECK(model != nullptr);
+  if (options.spec_k < 1 || options.spec_k_max < options.spec_k || options.spec_k_max > 64)
+    return invalid_argument("draft lengths must satisfy 1 <= spec_k <= spec_k_max <= 64");
+  if (options.spec == SchedulerOptions::Spec::kDraftModel && draft == nullptr)
+    return invalid_argument("speculative decoding with a draft model needs the draft model");
   const ModelConfig& c = model->config();
   if (options.max_running < 1) return invalid_argument("max_running must be at least 1");
   if (options.max_queue < 0) return invalid_argument("max_queue must be >= 0");
@@ -134,20 +157,29 @@ Result<std::unique_ptr<Scheduler>> Scheduler::create(std::unique_ptr<Model> mode
   FRUGAL_ASSIGN_OR_RETURN(
       std::unique_ptr<KvCache> kv,
       KvCache::create(c, kv_tokens, options.block_size, options.kv_type));
+  std::unique_ptr<DraftModel> drafter;
+  if (draft != nullptr) {
+    FRUGAL_RETURN_IF_ERROR(check_same_vocabulary(*model, *draft));
+    FRUGAL_ASSIGN_OR_RETURN(drafter,
+                            DraftModel::create(std::move(draft), kv_tokens, options.kv_type));
+  }
   return std::unique_ptr<Scheduler>(
-      new Scheduler(std::move(model), std::move(kv), options, n_ctx));
+      new Scheduler(std::move(model), std::move(kv), options, n_ctx, std::move(drafter)));
 }
 
 Scheduler::Scheduler(std::unique_ptr<Model> model, std::unique_ptr<KvCache> kv,
-                     const SchedulerOptions& options, int64_t n_ctx)
+                     const SchedulerOptions& options, int64_t n_ctx,
+                     std::unique_ptr<DraftModel> draft)
     : model_(std::move(model)),
       kv_(std::move(kv)),
+      draft_(std::move(draft)),
       options_(options),
       n_ctx_(n_ctx),
       kv_tokens_(kv_->n_positions()),
       kv_bytes_(kv_->bytes()),
       wakeup_(std::make_shared<SchedWakeup>()) {
   stats_.kv_blocks_total = kv_->n_blocks();
+  stats_.spec_accepted_by_position.assign(options_.spec_k_max + 1, 0);
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -184,7 +216,13 @@ Result<std::shared_ptr<RequestHandle>> Scheduler::submit(SchedRequest request) {
   seq->n_prompt = n_prompt;
   seq->tokens = request.prompt;
   seq->token_lp.assign(seq->tokens.size(), KvCache::kNoLogprob);
+  for (int32_t t : request.draft) {
+    if (t < 0 || t >= n_vocab) return invalid_argument("draft token id " + std::to_string(t) +
+                                                        " is outside the vocabulary");
+  }
   seq->state = std::make_unique<SequenceState>(model_->tokenizer(), request.params);
+  seq->given = std::move(request.draft);
+  seq->spec_k = options_.spec_k;
   seq->req = std::move(request);
   auto handle = seq->handle;
   {
@@ -241,7 +279,7 @@ void Scheduler::loop() {
         waiting_.push_back(std::move(incoming_.front()));
         incoming_.pop_front();
       }
-      n_waiting_.store(static_cast<int64_t>(waiting_.size()));
+      n_waiting_.store(live_waiting());
     }
     reap();
     if (!running_.empty() || !waiting_.empty()) step();
@@ -326,6 +364,7 @@ bool Scheduler::admit(std::vector<Planned>& plan, int64_t* budget) {
 }
 
 void Scheduler::preempt(Seq* s) {
+  if (draft_ != nullptr && s->draft_seq.kv >= 0) draft_->close(s->draft_seq);
   kv_->free_sequence(s->kv_seq);
   s->kv_seq = -1;
   s->n_computed = 0;
@@ -358,13 +397,14 @@ void Scheduler::fit_to_pool(std::vector<Planned>& plan) {
 void Scheduler::step() {
   std::vector<Planned> plan;
   int64_t budget = options_.step_tokens;
-  // Decode rows first: one token for every sequence that has sampled.
+  // Decode rows first: one token for every sequence that has sampled, and its draft.
   for (auto& s : running_) {
     if (static_cast<int64_t>(s->tokens.size()) - s->n_computed == 1) {
       plan.push_back({s.get(), 1});
       budget--;
     }
   }
+  plan_drafts(plan, &budget);
   // Then the rest of admitted prompts, oldest first, in chunks that fit the budget.
   for (auto& s : running_) {
     const int64_t pending = static_cast<int64_t>(s->tokens.size()) - s->n_computed;
@@ -379,16 +419,25 @@ void Scheduler::step() {
          budget > 0) {
     if (!admit(plan, &budget)) break;
   }
-  n_waiting_.store(static_cast<int64_t>(waiting_.size()));
+  n_waiting_.store(live_waiting());
   fit_to_pool(plan);
   if (plan.empty()) return;
 
   // One batch. The targets of prompt positions ask forward for their logprobs.
   batch_.clear();
-  for (const Planned& p : plan) {
+  for (Planned& p : plan) {
     Seq* s = p.seq;
     SeqBatch e;
     e.seq = s->kv_seq;
+    if (!p.draft.empty()) {
+      // [last, d1..dk] with every row's logits: verification.
+      p.draft.insert(p.draft.begin(), s->tokens.back());
+      e.tokens = p.draft;
+      e.all_logits = true;
+      e.first_logprob = s->token_lp.back();
+      batch_.push_back(e);
+      continue;
+    }
     e.tokens = std::span<const int32_t>(s->tokens.data() + s->n_computed, p.n);
     e.no_logits = s->n_computed + p.n < static_cast<int64_t>(s->tokens.size());
     if (s->req.params.echo_prompt_logprobs) {
@@ -413,6 +462,11 @@ void Scheduler::step() {
   size_t row = 0, ti = 0;
   for (size_t i = 0; i < plan.size(); ++i) {
     const SeqBatch& e = batch_[i];
+    if (e.all_logits) {
+      advance_verified(plan[i], logits_.data() + row * n_vocab);
+      row += e.tokens.size();
+      continue;
+    }
     const float* logits_row = e.no_logits ? nullptr : logits_.data() + (row++) * n_vocab;
     advance(plan[i], logits_row, target_lp_.data() + ti);
     ti += e.targets.size();
@@ -438,15 +492,15 @@ void Scheduler::advance(Planned& p, const float* logits_row, const float* target
   try {
     gt = s->state->step(std::span<const float>(logits_row, model_->config().n_vocab),
                         last_allowed, &finished);
-    if (s->state->n_generated() == 1) s->first_token = SchedClock::now();
-    s->tokens.push_back(gt.id);
-    s->token_lp.push_back(gt.logprob);
-    bool keep_going = true;
-    if (s->req.on_token) {
-      keep_going = s->req.on_token(gt);
-    } else {
-      s->handle->push(gt);
+    // The request's own draft is matched token by token from its first sampled token on.
+    if (s->given_pos < s->given.size()) {
+      if (gt.id == s->given[s->given_pos]) {
+        s->given_pos++;
+      } else {
+        s->given.clear();
+      }
     }
+    const bool keep_going = deliver(s, gt);
     if (!keep_going && !finished) {
       s->state->interrupt();
       finished = true;
@@ -455,20 +509,127 @@ void Scheduler::advance(Planned& p, const float* logits_row, const float* target
     finish(s, internal_error(std::string("the token callback failed: ") + ex.what()));
     return;
   }
+  if (finished) finish(s, Status::ok());
+}
+
+bool Scheduler::deliver(Seq* s, const GeneratedToken& gt) {
+  if (s->state->n_generated() == 1) s->first_token = SchedClock::now();
+  s->tokens.push_back(gt.id);
+  s->token_lp.push_back(gt.logprob);
   {
     std::lock_guard<std::mutex> lock(stats_mu_);
     stats_.generated_tokens++;
   }
-  if (finished) finish(s, Status::ok());
+  if (s->req.on_token) return s->req.on_token(gt);
+  s->handle->push(gt);
+  return true;
+}
+
+void Scheduler::plan_drafts(std::vector<Planned>& plan, int64_t* budget) {
+  std::vector<DraftModel::Job> jobs;
+  std::vector<size_t> job_plan;
+  for (size_t i = 0; i < plan.size(); ++i) {
+    Planned& p = plan[i];
+    Seq* s = p.seq;
+    // Room: the context (positions n_computed .. n_computed + k), what max_tokens leaves
+    // (k drafts can emit k + 1 tokens), and the step's budget.
+    const int64_t room = std::min<int64_t>(
+        {n_ctx_ - static_cast<int64_t>(s->tokens.size()),
+         s->state->params().max_tokens - s->state->n_generated() - 1, *budget, 256});
+    if (room <= 0) continue;
+    if (s->given_pos < s->given.size()) {
+      const int64_t n = std::min<int64_t>(room, static_cast<int64_t>(s->given.size() - s->given_pos));
+      p.draft.assign(s->given.begin() + s->given_pos, s->given.begin() + s->given_pos + n);
+      p.given = true;
+    } else if (s->req.speculate && options_.spec == SchedulerOptions::Spec::kNgram) {
+      p.draft = ngram_draft(s->tokens, static_cast<int>(std::min<int64_t>(room, s->spec_k)));
+    } else if (s->req.speculate && options_.spec == SchedulerOptions::Spec::kDraftModel &&
+               draft_ != nullptr) {
+      if (s->draft_seq.kv < 0) s->draft_seq = draft_->open(s->req.params.sampling);
+      jobs.push_back({&s->draft_seq, s->tokens,
+                      static_cast<int>(std::min<int64_t>(room, s->spec_k)), {}, {}});
+      job_plan.push_back(i);
+      continue;
+    }
+    p.n += static_cast<int64_t>(p.draft.size());
+    *budget -= static_cast<int64_t>(p.draft.size());
+  }
+  if (jobs.empty()) return;
+  draft_->draft(jobs);
+  for (size_t j = 0; j < jobs.size(); ++j) {
+    Planned& p = plan[job_plan[j]];
+    const int64_t n = std::min<int64_t>(static_cast<int64_t>(jobs[j].draft.size()), *budget);
+    p.draft.assign(jobs[j].draft.begin(), jobs[j].draft.begin() + std::max<int64_t>(0, n));
+    p.dists = std::move(jobs[j].dists);
+    p.dists.resize(std::min(p.dists.size(), p.draft.size()));
+    p.n += static_cast<int64_t>(p.draft.size());
+    *budget -= static_cast<int64_t>(p.draft.size());
+  }
+}
+
+void Scheduler::advance_verified(Planned& p, const float* rows) {
+  Seq* s = p.seq;
+  const int64_t before = s->n_computed;
+  const int64_t k = static_cast<int64_t>(p.draft.size()) - 1;  // p.draft = [last, d1..dk]
+  std::span<const int32_t> draft(p.draft.data() + 1, k);
+  const int64_t n_vocab = model_->config().n_vocab;
+  VerifyResult v;
+  try {
+    v = verify_draft(
+        *s->state, std::span<const float>(rows, (k + 1) * n_vocab), n_vocab, draft, p.dists,
+        [&](int i) {
+          // The i-th emitted token is fed at position before + 1 + i, which must exist.
+          return before + 2 + i > n_ctx_;
+        },
+        [&](const GeneratedToken& gt) { return deliver(s, gt); });
+  } catch (const std::exception& ex) {
+    finish(s, internal_error(std::string("the token callback failed: ") + ex.what()));
+    return;
+  }
+  // Keep [last, d1..dm] in the caches; the token after them waits to be fed.
+  const int64_t keep = before + 1 + v.accepted;
+  kv_->truncate(s->kv_seq, keep);
+  s->n_computed = keep;
+  if (draft_ != nullptr && s->draft_seq.kv >= 0 && draft_->n_past(s->draft_seq) > keep)
+    draft_->truncate(s->draft_seq, keep);
+  s->n_draft_tokens += k;
+  s->n_accepted += v.accepted;
+  if (p.given) {
+    s->n_reused += v.accepted;
+    s->given_pos += v.accepted;
+    if (v.accepted < k) s->given.clear();  // diverged: the rest of it is moot
+  } else if (v.accepted == k) {
+    s->spec_k = std::min(options_.spec_k_max, s->spec_k + 1);
+  } else if (v.accepted * 2 < k) {
+    s->spec_k = std::max(1, s->spec_k - 1);
+  }
+  {
+    std::lock_guard<std::mutex> lock(stats_mu_);
+    stats_.spec_drafts++;
+    stats_.spec_draft_tokens += k;
+    stats_.spec_accepted_tokens += v.accepted;
+    for (int i = 0; i < v.accepted && i < static_cast<int>(stats_.spec_accepted_by_position.size()); ++i)
+      stats_.spec_accepted_by_position[i]++;
+  }
+  if (v.finished) finish(s, Status::ok());
+}
+
+int64_t Scheduler::live_waiting() const {
+  int64_t n = 0;
+  for (const auto& s : waiting_) n += s->done ? 0 : 1;
+  return n;
 }
 
 void Scheduler::finish(Seq* s, Status status) {
   if (s->done) return;
   s->done = true;
+  // A request ended while queued frees its queue slot now, not at the next sweep.
+  if (s->kv_seq < 0 && n_waiting_.load() > 0) n_waiting_.store(live_waiting());
   if (s->kv_seq >= 0) {
     kv_->free_sequence(s->kv_seq);
     s->kv_seq = -1;
   }
+  if (draft_ != nullptr && s->draft_seq.kv >= 0) draft_->close(s->draft_seq);
   Completion c;
   c.status = std::move(status);
   c.result = std::move(s->state->result());
@@ -476,6 +637,9 @@ void Scheduler::finish(Seq* s, Status status) {
   r.n_prompt = s->n_prompt;
   r.n_prompt_cached = s->n_prompt_cached;
   r.n_preempted = s->n_preempted;
+  r.n_draft_tokens = s->n_draft_tokens;
+  r.n_accepted_tokens = s->n_accepted;
+  r.n_reused_tokens = s->n_reused;
   if (s->req.params.echo_prompt_logprobs && c.status.is_ok()) {
     r.prompt_logprobs.assign(s->token_lp.begin() + 1, s->token_lp.begin() + s->n_prompt);
   }
@@ -508,7 +672,7 @@ void Scheduler::sweep_finished() {
   auto gone = [](const std::unique_ptr<Seq>& s) { return s->done; };
   running_.erase(std::remove_if(running_.begin(), running_.end(), gone), running_.end());
   waiting_.erase(std::remove_if(waiting_.begin(), waiting_.end(), gone), waiting_.end());
-  n_waiting_.store(static_cast<int64_t>(waiting_.size()));
+  n_waiting_.store(live_waiting());
   std::lock_guard<std::mutex> lock(stats_mu_);
   stats_.running = static_cast<int64_t>(running_.size());
   stats_.waiting = static_cast<int64_t>(waiting_.size());

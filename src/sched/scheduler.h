@@ -31,6 +31,7 @@
 #include "engine/model.h"
 #include "sched/request.h"
 #include "sched/sequence_state.h"
+#include "spec/draft_model.h"
 #include "util/status.h"
 
 namespace frugal {
@@ -49,7 +50,13 @@ struct SchedulerOptions {
   int max_running = 64;      // sequences batched at once
   int max_queue = 1024;      // waiting requests beyond which submit() refuses
   int64_t step_tokens = 512; // tokens in one step: decode rows first, then prefill chunks
+  // Speculative decoding for requests that allow it: drafts verified inside the step's batch.
+  enum class Spec { kNone, kNgram, kDraftModel };
+  Spec spec = Spec::kNone;  // kDraftModel needs the draft model given to create()
+  int spec_k = 4;           // the draft length each sequence starts from
+  int spec_k_max = 12;      // it grows while drafts are accepted whole, shrinks when not
 };
+const char* spec_name(SchedulerOptions::Spec spec);  // "none", "ngram", "draft-model"
 
 struct SchedRequest {
   std::vector<int32_t> prompt;
@@ -62,6 +69,11 @@ struct SchedRequest {
   std::function<bool(const GeneratedToken&)> on_token;
   // Called once on the scheduler's thread when the request ends, after its last token.
   std::function<void(const Completion&)> on_finish;
+  // A draft to verify first (speculative escalation: the tokens tier 1 answered): the
+  // target keeps the prefix it agrees with and continues from there. Greedy requests give
+  // the target's own greedy answer either way.
+  std::vector<int32_t> draft;
+  bool speculate = true;  // use the scheduler's drafter (when it has one)
 };
 
 // Wakes the scheduler's loop; shared with handles so that cancel() is safe after the
@@ -118,14 +130,23 @@ struct SchedulerStats {
   uint64_t prompt_tokens = 0;
   uint64_t prompt_tokens_cached = 0;
   uint64_t generated_tokens = 0;
+  // Speculative decoding, as vLLM and llama.cpp count it: verification passes with a draft,
+  // draft tokens proposed, draft tokens accepted, and acceptances by draft position.
+  uint64_t spec_drafts = 0;
+  uint64_t spec_draft_tokens = 0;
+  uint64_t spec_accepted_tokens = 0;
+  std::vector<uint64_t> spec_accepted_by_position;  // [i]: drafts whose i-th token stood
 };
 
 class Scheduler {
  public:
   // Errors: kOutOfRange when the KV cache does not fit the machine's memory (both sizes
   // named); kInvalidArgument for options out of range.
+  // `draft` (optional): a draft model for Spec::kDraftModel; kInvalidArgument when its
+  // vocabulary is not the target's.
   static Result<std::unique_ptr<Scheduler>> create(std::unique_ptr<Model> model,
-                                                   const SchedulerOptions& options = {});
+                                                   const SchedulerOptions& options = {},
+                                                   std::unique_ptr<Model> draft = nullptr);
   // Ends every outstanding request with kCancelled and stops the loop.
   ~Scheduler();
   Scheduler(const Scheduler&) = delete;
@@ -154,9 +175,15 @@ class Scheduler {
   struct Planned {
     Seq* seq;
     int64_t n;
+    std::vector<int32_t> draft;        // decode entries: the draft verified after the last token
+    std::vector<SamplingDist> dists;   // the draft model's distributions (sampled requests)
+    bool given = false;                // the draft came with the request
   };
   Scheduler(std::unique_ptr<Model> model, std::unique_ptr<KvCache> kv,
-            const SchedulerOptions& options, int64_t n_ctx);
+            const SchedulerOptions& options, int64_t n_ctx, std::unique_ptr<DraftModel> draft);
+  void plan_drafts(std::vector<Planned>& plan, int64_t* budget);
+  void advance_verified(Planned& p, const float* rows);
+  bool deliver(Seq* s, const GeneratedToken& gt);
   void loop();
   void reap();
   void step();
@@ -166,9 +193,11 @@ class Scheduler {
   void advance(Planned& p, const float* logits_row, const float* target_lp);
   void finish(Seq* s, Status status);
   void sweep_finished();
+  int64_t live_waiting() const;  // waiting_ entries not yet finished
 
   std::unique_ptr<Model> model_;
   std::unique_ptr<KvCache> kv_;
+  std::unique_ptr<DraftModel> draft_;
   SchedulerOptions options_;
   int64_t n_ctx_ = 0, kv_tokens_ = 0, kv_bytes_ = 0;
   std::shared_ptr<SchedWakeup> wakeup_;

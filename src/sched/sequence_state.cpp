@@ -55,7 +55,15 @@ SequenceState::SequenceState(const Tokenizer& tokenizer, const GenerateParams& p
 
 GeneratedToken SequenceState::step(std::span<const float> logits, bool last_allowed,
                                    bool* finished) {
-  SampledToken st = sampler_.sample(logits);
+  return push(sampler_.sample(logits), last_allowed, finished);
+}
+
+GeneratedToken SequenceState::emit(std::span<const float> logits, int32_t id, bool last_allowed,
+                                   bool* finished) {
+  return push(sampler_.report(logits, id), last_allowed, finished);
+}
+
+GeneratedToken SequenceState::push(SampledToken st, bool last_allowed, bool* finished) {
   GeneratedToken gt;
   gt.id = st.id;
   gt.logprob = st.logprob;

@@ -41,6 +41,12 @@ class SequenceState {
   // string, max_tokens, last_allowed); the returned token's text then includes everything the
   // detokenizer and stop matcher still held.
   GeneratedToken step(std::span<const float> logits, bool last_allowed, bool* finished);
+  // The same for a token chosen elsewhere (speculative verification): `id` goes through the
+  // detokenizer and stop strings, its logprob and alternatives read off `logits`.
+  GeneratedToken emit(std::span<const float> logits, int32_t id, bool last_allowed,
+                      bool* finished);
+  // The sampler (its distribution and seeded stream), for speculative verification.
+  Sampler& sampler() { return sampler_; }
   // Records that the caller stopped the stream after the latest token (finish = stop).
   void interrupt();
 
@@ -50,6 +56,8 @@ class SequenceState {
   GenerateResult& result() { return result_; }
 
  private:
+  GeneratedToken push(SampledToken st, bool last_allowed, bool* finished);
+
   const Tokenizer& tok_;
   GenerateParams params_;
   Sampler sampler_;
