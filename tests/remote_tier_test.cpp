@@ -521,6 +521,57 @@ TEST_F(RemoteTierTest, TheCircuitBreakerSkipsAFailingEndpointThenProbesIt) {
   EXPECT_EQ(remote->health().consecutive_failures, 0);
 }
 
+// Through a front `frugal serve`: the remote tier answers, its health is in /metrics, and a
+// remote last tier that fails is a 502, then a fast 503 while its breaker is open.
+TEST_F(RemoteTierTest, TheServerMapsRemoteFailuresAndReportsTierHealth) {
+  auto front_config = [&](const std::string& name, const std::string& url) {
+    const std::string path = dir_->file(name + ".toml");
+    test::write_text(path, "[cascade]\nthreshold = 1.0\n"
+                           "[[tier]]\nname = \"small\"\nkind = \"local\"\nmodel = \"" + kStudent +
+                               "\"\nprice_in = 0.05\nprice_out = 0.1\n"
+                               "[[tier]]\nname = \"remote\"\nkind = \"remote\"\nurl = \"" + url +
+                               "\"\nremote_model = \"small\"\nprice_in = 1\nprice_out = 2\n"
+                               "max_retries = 0\nbreaker_failures = 1\nbreaker_cooldown_ms = 60000\n");
+    return path;
+  };
+  auto post = [](int port) {
+    httplib::Client c("127.0.0.1", port);
+    c.set_read_timeout(10, 0);
+    return c.Post("/v1/chat/completions",
+                  R"({"messages": [{"role": "user", "content": "What is 2 + 3?"}], "max_tokens": 8})",
+                  "application/json");
+  };
+  auto metrics = [](int port) {
+    httplib::Client c("127.0.0.1", port);
+    auto r = c.Get("/metrics");
+    return r ? r->body : std::string();
+  };
+  ServeProcess good(front_config("good", upstream_->url() + "/v1"), dir_->file("good.log"));
+  ASSERT_TRUE(good.ready()) << good.log();
+  auto ok = post(good.port());
+  ASSERT_TRUE(ok);
+  EXPECT_EQ(ok->status, 200) << ok->body;
+  EXPECT_EQ(ok->get_header_value("x-frugal-tier"), "remote");
+  EXPECT_NE(metrics(good.port()).find("frugal_tier_available{tier=\"remote\"} 1"), std::string::npos);
+
+  ServeProcess bad(front_config("bad", "http://127.0.0.1:" + std::to_string(test::free_port()) + "/v1"),
+                   dir_->file("bad.log"));
+  ASSERT_TRUE(bad.ready()) << bad.log();
+  auto refused = post(bad.port());
+  ASSERT_TRUE(refused);
+  EXPECT_EQ(refused->status, 502) << refused->body;
+  EXPECT_NE(refused->body.find("\"bad_gateway\""), std::string::npos) << refused->body;
+  const auto t0 = Clock::now();
+  auto skipped = post(bad.port());
+  ASSERT_TRUE(skipped);
+  EXPECT_EQ(skipped->status, 503) << skipped->body;
+  EXPECT_NE(skipped->body.find("circuit breaker open"), std::string::npos) << skipped->body;
+  EXPECT_LT(ms_since(t0), 500);
+  const std::string m = metrics(bad.port());
+  EXPECT_NE(m.find("frugal_tier_available{tier=\"remote\"} 0"), std::string::npos) << m;
+  EXPECT_NE(m.find("frugal_tier_outages_total{tier=\"remote\"} 1"), std::string::npos) << m;
+}
+
 // ---------------------------------------------------------------------------- pieces
 
 TEST(RemoteProtocol, SseEventsSurviveAnyCutOfTheBytes) {

@@ -3,6 +3,7 @@
 // and a different earlier turn must not be. The checked cache (tier 1 scores the cached answer
 // teacher-forced under the new prompt) is measured against a plain similarity threshold.
 #include <gtest/gtest.h>
+#include <httplib.h>
 #include <nlohmann/json.hpp>
 
 #include <cmath>
@@ -187,6 +188,44 @@ TEST(SemanticCache, TheCheckOfTier1sOwnAnswerIsItsGeneration) {
     EXPECT_NEAR(decide(s, 0.5, t).score, decide(s, 0.5, own).score, 1e-3);
     EXPECT_EQ(t.tokens_in, own.tokens_in + own.tokens_out);
   }
+}
+
+// Through `frugal serve`: the similarity and the check's score in the frugal object and the
+// headers; a paraphrase is served from the cache, a changed number is not.
+TEST(SemanticCache, TheServerReportsSimilarityAndCheck) {
+  test::TempDir dir("semantic");
+  std::string cfg = test::read_text(kRoot + "/frugal.toml");
+  const std::string cache_kind = "kind = \"cache\"\n";
+  cfg.replace(cfg.find(cache_kind), cache_kind.size(), cache_kind + "semantic = true\n");
+  for (size_t at = 0; (at = cfg.find("\"models/", at)) != std::string::npos;) cfg.insert(at + 1, kRoot + "/");
+  test::write_text(dir.file("frugal.toml"), cfg);
+  test::ServeProcess serve(dir.file("frugal.toml"), dir.file("serve.log"));
+  ASSERT_TRUE(serve.ready()) << serve.log();
+  auto ask = [&](const std::string& prompt) {
+    httplib::Client c("127.0.0.1", serve.port());
+    const json body{{"messages", {{{"role", "user"}, {"content", prompt}}}}, {"max_tokens", 16}};
+    auto r = c.Post("/v1/chat/completions", body.dump(), "application/json");
+    EXPECT_TRUE(r && r->status == 200);
+    return r ? *r : httplib::Response();
+  };
+  ask("What is 3 + 4?");
+  const httplib::Response para = ask("Add 3 and 4.");
+  const json p = json::parse(para.body);
+  EXPECT_TRUE(p["frugal"]["semantic_hit"].get<bool>()) << para.body;
+  EXPECT_EQ(p["frugal"]["tier"], "cache");
+  EXPECT_EQ(p["choices"][0]["message"]["content"], "7");
+  EXPECT_GT(p["frugal"]["semantic_similarity"].get<double>(), 0.7);
+  EXPECT_GT(p["frugal"]["semantic_check_score"].get<double>(), 0.8);
+  EXPECT_FALSE(para.get_header_value("x-frugal-semantic-similarity").empty());
+  EXPECT_FALSE(para.get_header_value("x-frugal-semantic-check").empty());
+  const json other = json::parse(ask("What is 3 + 5?").body);
+  EXPECT_FALSE(other["frugal"]["semantic_hit"].get<bool>()) << other.dump();
+  EXPECT_EQ(other["choices"][0]["message"]["content"], "8");
+  EXPECT_EQ(other["frugal"]["semantic_check_score"].get<double>(), 0.0);
+  httplib::Client c("127.0.0.1", serve.port());
+  auto m = c.Get("/metrics");
+  ASSERT_TRUE(m);
+  EXPECT_NE(m->body.find("frugal_semantic_hits_total 1"), std::string::npos) << m->body;
 }
 
 TEST(SemanticCache, TheWholeConversationIsTheKey) {

@@ -574,6 +574,11 @@ void Server::handle_completion(const httplib::Request& req, httplib::Response& r
     }
     set_decision_headers(r->tier, r->score);
     res.set_header("x-frugal-cost", header_number(r->cost));
+    if (std::isfinite(r->semantic_similarity)) {
+      res.set_header("x-frugal-semantic-similarity", header_number(r->semantic_similarity));
+      if (std::isfinite(r->semantic_check_score))
+        res.set_header("x-frugal-semantic-check", header_number(r->semantic_check_score));
+    }
     res.set_content(dump(response_body(call->api, call->meta, *r)), "application/json");
     finish_http(200);
     return;
@@ -656,6 +661,15 @@ void Server::declare_metrics() {
                    "Cascade requests sent past tier 1, by reason (score, early, tier1_error).");
   metrics_.declare("frugal_cache_hits_total", T::kCounter, "Cascade requests answered by the response cache.");
   metrics_.declare("frugal_cache_misses_total", T::kCounter, "Cacheable cascade requests the cache did not hold.");
+  metrics_.declare("frugal_semantic_hits_total", T::kCounter,
+                   "Cascade requests served a near duplicate's cached answer (semantic cache).");
+  metrics_.declare("frugal_tier_available", T::kGauge,
+                   "1 unless the tier is skipped (a remote tier's circuit breaker is open) or its backend is down (Redis).");
+  metrics_.declare("frugal_tier_failures_total", T::kCounter, "Failed calls of a remote tier, or failed Redis commands, by tier.");
+  metrics_.declare("frugal_tier_retries_total", T::kCounter, "Retried calls of a remote tier, by tier.");
+  metrics_.declare("frugal_tier_outages_total", T::kCounter,
+                   "Times a tier became unavailable (breaker opened, Redis lost), by tier.");
+  metrics_.declare("frugal_tier_in_flight", T::kGauge, "Calls a remote tier is running now.");
   metrics_.declare("frugal_tokens_in_total", T::kCounter, "Prompt tokens processed, by tier.");
   metrics_.declare("frugal_tokens_out_total", T::kCounter, "Tokens generated, by tier.");
   metrics_.declare("frugal_cost_dollars_total", T::kCounter, "Dollars spent over every tier that ran.");
@@ -690,6 +704,23 @@ void Server::handle_metrics(httplib::Response& res) {
       metrics_.add("frugal_preemptions_total", l, static_cast<double>(st.preemptions) - seen);
     }
   }
+  if (cascade_ != nullptr) {
+    // Endpoint and backend health (cascade::TierHealth): remote tiers and the Redis cache.
+    std::vector<cascade::Tier*> tiers;
+    if (cascade_->cache() != nullptr) tiers.push_back(cascade_->cache());
+    for (const auto& t : cascade_->model_tiers()) tiers.push_back(t.get());
+    for (cascade::Tier* t : tiers) {
+      const cascade::TierHealth h = t->health();
+      const Labels l = {{"tier", t->name()}};
+      metrics_.set("frugal_tier_available", l, h.available ? 1 : 0);
+      metrics_.set("frugal_tier_in_flight", l, static_cast<double>(h.in_flight));
+      for (const auto& [name, total] : {std::pair<const char*, int64_t>{"frugal_tier_failures_total", h.failures},
+                                        {"frugal_tier_retries_total", h.retries},
+                                        {"frugal_tier_outages_total", h.outages}}) {
+        metrics_.add(name, l, static_cast<double>(total) - metrics_.value(name, l));
+      }
+    }
+  }
   metrics_.set("frugal_http_in_flight", {}, static_cast<double>(in_flight_.load()));
   res.set_content(metrics_.text(), "text/plain; version=0.0.4");
 }
@@ -719,6 +750,7 @@ void Server::record(const Call& call, const Result<cascade::CascadeAnswer>& r) {
     metrics_.add("frugal_cost_dollars_total", {}, a.cost);
     if (call.kind == "cascade" && cascade_ != nullptr) {
       if (a.cache_hit) metrics_.add("frugal_cache_hits_total", {});
+      if (a.semantic_hit) metrics_.add("frugal_semantic_hits_total", {});
       else if (cascade::CacheTier::cacheable(call.api.tier) && cascade_->cache() != nullptr)
         metrics_.add("frugal_cache_misses_total", {});
       if (a.escalated) {
