@@ -25,8 +25,12 @@ apt_pkgs=(
   nlohmann-json3-dev libcli11-dev libtomlplusplus-dev libcpp-httplib-dev
   libspdlog-dev libfmt-dev libxxhash-dev libpcre2-dev libssl-dev zlib1g-dev
   libhiredis-dev libhnswlib-dev redis-server
+  prometheus
   python3 python3-venv python3-pip python3-numpy python3-torch libopenblas0-pthread
 )
+# node and npm run the openai npm package against frugal serve (tests/node); the machine's own
+# node is used when there is one.
+command -v npm >/dev/null || apt_pkgs+=(nodejs npm)
 missing=()
 for p in "${apt_pkgs[@]}"; do
   dpkg-query -W -f='${Status}' "$p" 2>/dev/null | grep -q "install ok installed" || missing+=("$p")
@@ -59,5 +63,9 @@ if [ "$peer" = 1 ] && ! .venv/bin/python -c "import llama_cpp" 2>/dev/null; then
     CMAKE_BUILD_PARALLEL_LEVEL="$(nproc)" \
     .venv/bin/pip install -q --disable-pip-version-check --no-binary llama-cpp-python \
     "llama-cpp-python==0.3.36"
+fi
+# The official openai npm package, at the version tests/node/package-lock.json pins.
+if [ ! -d tests/node/node_modules/openai ]; then
+  (cd tests/node && npm ci --no-audit --no-fund --loglevel=error)
 fi
 echo "install.sh: ok"
