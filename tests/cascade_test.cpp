@@ -353,6 +353,50 @@ TEST_F(CascadeTest, ReplayedFloorStopsWhereTheLiveCascadeStops) {
   EXPECT_LE(fired, 4u) << "the -1000 floor never fires";
 }
 
+TEST(SpeculativeEscalation, TheTopTierVerifiesTierOnesAnswerAndGivesItsOwn) {
+  // The bundled student and teacher share a vocabulary: on escalation the teacher verifies the
+  // student's answer as a draft. Its answer must be the teacher's own greedy answer, on items
+  // where the student was right (much reused) and wrong (little).
+  const std::string models = std::string(FRUGAL_SOURCE_DIR) + "/models/";
+  auto text = [&](bool spec) {
+    return "[cascade]\nthreshold = 1.0\nmax_tokens = 24\nspeculative_escalation = " +
+           std::string(spec ? "true" : "false") +
+           "\n[[tier]]\nname = \"small\"\nkind = \"local\"\nmodel = \"" + models +
+           "frugal-student.gguf\"\nprice_in = 0.05\nprice_out = 0.1\n[[tier]]\nname = "
+           "\"large\"\nkind = \"local\"\nmodel = \"" + models +
+           "frugal-teacher.gguf\"\nprice_in = 0.5\nprice_out = 1.5\n";
+  };
+  CascadeOptions o;
+  o.n_threads = 1;
+  auto cfg_on = parse_cascade_config(text(true), "on.toml", "");
+  auto cfg_off = parse_cascade_config(text(false), "off.toml", "");
+  ASSERT_TRUE(cfg_on.is_ok() && cfg_off.is_ok()) << cfg_on.status().to_string();
+  auto on = Cascade::create(*cfg_on, o);
+  auto off = Cascade::create(*cfg_off, o);
+  ASSERT_TRUE(on.is_ok() && off.is_ok()) << on.status().to_string();
+  std::ifstream in(std::string(FRUGAL_SOURCE_DIR) + "/data/heldout.jsonl");
+  std::string line;
+  int64_t reused = 0, items = 0;
+  while (std::getline(in, line) && items < 60) {
+    auto j = nlohmann::json::parse(line);
+    TierRequest r;
+    for (const auto& m : j["messages"]) r.messages.push_back({m["role"], m["content"]});
+    r.max_tokens = 24;
+    auto a = (*on)->answer(r);
+    auto b = (*off)->answer(r);
+    auto direct = (*on)->top_tier().answer(r);
+    ASSERT_TRUE(a.is_ok() && b.is_ok() && direct.is_ok());
+    ASSERT_TRUE(a->escalated && b->escalated);
+    EXPECT_EQ(a->text, direct->text) << j["id"];
+    EXPECT_EQ(b->text, direct->text) << j["id"];
+    EXPECT_EQ(b->tokens_reused, 0);
+    EXPECT_LE(a->tokens_reused, a->tier1.tokens_out);
+    reused += a->tokens_reused;
+    ++items;
+  }
+  EXPECT_GT(reused, items) << "the student is often right: its tokens are reused";
+}
+
 TEST_F(CascadeTest, ConfigKeysOfTheCascade) {
   CascadeConfig plain = config();
   EXPECT_FALSE(plain.scorer.set);

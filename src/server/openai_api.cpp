@@ -453,6 +453,7 @@ json frugal_object(const cascade::CascadeAnswer& a) {
          {"escalated", a.escalated},
          {"escalated_early", a.escalated_early},
          {"cache_hit", a.cache_hit},
+         {"tokens_reused", a.tokens_reused},
          {"cost", a.cost},
          {"latency_ms", a.latency_ms},
          {"tiers", trace}};
