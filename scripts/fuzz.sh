@@ -11,6 +11,8 @@
 #   config_fuzz     cascade configs through parse_cascade_config and, when their tiers name the
 #                   two tiny seed models, Cascade::create and one answer
 #   tasks_fuzz      task-item JSONL through parse_task_items and the answer checks
+#   request_fuzz    OpenAI request bodies through parse_request for both endpoints, and the
+#                   responses and stream chunks built from answers made of the same bytes
 # Usage: scripts/fuzz.sh [SECONDS] [TARGET ...]. FUZZ_BUILD_DIR (default build-fuzz) is the
 # build folder; crashes land in $FUZZ_BUILD_DIR/fuzz/artifacts/. Extra libFuzzer flags (such as
 # -runs=N) can be given in FUZZ_FLAGS.
@@ -19,7 +21,7 @@ cd "$(dirname "$0")/.."
 SECONDS_TO_RUN="${1:-30}"
 shift || true
 TARGETS=("$@")
-[ "${#TARGETS[@]}" -gt 0 ] || TARGETS=(gguf_fuzz tokenizer_fuzz jinja_fuzz model_fuzz config_fuzz tasks_fuzz)
+[ "${#TARGETS[@]}" -gt 0 ] || TARGETS=(gguf_fuzz tokenizer_fuzz jinja_fuzz model_fuzz config_fuzz tasks_fuzz request_fuzz)
 B="${FUZZ_BUILD_DIR:-build-fuzz}"
 CC=clang-14 CXX=clang++-14 cmake -S . -B "$B" -G Ninja -DCMAKE_BUILD_TYPE=RelWithDebInfo \
   -DFRUGAL_FUZZ=ON -DFRUGAL_TESTS=OFF >/dev/null
