@@ -49,6 +49,7 @@ std::string CacheTier::sampling_key(const TierRequest& request) {
                     std::to_string(request.max_tokens) + ";l" +
                     std::to_string(request.n_logprobs) + ";";
   if (request.temperature != 0.0f) key += "seed" + std::to_string(request.seed) + ";";
+  if (request.ignore_eos) key += "noeos;";
   key += "s" + std::to_string(request.stop.size()) + ";";
   for (const std::string& s : request.stop) append_field(key, s);
   return key;

@@ -112,6 +112,7 @@ Result<std::unique_ptr<TierCall>> LocalTier::start(const TierRequest& request, T
   gp.sampling.seed = request.seed;
   gp.sampling.n_logprobs = request.n_logprobs;
   gp.echo_prompt_logprobs = request.prompt_logprobs;
+  gp.stop_at_eog = !request.ignore_eos;
   sr.draft = request.draft;
 
   const Tokenizer* tok = &scheduler_->model().tokenizer();

@@ -31,6 +31,9 @@ struct TierRequest {
   bool seed_set = false;     // the client fixed the seed (a sampled request is then repeatable)
   std::vector<std::string> stop;  // generation ends before the first occurrence of any
   int n_logprobs = 5;             // alternatives recorded per generated token (0-20)
+  // Generate past end-of-generation tokens up to max_tokens (benchmarks; vLLM's and
+  // llama-server's ignore_eos).
+  bool ignore_eos = false;
   // Also score the prompt itself (TierAnswer::prompt_mean_logprob); only tier 1 asks.
   bool prompt_logprobs = false;
   // Speculative escalation: tier 1's answer as token ids, for a local tier with the same

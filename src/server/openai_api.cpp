@@ -365,6 +365,8 @@ ParseResult parse_request(Endpoint endpoint, std::string_view text, const ParseL
     }
   }
   if (!read_bool(body, "stream", &r.stream, &err)) return err;
+  // An extension vLLM and llama-server share, for benchmarks: generate max_tokens tokens.
+  if (!read_bool(body, "ignore_eos", &t.ignore_eos, &err)) return err;
   if (const json* so = field(body, "stream_options")) {
     if (!so->is_object()) return fail(must_be("stream_options", "an object", *so), "stream_options");
     if (!read_bool(*so, "include_usage", &r.include_usage, &err)) {
