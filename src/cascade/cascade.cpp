@@ -76,18 +76,17 @@ class CascadeRunImpl : public CascadeRun, public std::enable_shared_from_this<Ca
   }
 
   void begin() {
-    CacheTier* cache = c_.cache_.get();
-    if (cache == nullptr || !CacheTier::cacheable(request_)) {
+    CacheLookup l = c_.lookup_cache(request_);
+    embedding_ = std::move(l.embedding);
+    out_.semantic_similarity = l.similarity;
+    out_.semantic_check_score = l.check_score;
+    if (l.check) add_use(out_, *c_.model_tiers_.front(), *l.check);
+    if (!l.answer) {
       run_models();
       return;
     }
-    auto hit = cache->answer(request_);
-    if (hit.is_ok()) {
-      serve_cached(*hit);
-      return;
-    }
-    if (c_.semantic_ != nullptr && semantic_lookup()) return;
-    run_models();
+    out_.semantic_hit = l.semantic;
+    serve_cached(*l.answer);
   }
 
   void cancel() override {
@@ -107,44 +106,6 @@ class CascadeRunImpl : public CascadeRun, public std::enable_shared_from_this<Ca
     answering_ = cache.name();
     for (const AnswerToken& t : hit.tokens) release(t);
     finish(std::move(out_));
-  }
-
-  // The semantic cache: true when it served a candidate (checked, unless the check is off);
-  // false to go down the cascade.
-  bool semantic_lookup() {
-    auto embedding = c_.semantic_->embed(request_);
-    if (!embedding.is_ok()) return false;
-    embedding_ = std::move(embedding).value();
-    std::optional<SemanticMatch> match = c_.semantic_->nearest(embedding_, request_);
-    if (!match) return false;
-    out_.semantic_similarity = match->similarity;
-    if (!c_.semantic_->checked()) {
-      semantic_serve(match->answer);
-      return true;
-    }
-    auto* local = dynamic_cast<LocalTier*>(c_.model_tiers_.front().get());
-    if (local == nullptr) return false;  // Cascade::create refuses this configuration
-    // The check: tier 1 scores the cached answer under this request, on this thread.
-    auto scored = c_.semantic_->check(*local, request_, match->answer);
-    if (!scored.is_ok()) return false;  // e.g. beyond tier 1's context: no reuse
-    add_use(out_, *local, scored->scored);
-    // The scorer was fitted on answers tier 1 wrote itself; one whose tokens tier 1 clearly
-    // would not have chosen is outside what it can judge, and is refused (score 0).
-    const Decision d = decide(c_.scorer_, c_.threshold_, scored->scored);
-    const bool plausible = scored->max_gap <= c_.semantic_->max_gap();
-    out_.semantic_check_score = plausible ? d.score : 0.0;
-    if (!plausible || d.escalate) return false;
-    semantic_serve(std::move(match->answer));
-    return true;
-  }
-
-  void semantic_serve(TierAnswer answer) {
-    answer.cost = c_.cache_->cost(answer.tokens_in, answer.tokens_out);
-    answer.latency_ms = timer_.millis();
-    answer.interrupted = false;
-    answer.escalated_early = false;
-    out_.semantic_hit = true;
-    serve_cached(answer);
   }
 
   // Down the cascade: tier 1, held and scored, or the only model tier, live.
@@ -256,8 +217,7 @@ class CascadeRunImpl : public CascadeRun, public std::enable_shared_from_this<Ca
     }
     take_answer(out_, tier, *a);
     out_.tokens_reused = a->tokens_reused;
-    if (c_.cache_ != nullptr) c_.cache_->store(request_, *a);
-    if (c_.semantic_ != nullptr && !embedding_.empty()) c_.semantic_->store(embedding_, request_, *a);
+    c_.store_answer(request_, *a, embedding_);
     finish(std::move(out_));
   }
 
@@ -406,6 +366,55 @@ Result<CascadeAnswer> Cascade::answer(const TierRequest& request) {
   std::unique_lock<std::mutex> lock(w->mu);
   w->cv.wait(lock, [&] { return w->result.has_value(); });
   return std::move(*w->result);
+}
+
+CacheLookup Cascade::lookup_cache(const TierRequest& request) {
+  CacheLookup l;
+  if (cache_ == nullptr || !CacheTier::cacheable(request)) return l;
+  Timer timer;
+  auto hit = cache_->answer(request);
+  if (hit.is_ok()) {
+    l.answer = std::move(hit).value();
+    return l;
+  }
+  if (semantic_ == nullptr) return l;
+  auto embedding = semantic_->embed(request);
+  if (!embedding.is_ok()) return l;
+  l.embedding = std::move(embedding).value();
+  std::optional<SemanticMatch> match = semantic_->nearest(l.embedding, request);
+  if (!match) return l;
+  l.similarity = match->similarity;
+  auto serve = [&](TierAnswer a) {
+    a.cost = cache_->cost(a.tokens_in, a.tokens_out);
+    a.latency_ms = timer.millis();
+    a.interrupted = false;
+    a.escalated_early = false;
+    l.answer = std::move(a);
+    l.semantic = true;
+  };
+  if (!semantic_->checked()) {
+    serve(std::move(match->answer));
+    return l;
+  }
+  auto* local = dynamic_cast<LocalTier*>(model_tiers_.front().get());
+  if (local == nullptr) return l;  // create() refuses this configuration
+  // The check: tier 1 scores the cached answer under this request, on this thread.
+  auto scored = semantic_->check(*local, request, match->answer);
+  if (!scored.is_ok()) return l;  // e.g. beyond tier 1's context: no reuse
+  l.check = scored->scored;
+  // The scorer was fitted on answers tier 1 wrote itself; one whose tokens tier 1 clearly
+  // would not have chosen is outside what it can judge, and is refused (score 0).
+  const Decision d = decide(scorer_, threshold_, scored->scored);
+  const bool plausible = scored->max_gap <= semantic_->max_gap();
+  l.check_score = plausible ? d.score : 0.0;
+  if (plausible && !d.escalate) serve(std::move(match->answer));
+  return l;
+}
+
+void Cascade::store_answer(const TierRequest& request, const TierAnswer& answer,
+                           const std::vector<float>& embedding) {
+  if (cache_ != nullptr) cache_->store(request, answer);
+  if (semantic_ != nullptr && !embedding.empty()) semantic_->store(embedding, request, answer);
 }
 
 Tier* Cascade::find_tier(const std::string& name) {

@@ -13,6 +13,7 @@
 #include <cstdint>
 #include <limits>
 #include <memory>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -105,6 +106,18 @@ struct CascadeSink {
   std::function<void(Result<CascadeAnswer>)> on_done;
 };
 
+// What the cache stage of a request found (Cascade::lookup_cache).
+struct CacheLookup {
+  std::optional<TierAnswer> answer;  // the answer to serve, priced as a cache hit; else a miss
+  bool semantic = false;             // the answer is a near duplicate's (semantic cache)
+  // The nearest cached request's cosine similarity, and tier 1's check score of its answer
+  // (0 when tier 1 would not have written it); NaN when there was no candidate or check.
+  double similarity = std::numeric_limits<double>::quiet_NaN();
+  double check_score = std::numeric_limits<double>::quiet_NaN();
+  std::optional<TierAnswer> check;  // tier 1's check pass when it ran (its cost is paid)
+  std::vector<float> embedding;     // the request's, when the semantic cache computed one
+};
+
 // One request in flight. cancel() from any thread ends it soon with kCancelled.
 class CascadeRun {
  public:
@@ -137,6 +150,15 @@ class Cascade {
   void set_scorer(Scorer scorer) { scorer_ = std::move(scorer); }
   void set_threshold(double threshold) { threshold_ = threshold; }
   double threshold() const { return threshold_; }
+
+  // The cache stage every request goes through first (cacheable requests only): the exact
+  // cache, then the semantic cache's nearest candidate and tier 1's check of it. Runs on the
+  // caller's thread. `frugal eval` replays items through it.
+  CacheLookup lookup_cache(const TierRequest& request);
+  // Remembers a request's final answer in the exact and semantic caches (`embedding` from its
+  // lookup; empty: exact only).
+  void store_answer(const TierRequest& request, const TierAnswer& answer,
+                    const std::vector<float>& embedding);
 
   CacheTier* cache() { return cache_.get(); }
   SemanticCache* semantic_cache() { return semantic_.get(); }

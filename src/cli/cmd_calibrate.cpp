@@ -13,6 +13,7 @@
 
 #include <nlohmann/json.hpp>
 
+#include "cascade/cache_eval.h"
 #include "cascade/calibration.h"
 #include "cascade/cascade.h"
 #include "cascade/config.h"
@@ -304,6 +305,21 @@ int run_calibrate(const CalibrateArgs& a) {
   }
   std::printf("%s", cascade::curve_table(*result).c_str());
   if (!result->summary.empty() && result->summary.back() != '\n') std::printf("\n");
+  if (c->cache() != nullptr && result->found) {
+    // The cache tiers under the new scorer and threshold: every item replayed in order.
+    const double chosen = result->chosen_point().threshold;
+    const cascade::LogisticModel fitted = *model;
+    c->set_scorer([fitted](const std::vector<double>& f) { return fitted.predict(f); });
+    c->set_threshold(chosen);
+    std::vector<double> scores, tier1_costs;
+    for (const cascade::ItemRun& r : runs) {
+      scores.push_back(fitted.predict(r.features));
+      tier1_costs.push_back(r.tier1.cost);
+    }
+    auto ce = cascade::evaluate_cache(
+        *c, cascade::cascade_replay_items(*items, runs, scores, tier1_costs, chosen), max_tokens);
+    if (ce.is_ok()) std::printf("\n%s", cascade::cache_eval_line(*c, *ce).c_str());
+  }
 
   for (const auto& [path, text] : {std::pair{csv_path, cascade::curve_csv(*result)},
                                    std::pair{svg_path, cascade::curve_svg(*result)}}) {

@@ -7,9 +7,11 @@
 #include <cstdio>
 #include <memory>
 #include <nlohmann/json.hpp>
+#include <optional>
 #include <string>
 #include <vector>
 
+#include "cascade/cache_eval.h"
 #include "cascade/calibration.h"
 #include "cascade/cascade.h"
 #include "cascade/config.h"
@@ -136,6 +138,23 @@ int run_eval(const EvalArgs& a) {
         *runs, threshold, grid,
         [&](int64_t in, int64_t out) { return tier1.cost(in, out); });
   }
+  // The cache tiers: the items replayed in order through the cascade's cache stage.
+  std::optional<cascade::CacheEval> cache_eval;
+  if (c->cache() != nullptr) {
+    std::vector<double> scores, tier1_costs;
+    for (const cascade::EvalItem& e : evals) {
+      scores.push_back(e.outcome.score);
+      tier1_costs.push_back(e.outcome.tier1_cost);
+    }
+    c->set_threshold(threshold);
+    auto ce = cascade::evaluate_cache(
+        *c, cascade::cascade_replay_items(*items, *runs, scores, tier1_costs, threshold), max_tokens);
+    if (!ce.is_ok()) {
+      std::fprintf(stderr, "frugal eval: cache: %s\n", ce.status().to_string().c_str());
+      return 1;
+    }
+    cache_eval = *ce;
+  }
   cascade::EvalOptions eval_options;
   eval_options.threshold = threshold;
   eval_options.margin_points = a.margin;
@@ -159,6 +178,23 @@ int run_eval(const EvalArgs& a) {
           {{"slice", f.slice}, {"policy", f.policy}, {"loss_points", f.loss_points}});
     }
     j["pass"] = report->pass;
+    if (cache_eval) {
+      const cascade::CacheEval& ce = *cache_eval;
+      j["cache"] = {{"items", ce.items},
+                    {"hits", ce.hits},
+                    {"exact_hits", ce.exact_hits},
+                    {"semantic_hits", ce.semantic_hits},
+                    {"semantic_candidates", ce.candidates},
+                    {"semantic_checks", ce.checks},
+                    {"false_hits", ce.false_hits},
+                    {"hit_rate", ce.hit_rate},
+                    {"false_hit_rate", ce.false_hit_rate},
+                    {"cost_without", ce.cost_without},
+                    {"cost_with", ce.cost_with},
+                    {"cost_saved", ce.cost_saved},
+                    {"accuracy_without", ce.accuracy_without},
+                    {"accuracy_with", ce.accuracy_with}};
+    }
     j["early_escalation"] = {{"enabled", cfg.early_escalation},
                              {"window", cfg.early_escalation_window},
                              {"floor", cfg.early_escalation_logprob},
@@ -196,6 +232,7 @@ int run_eval(const EvalArgs& a) {
                   stopped_early, evals.size());
     }
     std::printf("%s", cascade::eval_report_table(*report).c_str());
+    if (cache_eval) std::printf("\n%s", cascade::cache_eval_line(*c, *cache_eval).c_str());
     if (a.early_sweep) std::printf("\n%s", cascade::early_escalation_table(sweep).c_str());
   }
   std::fflush(stdout);

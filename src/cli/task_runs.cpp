@@ -47,7 +47,12 @@ std::optional<TaskRunSetup> load_task_run(const char* command, const TaskRunFlag
   options.scheduler.kv_type = *kv_type_from_name(flags.kv_type);  // checked by the flag
   options.n_threads = flags.threads;
   options.n_ctx = flags.ctx;
-  auto c = cascade::Cascade::create(*config, options);
+  // The runs never touch a shared cache: a Redis cache tier becomes a private memory cache.
+  cascade::CascadeConfig private_config = *config;
+  for (cascade::TierConfig& t : private_config.tiers) {
+    if (t.kind == cascade::TierKind::kCache) t.cache_backend = cascade::TierConfig::CacheBackend::kMemory;
+  }
+  auto c = cascade::Cascade::create(private_config, options);
   if (!c.is_ok()) {
     std::fprintf(stderr, "frugal %s: %s: %s\n", command, flags.config_path.c_str(),
                  c.status().to_string().c_str());
