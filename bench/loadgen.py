@@ -13,6 +13,12 @@ Each client's prompts are distinct (a counter and random words), so neither serv
 from a response cache; `--same-prompt` sends one prompt to all. Prints one line per level, or
 with --json one object per level: clients, requests, seconds, requests_per_s, tokens_per_s,
 ttft_ms_p50/p99, e2e_ms_p50/p99, itl_ms_p50, errors.
+
+`--overhead` (Frugal only) measures what the HTTP server adds: one client sends non-streamed
+requests and, per request, subtracts the cascade's own time (the answer's `frugal.latency_ms`,
+from the moment the cascade got the request to its answer) from the end-to-end time the client
+saw; it prints the p50/p99 of that difference (parsing, validation, JSON, the socket and this
+client's own work on loopback).
 """
 import argparse
 import http.client
@@ -84,6 +90,33 @@ def one_request(host, port, path, body, timeout):
     return (ttft if ttft is not None else e2e), e2e, n, itls
 
 
+def overhead(url, model, requests, max_tokens, prompt_words, timeout):
+    """Per request: client e2e minus the cascade's latency_ms (non-streamed, one client)."""
+    u = urllib.parse.urlparse(url)
+    path = (u.path.rstrip("/") or "") + "/v1/chat/completions"
+    conn = http.client.HTTPConnection(u.hostname, u.port or 80, timeout=timeout)
+    diffs, e2es = [], []
+    for k in range(requests):
+        rng = random.Random(k)
+        text = "%d: %s" % (k, " ".join(rng.choice(WORDS) for _ in range(prompt_words)))
+        body = json.dumps({"model": model, "max_tokens": max_tokens, "temperature": 0,
+                           "ignore_eos": True, "messages": [{"role": "user", "content": text}]})
+        t0 = time.perf_counter()
+        conn.request("POST", path, body=body, headers={"Content-Type": "application/json"})
+        resp = conn.getresponse()
+        data = resp.read()
+        e2e = time.perf_counter() - t0
+        if resp.status != 200:
+            raise RuntimeError("HTTP %d: %s" % (resp.status, data[:200]))
+        inner = json.loads(data)["frugal"]["latency_ms"]
+        e2es.append(1000 * e2e)
+        diffs.append(1000 * e2e - inner)
+    conn.close()
+    return {"requests": requests, "e2e_ms_p50": percentile(e2es, 0.5),
+            "overhead_ms_p50": percentile(diffs, 0.5), "overhead_ms_p99": percentile(diffs, 0.99),
+            "overhead_ms_min": min(diffs)}
+
+
 def run_level(url, model, clients, requests, max_tokens, prompt_words, same_prompt, timeout):
     u = urllib.parse.urlparse(url)
     host, port = u.hostname, u.port or 80
@@ -149,7 +182,16 @@ def main():
     ap.add_argument("--same-prompt", action="store_true")
     ap.add_argument("--timeout", type=float, default=600)
     ap.add_argument("--json", action="store_true")
+    ap.add_argument("--overhead", action="store_true",
+                    help="Frugal: the server's time over the cascade's (one client, not streamed)")
     a = ap.parse_args()
+    if a.overhead:
+        r = overhead(a.url, a.model, a.requests, a.max_tokens, a.prompt_words, a.timeout)
+        print(json.dumps(r) if a.json else
+              "%d requests: e2e p50 %.2f ms; server overhead p50 %.3f ms, p99 %.3f ms, min %.3f ms"
+              % (r["requests"], r["e2e_ms_p50"], r["overhead_ms_p50"], r["overhead_ms_p99"],
+                 r["overhead_ms_min"]))
+        return 0
     out = []
     for c in [int(x) for x in a.clients.split(",")]:
         r = run_level(a.url, a.model, c, max(a.requests, c), a.max_tokens, a.prompt_words,

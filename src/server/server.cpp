@@ -299,6 +299,9 @@ Status Server::bind() {
   http_->new_task_queue = [threads] { return new httplib::ThreadPool(threads); };
   http_->set_payload_max_length(static_cast<size_t>(sc.max_body_bytes));
   http_->set_keep_alive_max_count(1000);
+  // Headers, body and each SSE chunk are separate writes: with Nagle's algorithm a small write
+  // after another waits for the client's delayed ACK (40 ms on Linux) — it did, on every answer.
+  http_->set_tcp_nodelay(true);
   http_->set_read_timeout(30, 0);
   http_->set_write_timeout(30, 0);
   // SO_REUSEADDR alone: cpp-httplib's default, SO_REUSEPORT, lets a second server bind a port
