@@ -5,6 +5,7 @@
 #include <gtest/gtest.h>
 #include <unistd.h>
 
+#include <algorithm>
 #include <cstdio>
 #include <filesystem>
 #include <fstream>
@@ -210,6 +211,105 @@ TEST_F(CalibrateEvalTest, EvalGivesTheSameAnswersWithManyItemsInFlight) {
   EXPECT_EQ(reports[0].dump(), reports[1].dump());
 }
 
+// The cache tiers in eval: the 40 items, ten of them asked again, then the semantic prompt
+// pairs (tests/fixtures/semantic_pairs.jsonl: paraphrases and near duplicates that must not
+// share an answer), replayed in order through the cascade's cache stage.
+TEST_F(CalibrateEvalTest, EvalReportsTheCacheOnItemsWithRepeats) {
+  const fs::path data = dir_ / "repeats.jsonl";
+  std::vector<json> lines;
+  {
+    std::ifstream in(items());
+    for (std::string line; std::getline(in, line);) lines.push_back(json::parse(line));
+    for (int i = 0; i < 10; ++i) {
+      json again = lines[static_cast<size_t>(i)];
+      again["id"] = again["id"].get<std::string>() + "-again";
+      lines.push_back(again);
+    }
+    std::ifstream pairs(std::string(FRUGAL_SOURCE_DIR) + "/tests/fixtures/semantic_pairs.jsonl");
+    for (std::string line; std::getline(pairs, line);) {
+      if (line.empty()) continue;
+      const json p = json::parse(line);
+      lines.push_back(p["first"]);
+      lines.push_back(p["second"]);
+    }
+    std::ofstream out(data);
+    for (const json& j : lines) out << j.dump() << "\n";
+  }
+  // Exact hits: every item whose messages an earlier item had (each miss is stored).
+  int repeats = 0;
+  std::vector<std::string> seen;
+  for (const json& j : lines) {
+    const std::string m = j["messages"].dump();
+    repeats += std::find(seen.begin(), seen.end(), m) != seen.end();
+    seen.push_back(m);
+  }
+  ASSERT_GE(repeats, 10);
+  const std::string student = std::string(FRUGAL_SOURCE_DIR) + "/models/frugal-student.gguf";
+  const fs::path exact_cfg = write_config("cache_exact.toml", 0.5, student);
+  std::string semantic_text = read_file(exact_cfg);
+  semantic_text.replace(semantic_text.find("kind = \"cache\"\n"), 15,
+                        "kind = \"cache\"\nsemantic = true\n");
+  const fs::path semantic_cfg = dir_ / "cache_semantic.toml";
+  std::ofstream(semantic_cfg) << semantic_text;
+
+  auto run_json = [&](const fs::path& cfg) {
+    Output o = run_frugal("eval --config " + cfg.string() + " --data " + data.string() +
+                          " -n 16 -t 1 --json");
+    EXPECT_TRUE(o.exit_code == 0 || o.exit_code == 3) << o.out;
+    json j = json::parse(o.out, nullptr, false);
+    EXPECT_FALSE(j.is_discarded()) << o.out;
+    return j;
+  };
+  const int n = static_cast<int>(lines.size());
+  for (const fs::path& cfg : {exact_cfg, semantic_cfg}) {
+    const bool semantic = cfg == semantic_cfg;
+    const json j = run_json(cfg);
+    ASSERT_TRUE(j.contains("cache")) << j.dump();
+    const json& c = j["cache"];
+    SCOPED_TRACE(c.dump());
+    EXPECT_EQ(c["items"].get<int>(), n);
+    const int hits = c["hits"].get<int>();
+    EXPECT_EQ(hits, c["exact_hits"].get<int>() + c["semantic_hits"].get<int>());
+    EXPECT_DOUBLE_EQ(c["hit_rate"].get<double>(), static_cast<double>(hits) / n);
+    EXPECT_LE(c["false_hits"].get<int>(), hits);
+    EXPECT_DOUBLE_EQ(c["false_hit_rate"].get<double>(),
+                     hits > 0 ? c["false_hits"].get<double>() / hits : 0.0);
+    // Without the cache the replay is the cascade eval reports.
+    EXPECT_NEAR(c["accuracy_without"].get<double>(), j["cascade"]["accuracy"].get<double>(), 1e-12);
+    EXPECT_NEAR(c["cost_without"].get<double>(), j["cascade"]["cost"].get<double>(), 1e-12);
+    EXPECT_NEAR(c["cost_saved"].get<double>(),
+                c["cost_without"].get<double>() - c["cost_with"].get<double>(), 1e-15);
+    if (!semantic) {
+      EXPECT_EQ(c["exact_hits"].get<int>(), repeats);
+      EXPECT_EQ(c["semantic_hits"].get<int>(), 0);
+      EXPECT_EQ(c["semantic_candidates"].get<int>(), 0);
+      // The unpriced cache's hits are free and serve what the cascade said the first time.
+      EXPECT_GT(c["cost_saved"].get<double>(), 0.0);
+      EXPECT_LT(c["cost_with"].get<double>(), c["cost_without"].get<double>());
+    } else {
+      // Exact repeats of a semantic hit are looked up again (a hit is not stored).
+      EXPECT_LE(c["exact_hits"].get<int>(), repeats);
+      EXPECT_GE(c["semantic_hits"].get<int>(), 5) << "paraphrases are served";
+      EXPECT_GE(c["semantic_candidates"].get<int>(), c["semantic_hits"].get<int>());
+      EXPECT_EQ(c["semantic_checks"].get<int>(), c["semantic_candidates"].get<int>());
+      // Most candidates are the must-not-share pairs: the check refuses them.
+      EXPECT_LT(c["semantic_hits"].get<int>(), c["semantic_candidates"].get<int>());
+      // Checked hits cost no accuracy the cascade had (here they even replace a few of its
+      // wrong answers with right cached ones).
+      EXPECT_GE(c["accuracy_with"].get<double>(), c["accuracy_without"].get<double>() - 0.02);
+    }
+  }
+  // The table form: one line after the report.
+  Output o = run_frugal("eval --config " + semantic_cfg.string() + " --data " + data.string() +
+                        " -n 16 -t 1");
+  EXPECT_TRUE(o.exit_code == 0 || o.exit_code == 3) << o.out;
+  EXPECT_NE(o.out.find("cache 'cache' (exact + semantic), items replayed in order: "),
+            std::string::npos) << o.out;
+  EXPECT_NE(o.out.find(" hits of " + std::to_string(n) + " ("), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("candidates, "), std::string::npos) << o.out;
+  EXPECT_NE(o.out.find("; accuracy "), std::string::npos) << o.out;
+}
+
 TEST_F(CalibrateEvalTest, EvalWritesEveryAnswerWhenAsked) {
   const fs::path out = dir_ / "answers.jsonl";
   const json j = eval_json(write_config("answers.toml", 0.5), "--answers " + out.string());
@@ -302,6 +402,9 @@ TEST_F(CalibrateEvalTest, CalibrateWritesCurveAndConfig) {
   EXPECT_NE(o.out.find("mean_logprob"), std::string::npos) << o.out;
   EXPECT_NE(o.out.find("random"), std::string::npos) << o.out;
   EXPECT_NE(o.out.find("chose threshold"), std::string::npos) << o.out;
+  // The cache under the fitted scorer and the chosen threshold, every item replayed in order.
+  EXPECT_NE(o.out.find("cache 'cache' (exact), items replayed in order: "), std::string::npos)
+      << o.out;
   size_t rows = 0;
   const double chosen = chosen_threshold(read_file(dir_ / "calibration.csv"), &rows);
   EXPECT_GE(rows, 2u);

@@ -1,6 +1,7 @@
 // evaluate_cache: task items replayed in order through the cascade's cache stage.
 #include "cascade/cache_eval.h"
 
+#include <algorithm>
 #include <cmath>
 #include <cstdio>
 
@@ -23,12 +24,26 @@ std::vector<CacheReplayItem> cascade_replay_items(const std::vector<TaskItem>& i
     CacheReplayItem r;
     r.item = &items[i];
     r.answer = escalate ? &runs[i].top : &runs[i].tier1;
+    r.top = &runs[i].top;
     r.cost = tier1_costs[i] + (escalate ? runs[i].top.cost : 0.0);
     r.correct = escalate ? runs[i].top_correct : runs[i].tier1_correct;
     out.push_back(r);
   }
   return out;
 }
+
+namespace {
+
+// `answer` served for `r`'s item passes its check (against the top tier's answer when the item
+// has no reference, as ItemRun's correctness is judged).
+Result<bool> served_right(const CacheReplayItem& r, const std::string& answer) {
+  if (r.item->reference.empty() && r.top != nullptr) {
+    return answers_agree(*r.item, answer, r.top->text);
+  }
+  return check_answer(*r.item, answer);
+}
+
+}  // namespace
 
 Result<CacheEval> evaluate_cache(Cascade& cascade, const std::vector<CacheReplayItem>& replay,
                                  int64_t max_tokens) {
@@ -50,15 +65,15 @@ Result<CacheEval> evaluate_cache(Cascade& cascade, const std::vector<CacheReplay
     if (l.answer) {
       e.hits++;
       (l.semantic ? e.semantic_hits : e.exact_hits)++;
-      FRUGAL_ASSIGN_OR_RETURN(bool right, check_answer(*r.item, l.answer->text));
+      FRUGAL_ASSIGN_OR_RETURN(bool right, served_right(r, l.answer->text));
       e.false_hits += right ? 0 : 1;
       right_with += right;
       e.cost_with += l.answer->cost;
     } else {
       right_with += r.correct;
       e.cost_with += r.cost;
+      cascade.store_answer(request, *r.answer, l.embedding);
     }
-    cascade.store_answer(request, *r.answer, l.embedding);
   }
   const double n = static_cast<double>(std::max<int64_t>(1, e.items));
   e.hit_rate = static_cast<double>(e.hits) / n;

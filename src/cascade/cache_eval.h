@@ -18,6 +18,9 @@ namespace frugal::cascade {
 struct CacheReplayItem {
   const TaskItem* item = nullptr;
   const TierAnswer* answer = nullptr;  // the cascade's final answer (tier 1's or the top tier's)
+  // The top tier's answer: it stands in for the reference of an item that has none (as it
+  // does for `correct`), so a served answer is judged the same way.
+  const TierAnswer* top = nullptr;
   double cost = 0;                     // what the cascade paid for it
   bool correct = false;                // `answer` passes the item's check
 };
@@ -45,10 +48,12 @@ struct CacheEval {
   double accuracy_without = 0, accuracy_with = 0;
 };
 
-// Replays `replay` in order through `cascade`'s cache stage, storing each item's answer after
-// its lookup. `cascade` should have an empty, private cache (the eval tools give the cascade a
-// memory cache in place of Redis). Generates nothing; the checks run tier 1's teacher-forced
-// pass. Errors: those of check_answer.
+// Replays `replay` in order through `cascade`'s cache stage. A miss stores the item's answer
+// (the cascade's, as a server stores it); a hit stores nothing, as a server serving it would
+// not. `cascade` should have an empty, private cache (the eval tools give the cascade a memory
+// cache in place of Redis). Generates nothing; the checks run tier 1's teacher-forced pass. A
+// served answer is judged by the item's check, or against the top tier's answer for an item
+// without a reference (answers_agree). Errors: those of check_answer.
 Result<CacheEval> evaluate_cache(Cascade& cascade, const std::vector<CacheReplayItem>& replay,
                                  int64_t max_tokens);
 
