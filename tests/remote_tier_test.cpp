@@ -5,6 +5,7 @@
 // or the right error, within the configured timeouts, with no call left running.
 #include <gtest/gtest.h>
 #include <httplib.h>
+#include <nlohmann/json.hpp>
 
 #include <atomic>
 #include <chrono>
@@ -620,6 +621,45 @@ TEST(RemoteProtocol, ChunksBecomeTokensAndErrorsAreBadGateways) {
   EXPECT_EQ(parse_stream_chunk("{oops", &st, &t).code(), ErrorCode::kBadGateway);
   EXPECT_EQ(parse_stream_chunk(R"({"choices":[{"delta":{"content":5}}]})", &st, &t).code(),
             ErrorCode::kBadGateway);
+}
+
+TEST(RemoteProtocol, TheRequestCarriesEverySamplingFieldAndNothingUnasked) {
+  TierConfig c;
+  c.name = "r";
+  c.kind = TierKind::kRemote;
+  c.url = "http://127.0.0.1:1/v1";
+  c.remote_model = "big";
+  auto plain = RemoteTier::create(c).value();
+  TierRequest r = chat("hi", 7);
+  nlohmann::json j = nlohmann::json::parse(plain->request_body(r));
+  EXPECT_EQ(j["model"], "big");
+  EXPECT_EQ(j["messages"][0]["content"], "hi");
+  EXPECT_EQ(j["max_tokens"], 7);
+  EXPECT_EQ(j["temperature"], 0.0);
+  EXPECT_TRUE(j["stream"].get<bool>());
+  EXPECT_TRUE(j["stream_options"]["include_usage"].get<bool>());
+  // Hosted APIs refuse fields they do not know: none is sent that the request did not ask.
+  for (const char* absent : {"seed", "stop", "logprobs", "top_logprobs", "ignore_eos"})
+    EXPECT_FALSE(j.contains(absent)) << absent;
+  r.seed = 9;
+  r.seed_set = true;
+  r.temperature = 0.5f;
+  r.stop = {"\n"};
+  r.ignore_eos = true;  // a load test's: the endpoint must generate max_tokens as well
+  r.n_logprobs = 3;
+  c.logprobs = true;
+  j = nlohmann::json::parse(RemoteTier::create(c).value()->request_body(r));
+  EXPECT_EQ(j["seed"], 9);
+  EXPECT_EQ(j["stop"][0], "\n");
+  EXPECT_TRUE(j["ignore_eos"].get<bool>());
+  EXPECT_TRUE(j["logprobs"].get<bool>());
+  EXPECT_EQ(j["top_logprobs"], 3);
+  TierRequest raw;
+  raw.raw_prompt = "Once";
+  j = nlohmann::json::parse(RemoteTier::create(c).value()->request_body(raw));
+  EXPECT_EQ(j["prompt"], "Once");
+  EXPECT_EQ(j["logprobs"], 5);  // /completions takes the count itself
+  EXPECT_FALSE(j.contains("messages"));
 }
 
 TEST(RemoteProtocol, UrlsAndKeysAreCheckedWhenTheTierIsMade) {

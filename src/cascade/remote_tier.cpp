@@ -365,6 +365,8 @@ std::string RemoteTier::request_body(const TierRequest& r) const {
   j["top_p"] = r.top_p;
   if (r.seed_set) j["seed"] = r.seed;
   if (!r.stop.empty()) j["stop"] = r.stop;
+  // vLLM's and llama-server's extension, sent only when asked: hosted APIs may refuse it.
+  if (r.ignore_eos) j["ignore_eos"] = true;
   j["stream"] = true;
   j["stream_options"] = {{"include_usage", true}};
   if (config().logprobs) {
