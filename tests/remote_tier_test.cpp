@@ -573,6 +573,50 @@ TEST_F(RemoteTierTest, TheServerMapsRemoteFailuresAndReportsTierHealth) {
   EXPECT_NE(m.find("frugal_tier_outages_total{tier=\"remote\"} 1"), std::string::npos) << m;
 }
 
+// llama.cpp's llama-server as the endpoint, when it is built (bench/build_llamacpp.sh, or
+// LLAMA_SERVER names it): its stream, logprobs and usage read as the same model run here.
+TEST_F(RemoteTierTest, LlamaServerServingTheTeacherGivesTheLocalTeachersAnswer) {
+  const char* env = std::getenv("LLAMA_SERVER");
+  const std::string bin = env != nullptr ? env : "/work/peer/llama.cpp-build/bin/llama-server";
+  if (access(bin.c_str(), X_OK) != 0) GTEST_SKIP() << "no llama-server at " << bin;
+  const int port = test::free_port();
+  test::ChildProcess server({bin, "-m", kTeacher, "--host", "127.0.0.1", "--port",
+                             std::to_string(port), "-t", "1", "-np", "1", "-c", "1024", "--jinja",
+                             "--no-webui"},
+                            dir_->file("llama-server.log"));
+  httplib::Client probe("127.0.0.1", port);
+  bool up = false;
+  for (int i = 0; i < 300 && !up; ++i) {
+    auto h = probe.Get("/health");
+    up = h && h->status == 200;
+    if (!up) std::this_thread::sleep_for(std::chrono::milliseconds(100));
+  }
+  ASSERT_TRUE(up) << server.log();
+  TierConfig c = remote_config("http://127.0.0.1:" + std::to_string(port) + "/v1");
+  c.logprobs = true;
+  c.first_token_timeout_ms = 5000;
+  c.total_timeout_ms = 10000;
+  auto remote = RemoteTier::create(c).value();
+  remote_ = remote.get();
+  for (const char* prompt : {"What is 2 + 3?", "Hal likes red. What color does Hal like?"}) {
+    const TierRequest r = chat(prompt);
+    auto a = remote->answer(r);
+    ASSERT_TRUE(a.is_ok()) << a.status().to_string();
+    auto local = teacher_->answer(r);
+    ASSERT_TRUE(local.is_ok());
+    EXPECT_EQ(a->text, local->text) << prompt;
+    EXPECT_EQ(a->finish, FinishReason::kStop);
+    EXPECT_EQ(a->tokens_in, local->tokens_in) << "the same chat template, rendered by each";
+    ASSERT_FALSE(a->tokens.empty());
+    for (size_t i = 0; i < a->tokens.size() && i < local->tokens.size(); ++i) {
+      EXPECT_NEAR(a->tokens[i].logprob, local->tokens[i].logprob, 0.05) << prompt << " token " << i;
+      ASSERT_EQ(a->tokens[i].top.size(), 5u);
+      EXPECT_EQ(a->tokens[i].top[0].piece, local->tokens[i].top[0].piece);
+    }
+  }
+  EXPECT_TRUE(nothing_left_running());
+}
+
 // ---------------------------------------------------------------------------- pieces
 
 TEST(RemoteProtocol, SseEventsSurviveAnyCutOfTheBytes) {
