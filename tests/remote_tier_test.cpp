@@ -573,6 +573,40 @@ TEST_F(RemoteTierTest, TheServerMapsRemoteFailuresAndReportsTierHealth) {
   EXPECT_NE(m.find("frugal_tier_outages_total{tier=\"remote\"} 1"), std::string::npos) << m;
 }
 
+// A remote last tier that never sends a first token: the client gets a 504 naming the timeout
+// soon after first_token_timeout_ms, streamed or not — never a hang.
+TEST_F(RemoteTierTest, TheServerAnswers504WhenARemoteLastTierTimesOut) {
+  FaultProxy proxy(upstream_->port());
+  proxy.set(FaultProxy::Mode::kNoFirstByte);
+  const std::string path = dir_->file("timeout.toml");
+  test::write_text(path, "[[tier]]\nname = \"remote\"\nkind = \"remote\"\nurl = \"" + proxy.url() +
+                             "\"\nremote_model = \"small\"\nprice_in = 1\nprice_out = 2\n"
+                             "max_retries = 0\nfirst_token_timeout_ms = 300\n");
+  ServeProcess front(path, dir_->file("timeout.log"));
+  ASSERT_TRUE(front.ready()) << front.log();
+  httplib::Client c("127.0.0.1", front.port());
+  c.set_read_timeout(10, 0);
+  auto t0 = Clock::now();
+  auto r = c.Post("/v1/chat/completions",
+                  R"({"messages": [{"role": "user", "content": "What is 2 + 3?"}], "max_tokens": 8})",
+                  "application/json");
+  ASSERT_TRUE(r);
+  EXPECT_EQ(r->status, 504) << r->body;
+  EXPECT_NE(r->body.find("\"timeout\""), std::string::npos) << r->body;
+  EXPECT_NE(r->body.find("first_token_timeout_ms = 300 ms"), std::string::npos) << r->body;
+  EXPECT_GE(ms_since(t0), 300);
+  EXPECT_LT(ms_since(t0), 1500);
+  // Streamed: nothing was sent yet, so the status is still a 504.
+  t0 = Clock::now();
+  auto s = c.Post("/v1/chat/completions",
+                  R"({"messages": [{"role": "user", "content": "What is 2 + 3?"}], "max_tokens": 8,)"
+                  R"( "stream": true})",
+                  "application/json");
+  ASSERT_TRUE(s);
+  EXPECT_LT(ms_since(t0), 1500);
+  EXPECT_NE(s->body.find("first_token_timeout_ms"), std::string::npos) << s->status << " " << s->body;
+}
+
 // llama.cpp's llama-server as the endpoint, when it is built (bench/build_llamacpp.sh, or
 // LLAMA_SERVER names it): its stream, logprobs and usage read as the same model run here.
 TEST_F(RemoteTierTest, LlamaServerServingTheTeacherGivesTheLocalTeachersAnswer) {
