@@ -415,6 +415,7 @@ TEST(Calibration, SliceMarginRejectsThresholdsThatSinkOneSlice) {
   }
   CalibrationOptions plain;
   plain.target = 0.90;
+  plain.rule = SearchRule::kPerPoint;  // the point-estimate rule this test is about
   auto r = calibrate_threshold(items, plain);
   ASSERT_TRUE(r.is_ok());
   ASSERT_TRUE(r->found);
@@ -453,6 +454,7 @@ TEST(Calibration, SliceMarginBoundAsksForMoreThanThePointEstimate) {
   CalibrationOptions point;
   point.target = 0.95;
   point.slice_margin_points = 2.0;
+  point.rule = SearchRule::kPerPoint;  // point estimate vs per-slice bound, each on its own
   auto p = calibrate_threshold(items, point);
   ASSERT_TRUE(p.is_ok());
   ASSERT_TRUE(p->found);
@@ -473,6 +475,134 @@ TEST(Calibration, SliceMarginBoundAsksForMoreThanThePointEstimate) {
   EXPECT_NE(b->summary.find("upper bound"), std::string::npos) << b->summary;
   EXPECT_FALSE(evaluate_threshold(items, 0.0, bounded).meets_target);
   EXPECT_TRUE(evaluate_threshold(items, 0.0, point).meets_target);
+}
+
+// Synthetic items whose truth is known: score u ~ U(0, 1). In slice "a", below u = 0.6 tier 1
+// is wrong where the top tier is right with probability 0.3 and right where it is wrong with
+// probability 0.2 (above 0.6 both are right), so keeping every item with u >= t loses
+// 100 · 0.1 (0.6 - t) points in expectation for t < 0.6: a small drift under a lot of noise.
+// In slice "b" both tiers are always right. With a 2-point margin the claims are true exactly
+// for t >= t* = 0.4.
+std::vector<CalibrationItem> known_truth_items(size_t per_slice, SplitMix64* rng) {
+  std::vector<CalibrationItem> items;
+  for (size_t i = 0; i < per_slice; ++i) {
+    const double u = rng->uniform(), v = rng->uniform();
+    const bool lost = u < 0.6 && v < 0.3, won = u < 0.6 && v >= 0.3 && v < 0.5;
+    items.push_back({!lost, !won, u, 1.0, 10.0, "a"});
+    items.push_back({true, true, rng->uniform(), 1.0, 10.0, "b"});
+  }
+  return items;
+}
+
+TEST(Calibration, SimultaneousSearchFailsLessOftenThanItsLevelWhereThePerPointRuleDoesNot) {
+  // 300 calibrations of 1,000 items each. A calibration fails when its threshold is below t*
+  // (slice a's expected loss then exceeds the margin). The per-point rule takes the cheapest
+  // threshold whose own slice bounds pass, so it profits from every dip of slice a's noise
+  // below the truth; the fixed-sequence search must pass the first false threshold to go
+  // past it, which happens with probability <= 5 %.
+  const double t_star = 0.4;
+  CalibrationOptions simultaneous;
+  simultaneous.target = 0.9;  // overall never binds: the slice claim does
+  simultaneous.slice_margin_points = 2.0;
+  CalibrationOptions per_point = simultaneous;
+  per_point.rule = SearchRule::kPerPoint;
+  per_point.slice_margin_bound = true;
+  SplitMix64 rng(16);
+  int trials = 0, fail_simultaneous = 0, fail_per_point = 0;
+  for (; trials < 300; ++trials) {
+    const std::vector<CalibrationItem> items = known_truth_items(500, &rng);
+    auto s = calibrate_threshold(items, simultaneous);
+    auto p = calibrate_threshold(items, per_point);
+    ASSERT_TRUE(s.is_ok() && p.is_ok());
+    fail_simultaneous += s->found && s->chosen_point().threshold < t_star;
+    fail_per_point += p->found && p->chosen_point().threshold < t_star;
+  }
+  const double rate_s = static_cast<double>(fail_simultaneous) / trials;
+  const double rate_p = static_cast<double>(fail_per_point) / trials;
+  // With this seed: 2.7 % and 8.0 % (a binomial standard error of 1.3 points at 5 %).
+  EXPECT_LE(rate_s, 0.05) << "simultaneous " << rate_s << ", per point " << rate_p;
+  EXPECT_GT(rate_p, 0.065) << "simultaneous " << rate_s << ", per point " << rate_p;
+}
+
+TEST(Calibration, FixedSequenceStopsAtTheFirstFailingThreshold) {
+  // Target 1 (the top tier's accuracy): escalating everything meets it exactly. Going down
+  // from threshold 1, the first kept item (0.9) is wrong where the top tier is right, so the
+  // claim fails there and the search stops at 1. Below, 50 items on which tier 1 is right and
+  // the top tier wrong make keeping everything pass its own bound again: the per-point rule
+  // jumps past the failure to the cheapest point.
+  std::vector<CalibrationItem> items = {{false, true, 0.9, 1, 10, ""}};
+  for (int i = 0; i < 50; ++i) items.push_back({true, false, 0.1 + 0.008 * i, 1, 10, ""});
+  CalibrationOptions o;
+  o.target = 1.0;
+  auto s = calibrate_threshold(items, o);
+  ASSERT_TRUE(s.is_ok());
+  ASSERT_TRUE(s->found) << s->summary;
+  EXPECT_EQ(s->chosen_point().threshold, 1.0) << s->summary;
+  EXPECT_FALSE(evaluate_threshold(items, 0.9, o).meets_target);
+  o.rule = SearchRule::kPerPoint;
+  auto p = calibrate_threshold(items, o);
+  ASSERT_TRUE(p.is_ok());
+  ASSERT_TRUE(p->found);
+  EXPECT_LE(p->chosen_point().threshold, 0.1) << p->summary;
+}
+
+TEST(Calibration, GuaranteeSentenceSaysWhatHoldsTogether) {
+  std::vector<CalibrationItem> items;
+  for (int i = 0; i < 600; ++i) {
+    items.push_back({i % 10 != 0, true, i % 10 == 0 ? 0.2 : 0.9, 1, 10, i % 2 ? "x" : "y"});
+  }
+  CalibrationOptions o;
+  o.slice_margin_points = 2.0;
+  o.check_items = 1000;
+  auto r = calibrate_threshold(items, o);
+  ASSERT_TRUE(r.is_ok());
+  ASSERT_TRUE(r->found);
+  EXPECT_EQ(r->family_size, 3u);
+  EXPECT_EQ(r->guarantee.rfind("With 95 % confidence, simultaneously: the cascade's accuracy on "
+                               "items like these is at least 98.0 % of the top tier's, and no "
+                               "slice's expected accuracy is more than 2.0 points below the top "
+                               "tier's (threshold ",
+                               0),
+            0u)
+      << r->guarantee;
+  EXPECT_NE(r->guarantee.find("Holm over 3 claims"), std::string::npos) << r->guarantee;
+  EXPECT_NE(r->guarantee.find("On a fresh sample of 1000 items"), std::string::npos);
+  EXPECT_LE(r->chosen_point().family_p, 0.05);
+  EXPECT_EQ(r->guarantee, guarantee_sentence(*r, o));
+
+  o.rule = SearchRule::kPerPoint;
+  auto p = calibrate_threshold(items, o);
+  ASSERT_TRUE(p.is_ok());
+  EXPECT_NE(p->guarantee.find("on its own, not together"), std::string::npos) << p->guarantee;
+
+  CalibrationOptions impossible;
+  impossible.target = 1.2;  // beat the top tier by 20 %, which is right everywhere
+  auto n = calibrate_threshold(items, impossible);
+  ASSERT_TRUE(n.is_ok());
+  EXPECT_FALSE(n->found);
+  EXPECT_EQ(n->guarantee.rfind("No guarantee", 0), 0u) << n->guarantee;
+}
+
+TEST(Calibration, CheckEstimateGrowsWithWhatIsKeptAndLost) {
+  // Two slices of 1,000; in "x" tier 1 is wrong on 1 % of items (score 0.3), right elsewhere.
+  // Kept, x loses 1 point on average, so a 1,000-item check (about 500 x items, margin 2
+  // points: more than 10 lost) rarely fails; at a 0.5-point margin it fails often.
+  std::vector<CalibrationItem> items;
+  for (int i = 0; i < 1000; ++i) {
+    items.push_back({i % 100 != 0, true, i % 100 == 0 ? 0.3 : 0.8, 1, 10, "x"});
+    items.push_back({true, true, 0.8, 1, 10, "y"});
+  }
+  CalibrationOptions o;
+  o.target = 0.9;
+  o.check_items = 1000;
+  o.slice_margin_points = 2.0;
+  const double loose = evaluate_threshold(items, 0.0, o).check_fail_estimate;
+  o.slice_margin_points = 0.5;
+  const double tight = evaluate_threshold(items, 0.0, o).check_fail_estimate;
+  const double escalated = evaluate_threshold(items, 0.5, o).check_fail_estimate;
+  EXPECT_LT(loose, 0.05);
+  EXPECT_GT(tight, 0.3);
+  EXPECT_LT(escalated, 0.05) << "with x's wrong answers escalated only the pseudo-item is left";
 }
 
 TEST(Curve, CsvHasOneRowPerPointAndMarksTheChoice) {

@@ -3,6 +3,7 @@
 
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <map>
 #include <set>
@@ -426,6 +427,75 @@ TEST(SplitMix64, BelowIsUniformEnough) {
   std::vector<int> counts(7, 0);
   for (int i = 0; i < 70000; ++i) counts[rng.below(7)]++;
   for (int c : counts) EXPECT_NEAR(c, 10000, 400);
+}
+
+
+TEST(Holm, AdjustsKnownPValuesInTheirOrder) {
+  // Sorted 0.005, 0.01, 0.03, 0.04 get x4, x3, x2, x1 = 0.02, 0.03, 0.06, 0.04, then the
+  // running maximum: 0.02, 0.03, 0.06, 0.06.
+  const std::vector<double> adjusted = holm_adjust({0.01, 0.04, 0.03, 0.005});
+  ASSERT_EQ(adjusted.size(), 4u);
+  EXPECT_NEAR(adjusted[0], 0.03, 1e-12);
+  EXPECT_NEAR(adjusted[1], 0.06, 1e-12);
+  EXPECT_NEAR(adjusted[2], 0.06, 1e-12);
+  EXPECT_NEAR(adjusted[3], 0.02, 1e-12);
+  const std::vector<double> capped = holm_adjust({0.5, 0.6});
+  EXPECT_DOUBLE_EQ(capped[0], 1.0);
+  EXPECT_DOUBLE_EQ(capped[1], 1.0);
+  EXPECT_DOUBLE_EQ(holm_adjust({0.2})[0], 0.2);
+  EXPECT_TRUE(holm_adjust({}).empty());
+}
+
+TEST(CrossFit, EveryItemIsScoredOutOfFoldByAModelThatNeverSawIt) {
+  SplitMix64 rng(5);
+  std::vector<std::vector<double>> x;
+  std::vector<bool> labels;
+  std::vector<std::string> strata;
+  for (int i = 0; i < 103; ++i) {
+    const double f = rng.normal();
+    x.push_back({f, rng.normal()});
+    labels.push_back(f + 0.5 * rng.normal() > 0);
+    strata.push_back(i % 3 == 0 ? "a" : "b");
+  }
+  const size_t k = 5;
+  const std::vector<size_t> folds = stratified_folds(strata, k, 9);
+  ASSERT_EQ(folds.size(), x.size());
+  // Each stratum is dealt evenly: fold sizes within a stratum differ by at most one.
+  for (const char* s : {"a", "b"}) {
+    std::vector<int> count(k, 0);
+    for (size_t i = 0; i < folds.size(); ++i) count[folds[i]] += strata[i] == s;
+    EXPECT_LE(*std::max_element(count.begin(), count.end()) -
+                  *std::min_element(count.begin(), count.end()),
+              1)
+        << s;
+  }
+  const std::vector<std::string> names = {"f", "noise"};
+  auto scores = cross_fit_scores(x, labels, folds, k, names);
+  ASSERT_TRUE(scores.is_ok());
+  for (size_t f = 0; f < k; ++f) {
+    std::vector<std::vector<double>> fit_x;
+    std::vector<bool> fit_labels;
+    for (size_t i = 0; i < x.size(); ++i) {
+      if (folds[i] != f) {
+        fit_x.push_back(x[i]);
+        fit_labels.push_back(labels[i]);
+      }
+    }
+    auto model = LogisticModel::fit(fit_x, fit_labels, names);
+    ASSERT_TRUE(model.is_ok());
+    for (size_t i = 0; i < x.size(); ++i) {
+      if (folds[i] == f) {
+        EXPECT_DOUBLE_EQ((*scores)[i], model->predict(x[i])) << i;
+      }
+    }
+  }
+  // A model fitted on everything scores differently: the items were held out.
+  auto all = LogisticModel::fit(x, labels, names);
+  ASSERT_TRUE(all.is_ok());
+  double differ = 0;
+  for (size_t i = 0; i < x.size(); ++i) differ += std::abs((*scores)[i] - all->predict(x[i]));
+  EXPECT_GT(differ, 1e-3);
+  EXPECT_EQ(stratified_folds(strata, k, 9), folds) << "the same seed gives the same folds";
 }
 
 }  // namespace

@@ -20,6 +20,14 @@ const char* bound_method_name(BoundMethod method) {
   return "?";
 }
 
+const char* search_rule_name(SearchRule rule) {
+  switch (rule) {
+    case SearchRule::kSimultaneous: return "simultaneous";
+    case SearchRule::kPerPoint: return "per-point";
+  }
+  return "?";
+}
+
 namespace {
 
 // The range d can take under a policy: [-target, 1] while any item is kept (a kept item can
@@ -47,6 +55,72 @@ double normal_lower_bound(double sum_d, double sum_d2, size_t n, double z, DRang
   const double m = sum / nn;
   const double var = std::max(0.0, (sum2 - nn * m * m) / (nn - 1));
   return m - z * std::sqrt(var / nn);
+}
+
+// The one-sided p-value of "the mean of d is below 0" from the same adjusted moments as
+// normal_lower_bound: lower bound >= 0 at confidence c exactly when this is <= 1 - c.
+double normal_p_value(double sum_d, double sum_d2, size_t n, double z, DRange range) {
+  const double k = z * z / 2;
+  const double nn = static_cast<double>(n) + 2 * k;
+  const double m = (sum_d + k * (range.lo + range.hi)) / nn;
+  const double sum2 = sum_d2 + k * (range.lo * range.lo + range.hi * range.hi);
+  const double se = std::sqrt(std::max(0.0, (sum2 - nn * m * m) / (nn - 1)) / nn);
+  if (!(se > 0)) return m >= 0 ? 0.0 : 1.0;
+  return 1.0 - normal_cdf(m / se);
+}
+
+// The one-sided p-value of "the slice's expected loss exceeds margin_points", from the same
+// adjusted moments as slice_loss_upper_points (its bound at confidence c is <= the margin
+// exactly when this is <= 1 - c).
+double slice_loss_p_value(double sum_loss, double disagree, double n, bool any_kept, double z,
+                          double margin_points) {
+  const double k = any_kept ? z * z / 2 : 0.0;
+  const double nn = n + 2 * k;
+  const double mean = sum_loss / nn;
+  const double se = std::sqrt(std::max(0.0, (disagree + 2 * k) / nn - mean * mean) / nn);
+  const double room = margin_points / 100.0 - mean;
+  if (!(se > 0)) return room >= -1e-11 ? 0.0 : 1.0;
+  return 1.0 - normal_cdf(room / se);
+}
+
+// P(X - Y > c) for independent X ~ Poisson(mu_lost), Y ~ Poisson(mu_won), c >= 0: the chance
+// that a slice's lost items outnumber its won items by more than c.
+double poisson_difference_tail(double mu_lost, double mu_won, long c) {
+  if (!(mu_lost > 0)) return 0.0;
+  // Y's support until its remaining mass is negligible.
+  const long y_max = static_cast<long>(mu_won + 12 * std::sqrt(mu_won) + 12);
+  std::vector<double> cdf_x(static_cast<size_t>(c + y_max + 2));
+  double pmf = std::exp(-mu_lost), acc = 0;
+  for (size_t x = 0; x < cdf_x.size(); ++x) {
+    acc += pmf;
+    cdf_x[x] = acc;
+    pmf *= mu_lost / static_cast<double>(x + 1);
+  }
+  double tail = 0, pmf_y = std::exp(-mu_won);
+  for (long y = 0; y <= y_max; ++y) {
+    tail += pmf_y * std::max(0.0, 1.0 - cdf_x[static_cast<size_t>(c + y)]);  // P(X >= c+1+y)
+    pmf_y *= mu_won / static_cast<double>(y + 1);
+  }
+  return std::min(1.0, tail);
+}
+
+// The estimated chance that a slice with `share` of the items, losing items at rate `lost` and
+// winning at rate `won` (per slice item), shows a loss of more than margin_points on a fresh
+// sample of `check_items` items: its count there is Binomial(check_items, share).
+double slice_check_fail(double share, double lost, double won, double check_items,
+                        double margin_points) {
+  const long n = static_cast<long>(std::llround(check_items));
+  const double mean = n * share, sd = std::sqrt(n * share * (1 - share));
+  const long lo = std::max(1L, static_cast<long>(mean - 7 * sd - 1));
+  const long hi = std::min(n, static_cast<long>(mean + 7 * sd + 1));
+  double fail = 0;
+  for (long m = lo; m <= hi; ++m) {
+    const double log_pmf = std::lgamma(n + 1.0) - std::lgamma(m + 1.0) - std::lgamma(n - m + 1.0) +
+                           m * std::log(share) + (n - m) * std::log1p(-share);
+    const long c = static_cast<long>(std::floor(margin_points * m / 100.0 + 1e-9));
+    fail += std::exp(log_pmf) * poisson_difference_tail(m * lost, m * won, c);
+  }
+  return std::min(1.0, fail);
 }
 
 // The upper bound, in points, of a slice's mean loss t_i - c_i (each in {-1, 0, 1}) over n
@@ -97,10 +171,15 @@ struct SliceTally {
     disagree[of_item[i]] -= it.tier1_correct != it.top_correct ? 1.0 : 0.0;
     kept[of_item[i]] -= 1;
   }
-  // Sets p's worst slice and slice bound, then whether p meets the target (bound, and slice
-  // margin if any).
-  void judge(CurvePoint* p, const CalibrationOptions& options) const {
+  // Sets p's worst slice and slice bound, its family p-value and check estimate, then whether
+  // p meets the target under options.rule. overall_p: the p-value of the overall claim.
+  void judge(CurvePoint* p, const CalibrationOptions& options, double overall_p) const {
     const double z = z_for_confidence(options.confidence, true);
+    const bool by_slice = options.slice_margin_points >= 0;
+    std::vector<double> family = {overall_p};
+    double total = 0;
+    for (double v : n) total += v;
+    double pass_check = 1;
     p->worst_slice_loss_points = -100.0;
     p->worst_slice_loss_bound_points = -100.0;
     for (size_t k = 0; k < names.size(); ++k) {
@@ -113,6 +192,32 @@ struct SliceTally {
         p->worst_slice = names[k];
       }
       p->worst_slice_loss_bound_points = std::max(p->worst_slice_loss_bound_points, upper);
+      if (!by_slice) continue;
+      family.push_back(slice_loss_p_value(top[k] - right[k], disagree[k], n[k], kept[k] > 0, z,
+                                          options.slice_margin_points));
+      if (options.check_items > 0) {
+        // Items kept and lost (tier 1 wrong, top right) and kept and won, from the loss sum
+        // (lost - won) and the disagreements (lost + won).
+        const double lost = std::max(0.0, (top[k] - right[k] + disagree[k]) / 2);
+        const double won = std::max(0.0, (disagree[k] - (top[k] - right[k])) / 2);
+        pass_check *= 1.0 - slice_check_fail(n[k] / total, (lost + 0.5) / n[k], won / n[k],
+                                             options.check_items, options.slice_margin_points);
+      }
+    }
+    p->check_fail_estimate = options.check_items > 0 && by_slice ? 1.0 - pass_check : 0.0;
+    const std::vector<double> adjusted = holm_adjust(family);
+    p->family_p = 0;
+    for (size_t j = 0; j < adjusted.size(); ++j) {
+      if (j == 0 || adjusted[j] > p->family_p) {
+        p->family_p = adjusted[j];
+        p->binding_claim = j == 0 ? "overall" : names[j - 1];
+      }
+    }
+    if (options.rule == SearchRule::kSimultaneous) {
+      p->meets_target = p->family_p <= 1.0 - options.confidence + 1e-12 &&
+                        (options.check_items <= 0 || !by_slice ||
+                         p->check_fail_estimate <= options.check_risk);
+      return;
     }
     const double tested = options.slice_margin_bound ? p->worst_slice_loss_bound_points
                                                      : p->worst_slice_loss_points;
@@ -146,6 +251,12 @@ Status validate_options(const CalibrationOptions& o) {
   }
   if (!(o.confidence > 0 && o.confidence < 1)) {
     return invalid_argument("calibrate: confidence must be in (0, 1)");
+  }
+  if (!(o.check_items >= 0) || !std::isfinite(o.check_items)) {
+    return invalid_argument("calibrate: the check sample's size must be >= 0 items");
+  }
+  if (!(o.check_risk > 0 && o.check_risk < 1)) {
+    return invalid_argument("calibrate: the check risk must be in (0, 1)");
   }
   if (o.bound == BoundMethod::kBootstrap && o.bootstrap_resamples < 1) {
     return invalid_argument("calibrate: bootstrap needs at least one resample");
@@ -204,9 +315,10 @@ CurvePoint evaluate_threshold(const std::vector<CalibrationItem>& items, double 
   p.accuracy = correct / n;
   p.relative_quality = p.accuracy / top_acc;
   p.margin = sum_d / n;
-  p.lower_bound = normal_lower_bound(sum_d, sum_d2, items.size(),
-                                     z_for_confidence(options.confidence, true),
-                                     d_range(escalated < items.size(), options.target));
+  const double z = z_for_confidence(options.confidence, true);
+  const DRange range = d_range(escalated < items.size(), options.target);
+  p.lower_bound = normal_lower_bound(sum_d, sum_d2, items.size(), z, range);
+  const double overall_p = normal_p_value(sum_d, sum_d2, items.size(), z, range);
   if (options.bound == BoundMethod::kBootstrap) {
     auto resample_mean = [&](const std::vector<size_t>& idx) {
       double s = 0;
@@ -225,7 +337,7 @@ CurvePoint evaluate_threshold(const std::vector<CalibrationItem>& items, double 
   for (size_t i = 0; i < items.size(); ++i) {
     if (cascade_escalates(items[i].score, threshold)) slices.escalate(i, items[i]);
   }
-  slices.judge(&p, options);
+  slices.judge(&p, options, overall_p);
   return p;
 }
 
@@ -328,21 +440,35 @@ Result<CalibrationResult> calibrate_threshold(const std::vector<CalibrationItem>
     p.relative_quality = p.accuracy / r.top_accuracy;
     p.margin = sum_d / nn;
     p.lower_bound = normal_lower_bound(sum_d, sum_d2, n, z, d_range(next < n, target));
+    const double overall_p = normal_p_value(sum_d, sum_d2, n, z, d_range(next < n, target));
     if (use_bootstrap) {
       for (size_t rs = 0; rs < resamples; ++rs) scratch[rs] = resample_sum[rs] / nn;
       p.lower_bound = std::min(p.lower_bound, sample_quantile(scratch, 1.0 - options.confidence));
     }
     p.cost_per_item = cost / nn;
     p.relative_cost = top_cost > 0 ? cost / top_cost : 0.0;
-    slices.judge(&p, options);
+    slices.judge(&p, options, overall_p);
     r.curve.push_back(p);
   }
 
-  // Cheapest point meeting the target; ties go to the higher lower bound.
+  r.rule = options.rule;
+  r.family_size = 1 + (options.slice_margin_points >= 0 ? slices.names.size() : 0);
   size_t best_any = 0;
   bool found = false;
   size_t best_ok = 0;
-  for (size_t k = 0; k < r.curve.size(); ++k) {
+  if (options.rule == SearchRule::kSimultaneous) {
+    // Fixed sequence: from threshold 1 down, the last point before the first that fails.
+    for (size_t k = r.curve.size(); k-- > 0;) {
+      if (!r.curve[k].meets_target) break;
+      best_ok = k;
+      found = true;
+    }
+    for (size_t k = 0; k < r.curve.size(); ++k) {
+      if (r.curve[k].family_p < r.curve[best_any].family_p) best_any = k;
+    }
+  }
+  // Per point: the cheapest point meeting the target; ties go to the higher lower bound.
+  for (size_t k = 0; options.rule == SearchRule::kPerPoint && k < r.curve.size(); ++k) {
     const CurvePoint& p = r.curve[k];
     if (p.lower_bound > r.curve[best_any].lower_bound) best_any = k;
     if (!p.meets_target) continue;
@@ -388,7 +514,55 @@ Result<CalibrationResult> calibrate_threshold(const std::vector<CalibrationItem>
                 " items; the best is " + point + " (lower bound " + bound + ")" +
                 (by_slice ? worst : "");
   }
+  if (options.rule == SearchRule::kSimultaneous) {
+    r.summary += format("; largest Holm-adjusted p-value over the %.0f claims %.4f",
+                        static_cast<double>(r.family_size), c.family_p) +
+                 " ('" + c.binding_claim + "')";
+    if (options.check_items > 0 && by_slice) {
+      r.summary += format("; estimated chance that %.0f fresh items show a slice more than "
+                          "%.1f points down: %.1f%%",
+                          options.check_items, options.slice_margin_points,
+                          100 * c.check_fail_estimate);
+    }
+  }
+  r.guarantee = guarantee_sentence(r, options);
   return r;
+}
+
+std::string guarantee_sentence(const CalibrationResult& r, const CalibrationOptions& options) {
+  const CurvePoint& c = r.chosen_point();
+  const std::string conf = format("%.0f %%", 100 * options.confidence);
+  const bool by_slice = options.slice_margin_points >= 0;
+  const std::string claims =
+      "the cascade's accuracy on items like these is at least " +
+      format("%.1f %%", 100 * options.target) + " of the top tier's" +
+      (by_slice ? format(", and no slice's expected accuracy is more than %.1f points below the "
+                         "top tier's",
+                         options.slice_margin_points)
+                : "");
+  if (!r.found) {
+    return "No guarantee: no threshold passed (" + claims + ", at " + conf +
+           " confidence); the configuration is left as it was.";
+  }
+  std::string out;
+  if (options.rule == SearchRule::kSimultaneous) {
+    out = "With " + conf + " confidence, simultaneously: " + claims + format(
+        " (threshold %.4f; Holm over %.0f claims; thresholds tested one by one from escalating "
+        "everything, stopping at the first that fails, so the search spends no confidence).",
+        c.threshold, static_cast<double>(r.family_size));
+  } else {
+    out = "Each with " + conf + " confidence on its own, not together and not allowing for the "
+          "search over thresholds (rule per-point): " + claims +
+          format(" (threshold %.4f).", c.threshold);
+  }
+  if (options.check_items > 0 && by_slice) {
+    out += format(" On a fresh sample of %.0f items, some slice shows more than %.1f points "
+                  "below the top tier with an estimated probability of %.1f %% (an estimate, "
+                  "not a bound; limit %.0f %%).",
+                  options.check_items, options.slice_margin_points, 100 * c.check_fail_estimate,
+                  100 * options.check_risk);
+  }
+  return out;
 }
 
 // ---------------------------------------------------------------------------------------------

@@ -39,6 +39,20 @@ enum class BoundMethod : uint8_t {
 };
 const char* bound_method_name(BoundMethod method);  // "normal", "bootstrap"
 
+// How calibrate_threshold searches the thresholds and judges the claims it makes.
+enum class SearchRule : uint8_t {
+  // Default. The family of claims — the overall target and, with a slice margin, each slice's
+  // expected loss <= the margin — gets one p-value each at every threshold, Holm–Bonferroni
+  // over the family, so that the claims hold together. Thresholds are tested in a fixed
+  // sequence, from 1 (escalate everything) downwards, and the search stops at the first that
+  // fails: only the first threshold whose claims are false can be wrongly passed, so the
+  // search spends no confidence (docs/CALIBRATION.md).
+  kSimultaneous,
+  // Before issue 16: each threshold's bounds on their own, the cheapest passing threshold.
+  kPerPoint,
+};
+const char* search_rule_name(SearchRule rule);  // "simultaneous", "per-point"
+
 struct CalibrationOptions {
   // Wanted cascade accuracy as a fraction of the top tier's accuracy, > 0. Above 1 asks the
   // cascade to beat the top tier (possible when tier 1 is right where the top tier is not).
@@ -57,6 +71,12 @@ struct CalibrationOptions {
   // `confidence`, normal approximation over the paired per-item losses) instead of the point
   // estimate. The point estimate favours the threshold where a slice's noise happened to help.
   bool slice_margin_bound = false;
+  SearchRule rule = SearchRule::kSimultaneous;
+  // With a slice margin and check_items > 0: a threshold also needs the estimated chance that
+  // a fresh sample of check_items items shows some slice more than the margin below the top
+  // tier to be <= check_risk (CurvePoint::check_fail_estimate). An estimate, not a bound.
+  double check_items = 0;
+  double check_risk = 0.10;
 };
 
 // The cascade at one threshold, over the held-out items.
@@ -81,7 +101,18 @@ struct CurvePoint {
   // The largest one-sided upper confidence bound of a slice's loss, in points (computed
   // always; the slice margin tests it when CalibrationOptions::slice_margin_bound is set).
   double worst_slice_loss_bound_points = 0;
-  // lower_bound >= 0, and with a slice margin, worst_slice_loss_points (or, with
+  // kSimultaneous: the largest Holm-adjusted p-value over the family {overall, each slice}
+  // (the point's claims hold together when it is <= 1 - confidence) and the claim it belongs
+  // to ("overall" or a slice's name).
+  double family_p = 1;
+  std::string binding_claim;
+  // With check_items: the estimated chance that a fresh sample of that many items shows some
+  // slice more than the margin below the top tier (each slice's kept-and-lost and
+  // kept-and-won rates from these items, half a pseudo-item added to the lost; Poisson
+  // counts on the slice's binomial share of the sample).
+  double check_fail_estimate = 0;
+  // kSimultaneous: family_p <= 1 - confidence (and the check estimate within check_risk).
+  // kPerPoint: lower_bound >= 0, and with a slice margin, worst_slice_loss_points (or, with
   // slice_margin_bound, worst_slice_loss_bound_points) <= that margin.
   bool meets_target = false;
 };
@@ -103,8 +134,12 @@ struct CalibrationResult {
   // to meeting it).
   bool found = false;
   size_t chosen = 0;
+  SearchRule rule = SearchRule::kSimultaneous;
+  size_t family_size = 1;  // claims under Holm: 1 + slices with a slice margin, else 1
   // One sentence for people: the choice, or "no threshold meets ... ; the best is ...".
   std::string summary;
+  // What the choice guarantees, in one sentence a user can check (guarantee_sentence).
+  std::string guarantee;
 
   const CurvePoint& chosen_point() const { return curve[chosen]; }
 };
@@ -114,6 +149,10 @@ struct CalibrationResult {
 // item (relative quality is then undefined).
 Result<CalibrationResult> calibrate_threshold(const std::vector<CalibrationItem>& items,
                                               const CalibrationOptions& options = {});
+
+// "With 95 % confidence, simultaneously: ..." — what `r` (from calibrate_threshold with
+// `options`) guarantees, or "No guarantee: ..." when nothing passed or the rule is per-point.
+std::string guarantee_sentence(const CalibrationResult& r, const CalibrationOptions& options);
 
 // The cascade at one threshold (the same arithmetic as one curve point); items must be
 // valid (see calibrate_threshold) and top accuracy > 0 — a bug otherwise.

@@ -452,6 +452,25 @@ double z_for_confidence(double confidence, bool one_sided) {
   return normal_quantile(one_sided ? confidence : 0.5 + 0.5 * confidence);
 }
 
+double normal_cdf(double x) { return 0.5 * std::erfc(-x / std::sqrt(2.0)); }
+
+std::vector<double> holm_adjust(const std::vector<double>& p) {
+  const size_t m = p.size();
+  std::vector<size_t> order(m);
+  for (size_t i = 0; i < m; ++i) {
+    CHECK(p[i] >= 0 && p[i] <= 1, "holm_adjust: p-value %g outside [0, 1]", p[i]);
+    order[i] = i;
+  }
+  std::stable_sort(order.begin(), order.end(), [&](size_t a, size_t b) { return p[a] < p[b]; });
+  std::vector<double> adjusted(m, 0.0);
+  double running = 0;
+  for (size_t j = 0; j < m; ++j) {
+    running = std::max(running, std::min(1.0, static_cast<double>(m - j) * p[order[j]]));
+    adjusted[order[j]] = running;
+  }
+  return adjusted;
+}
+
 Interval wilson_interval(size_t successes, size_t n, double z) {
   CHECK(successes <= n, "wilson_interval: %zu successes of %zu", successes, n);
   if (n == 0) return {0, 1};
@@ -548,6 +567,50 @@ SplitIndices stratified_split(const std::vector<std::string>& strata, double fir
   std::sort(out.first.begin(), out.first.end());
   std::sort(out.second.begin(), out.second.end());
   return out;
+}
+
+std::vector<size_t> stratified_folds(const std::vector<std::string>& strata, size_t k,
+                                     uint64_t seed) {
+  CHECK(k >= 2, "stratified_folds needs k >= 2 (got %zu)", k);
+  std::map<std::string, std::vector<size_t>> groups;  // ordered: the same draws every run
+  for (size_t i = 0; i < strata.size(); ++i) groups[strata[i]].push_back(i);
+  SplitMix64 rng(seed);
+  std::vector<size_t> fold(strata.size(), 0);
+  size_t start = 0;  // rotates, so small strata do not all fill fold 0 first
+  for (auto& [name, items] : groups) {
+    for (size_t i = items.size(); i > 1; --i) std::swap(items[i - 1], items[rng.below(i)]);
+    for (size_t j = 0; j < items.size(); ++j) fold[items[j]] = (start + j) % k;
+    start = (start + items.size()) % k;
+  }
+  return fold;
+}
+
+Result<std::vector<double>> cross_fit_scores(const std::vector<std::vector<double>>& x,
+                                             const std::vector<bool>& labels,
+                                             const std::vector<size_t>& folds, size_t k,
+                                             const std::vector<std::string>& feature_names,
+                                             const LogisticFitOptions& options) {
+  CHECK(x.size() == labels.size() && x.size() == folds.size(),
+        "cross_fit_scores: %zu rows, %zu labels, %zu folds", x.size(), labels.size(),
+        folds.size());
+  std::vector<double> scores(x.size(), 0.0);
+  for (size_t f = 0; f < k; ++f) {
+    std::vector<std::vector<double>> fit_x;
+    std::vector<bool> fit_labels;
+    for (size_t i = 0; i < x.size(); ++i) {
+      CHECK(folds[i] < k, "cross_fit_scores: item %zu in fold %zu of %zu", i, folds[i], k);
+      if (folds[i] == f) continue;
+      fit_x.push_back(x[i]);
+      fit_labels.push_back(labels[i]);
+    }
+    if (fit_x.size() == x.size()) continue;  // fold f is empty
+    auto model = LogisticModel::fit(fit_x, fit_labels, feature_names, options);
+    if (!model.is_ok()) return model.status();
+    for (size_t i = 0; i < x.size(); ++i) {
+      if (folds[i] == f) scores[i] = model->predict(x[i]);
+    }
+  }
+  return scores;
 }
 
 std::vector<double> bootstrap(size_t n, int resamples, uint64_t seed,

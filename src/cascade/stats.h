@@ -147,6 +147,15 @@ double z_for_confidence(double confidence, bool one_sided = false);
 // Wilson score interval for a binomial proportion. n == 0 gives [0, 1].
 Interval wilson_interval(size_t successes, size_t n, double z = 1.959963984540054);
 
+// Standard normal CDF, Phi(x).
+double normal_cdf(double x);
+
+// Holm–Bonferroni step-down adjusted p-values, in the order given: with p sorted ascending,
+// adjusted p_(i) = max over j <= i of min(1, (m - j + 1) p_(j)). Rejecting every hypothesis
+// whose adjusted p-value is <= alpha keeps the chance of any false rejection <= alpha, however
+// the tests depend on each other (Holm 1979). Values must be in [0, 1] (a bug otherwise).
+std::vector<double> holm_adjust(const std::vector<double>& p);
+
 // Exact (Clopper–Pearson) interval with coverage at least 1 - alpha. n == 0 gives [0, 1].
 Interval clopper_pearson_interval(size_t successes, size_t n, double alpha = 0.05);
 
@@ -163,6 +172,23 @@ struct SplitIndices {
   std::vector<size_t> first;   // ascending
   std::vector<size_t> second;  // ascending
 };
+
+// Fold of each item 0..n-1 for k-fold cross-fitting: within each stratum the items are
+// shuffled (SplitMix64 from `seed`) and dealt to folds 0, 1, ..., k-1 in turn, so every fold
+// keeps the strata's mix and fold sizes differ by at most one per stratum. k >= 2 (a bug
+// otherwise); a stratum smaller than k leaves some folds without it.
+std::vector<size_t> stratified_folds(const std::vector<std::string>& strata, size_t k,
+                                     uint64_t seed);
+
+// Out-of-fold scores: for each fold f, a LogisticModel fitted on the items of every other fold
+// predicts the items of fold f, so no item is scored by a model that saw it. x: [n][features],
+// folds: one per item, each < k. The errors of LogisticModel::fit (a fold's complement with a
+// single label class still fits: the penalty keeps it finite).
+Result<std::vector<double>> cross_fit_scores(const std::vector<std::vector<double>>& x,
+                                             const std::vector<bool>& labels,
+                                             const std::vector<size_t>& folds, size_t k,
+                                             const std::vector<std::string>& feature_names,
+                                             const LogisticFitOptions& options = {});
 
 // Splits items 0..n-1 so that each stratum (items with equal `strata` values) sends
 // round(first_fraction * its size) items to `first`, chosen at random from `seed`. When
