@@ -1,7 +1,9 @@
-// `frugal calibrate`: runs both tiers on task items, fits the scorer on half of them (split by
-// slice), sweeps the threshold on the other half, and writes the cheapest threshold that keeps
-// the cascade within --target of the top tier's quality (95 % one-sided), with the fitted
-// [cascade.scorer], into the config. Method: docs/CALIBRATION.md; outputs: docs/CASCADE.md.
+// `frugal calibrate`: runs both tiers on task items, scores every item out of fold (k-fold
+// cross-fitting by slice; or the old half split), chooses on all of them the cheapest threshold
+// whose claims — quality within --target of the top tier's, each slice within --slice-margin —
+// hold together with 95 % confidence (Holm, fixed-sequence search), and writes it with the
+// scorer fitted on all items into the config. Method: docs/CALIBRATION.md; outputs:
+// docs/CASCADE.md.
 
 #include <cmath>
 #include <cstdio>
@@ -48,6 +50,11 @@ struct CalibrateArgs {
   int64_t ctx = 0;
   int parallel = 1;
   std::string kv_type = "f16";
+  int64_t folds = 5;        // cross-fitting folds
+  bool half_split = false;  // fit on one half, choose on the other (before issue 16)
+  std::string rule = "simultaneous";
+  double check_items = 0;   // > 0: also estimate a fresh check of this many items
+  double check_risk = 0.10;
 };
 
 bool is_header(const std::string& line) {
@@ -168,8 +175,8 @@ std::string rewrite_config(const std::string& text, double threshold,
   return out;
 }
 
-std::string auroc_table(const std::vector<cascade::ScorerAuroc>& rows) {
-  std::string out = "scorer                 AUROC (held-out half)\n";
+std::string auroc_table(const std::vector<cascade::ScorerAuroc>& rows, const char* held_out) {
+  std::string out = std::string("scorer                 AUROC (") + held_out + ")\n";
   for (const auto& r : rows) {
     char buf[128];
     std::snprintf(buf, sizeof(buf), "%-22s %.3f%s\n", r.name.c_str(), r.auroc,
@@ -179,14 +186,12 @@ std::string auroc_table(const std::vector<cascade::ScorerAuroc>& rows) {
   return out;
 }
 
-// One JSON line per item: its id, slice, which half it fell in ("fit" or "threshold"), whether
-// each tier was right, both costs, and tier 1's scorer features by name, so a scorer can be
-// studied or fitted outside Frugal.
+// One JSON line per item: its id, slice, where it fell (`fold`: its cross-fitting fold, or
+// `half`: "fit" or "threshold"), whether each tier was right, both costs, and tier 1's scorer
+// features by name, so a scorer can be studied or fitted outside Frugal.
 Status write_features(const std::string& path, const std::vector<cascade::TaskItem>& items,
-                      const std::vector<cascade::ItemRun>& runs,
-                      const cascade::SplitIndices& split) {
-  std::vector<const char*> half(items.size(), "fit");
-  for (size_t i : split.second) half[i] = "threshold";
+                      const std::vector<cascade::ItemRun>& runs, const char* where_key,
+                      const std::vector<nlohmann::json>& where) {
   const std::vector<std::string>& names = cascade::scorer_feature_names();
   std::string text;
   for (size_t i = 0; i < items.size(); ++i) {
@@ -197,7 +202,7 @@ Status write_features(const std::string& path, const std::vector<cascade::TaskIt
     nlohmann::json line = {{"id", items[i].id},
                            {"slice", items[i].slice},
                            {"difficulty", items[i].difficulty},
-                           {"half", half[i]},
+                           {where_key, where[i]},
                            {"tier1_correct", runs[i].tier1_correct},
                            {"top_correct", runs[i].top_correct},
                            {"tier1_cost", runs[i].tier1.cost},
@@ -206,6 +211,99 @@ Status write_features(const std::string& path, const std::vector<cascade::TaskIt
     text += line.dump(-1, ' ', false, nlohmann::json::error_handler_t::replace) + "\n";
   }
   return cascade::write_text_file(path, text);
+}
+
+// The config's scorer and the scores the threshold is chosen on. Cross-fitting (default): each
+// item scored by a model fitted on the other folds, the threshold chosen on all items, the
+// config's scorer fitted on all of them. Half split: the scorer fitted on one half (split by
+// slice), the threshold chosen on the other.
+struct ScoredItems {
+  cascade::LogisticModel model;
+  std::vector<cascade::CalibrationItem> cal;
+  const char* where_key = "fold";
+  std::vector<nlohmann::json> where;  // per item: its fold, or "fit" / "threshold"
+  std::string how;                    // for the report
+  std::string auroc_text;
+};
+
+Result<ScoredItems> score_items(const std::vector<cascade::TaskItem>& items,
+                                const std::vector<cascade::ItemRun>& runs, const CalibrateArgs& a) {
+  const std::vector<std::string>& names = cascade::scorer_feature_names();
+  const uint64_t seed = static_cast<uint64_t>(a.seed);
+  std::vector<std::string> strata;
+  std::vector<std::vector<double>> x;
+  std::vector<bool> labels;
+  for (size_t i = 0; i < items.size(); ++i) {
+    strata.push_back(items[i].slice);
+    x.push_back(runs[i].features);
+    labels.push_back(runs[i].tier1_correct);
+  }
+  ScoredItems out;
+  std::vector<double> oof;
+  std::vector<size_t> fit_idx, eval_idx;  // the AUROC table's split: the halves, or fold 1
+  if (a.half_split) {
+    const cascade::SplitIndices split = cascade::stratified_split(strata, 0.5, seed);
+    fit_idx = split.first;
+    eval_idx = split.second;
+    out.where_key = "half";
+    out.where.assign(items.size(), "fit");
+    for (size_t i : split.second) out.where[i] = "threshold";
+  } else {
+    const size_t k = static_cast<size_t>(a.folds);
+    const std::vector<size_t> folds = cascade::stratified_folds(strata, k, seed);
+    auto scores = cascade::cross_fit_scores(x, labels, folds, k, names);
+    if (!scores.is_ok()) return scores.status();
+    oof = std::move(*scores);
+    for (size_t i = 0; i < items.size(); ++i) {
+      out.where.push_back(folds[i]);
+      (folds[i] == 0 ? eval_idx : fit_idx).push_back(i);
+    }
+  }
+  std::vector<std::vector<double>> fit_x, eval_x;
+  std::vector<bool> fit_labels, eval_labels;
+  for (size_t i : fit_idx) {
+    fit_x.push_back(x[i]);
+    fit_labels.push_back(labels[i]);
+  }
+  for (size_t i : eval_idx) {
+    eval_x.push_back(x[i]);
+    eval_labels.push_back(labels[i]);
+  }
+  auto part = cascade::LogisticModel::fit(fit_x, fit_labels, names);
+  if (!part.is_ok()) return part.status();
+  auto add = [&](size_t i, double score) {
+    out.cal.push_back({runs[i].tier1_correct, runs[i].top_correct, score, runs[i].tier1.cost,
+                       runs[i].top.cost, items[i].slice});
+  };
+  char buf[256];
+  if (a.half_split) {
+    out.model = *part;
+    for (size_t i : eval_idx) add(i, out.model.predict(x[i]));
+    std::snprintf(buf, sizeof(buf), "scorer fitted on %zu, threshold chosen on %zu (split by "
+                  "slice, seed %lld)", fit_idx.size(), eval_idx.size(), (long long)a.seed);
+  } else {
+    auto all = cascade::LogisticModel::fit(x, labels, names);
+    if (!all.is_ok()) return all.status();
+    out.model = *all;
+    for (size_t i = 0; i < items.size(); ++i) add(i, oof[i]);
+    std::snprintf(buf, sizeof(buf), "threshold chosen on the out-of-fold scores of all %zu "
+                  "(%lld-fold cross-fitting by slice, seed %lld), scorer fitted on all",
+                  items.size(), (long long)a.folds, (long long)a.seed);
+  }
+  out.how = buf;
+  auto aurocs = cascade::compare_scorer_with_baselines(
+      *part, fit_x, fit_labels, eval_x, eval_labels, {"mean_logprob", "answer_tokens"}, seed);
+  out.auroc_text = aurocs.is_ok() ? auroc_table(*aurocs, a.half_split ? "held-out half"
+                                                                      : "fold 1 held out")
+                                  : "AUROC table unavailable: " + aurocs.status().message() + "\n";
+  if (!a.half_split) {
+    if (auto auc = cascade::auroc(oof, labels); auc.is_ok()) {
+      std::snprintf(buf, sizeof(buf), "out-of-fold scores of all %zu items: AUROC %.3f\n",
+                    items.size(), *auc);
+      out.auroc_text += buf;
+    }
+  }
+  return out;
 }
 
 int run_calibrate(const CalibrateArgs& a) {
@@ -243,37 +341,22 @@ int run_calibrate(const CalibrateArgs& a) {
   auto ran = run_task_items("calibrate", *c, scorer, *items, max_tokens, a.data, &seconds, a.parallel);
   if (!ran) return 1;
   const std::vector<cascade::ItemRun>& runs = *ran;
-  std::vector<std::string> strata;
-  for (const cascade::TaskItem& item : *items) strata.push_back(item.slice);
-
-  const cascade::SplitIndices split =
-      cascade::stratified_split(strata, 0.5, static_cast<uint64_t>(a.seed));
-  auto rows = [&](const std::vector<size_t>& idx, std::vector<std::vector<double>>* x,
-                  std::vector<bool>* labels) {
-    for (size_t i : idx) {
-      x->push_back(runs[i].features);
-      labels->push_back(runs[i].tier1_correct);
-    }
-  };
-  std::vector<std::vector<double>> fit_x, eval_x;
-  std::vector<bool> fit_labels, eval_labels;
-  rows(split.first, &fit_x, &fit_labels);
-  rows(split.second, &eval_x, &eval_labels);
-  auto model = cascade::LogisticModel::fit(fit_x, fit_labels, cascade::scorer_feature_names());
-  if (!model.is_ok()) {
+  auto scored = score_items(*items, runs, a);
+  if (!scored.is_ok()) {
     std::fprintf(stderr, "frugal calibrate: fitting the scorer: %s\n",
-                 model.status().to_string().c_str());
+                 scored.status().to_string().c_str());
     return 1;
   }
-  std::vector<cascade::CalibrationItem> cal;
-  for (size_t i : split.second) {
-    cal.push_back({runs[i].tier1_correct, runs[i].top_correct, model->predict(runs[i].features),
-                   runs[i].tier1.cost, runs[i].top.cost, (*items)[i].slice});
-  }
+  const cascade::LogisticModel* model = &scored->model;
+  const std::vector<cascade::CalibrationItem>& cal = scored->cal;
   cascade::CalibrationOptions cal_options;
   cal_options.target = a.target;
   cal_options.slice_margin_points = a.slice_margin;
   cal_options.slice_margin_bound = a.slice_bound;
+  cal_options.rule =
+      a.rule == "per-point" ? cascade::SearchRule::kPerPoint : cascade::SearchRule::kSimultaneous;
+  cal_options.check_items = a.check_items;
+  cal_options.check_risk = a.check_risk;
   auto result = cascade::calibrate_threshold(cal, cal_options);
   if (!result.is_ok()) {
     std::fprintf(stderr, "frugal calibrate: %s\n", result.status().to_string().c_str());
@@ -281,30 +364,23 @@ int run_calibrate(const CalibrateArgs& a) {
   }
 
   if (!a.features.empty()) {
-    if (Status s = write_features(a.features, *items, runs, split); !s.is_ok()) {
+    if (Status s = write_features(a.features, *items, runs, scored->where_key, scored->where);
+        !s.is_ok()) {
       std::fprintf(stderr, "frugal calibrate: %s\n", s.to_string().c_str());
       return 1;
     }
   }
 
-  std::printf("%zu items from %s in %.1f s: scorer fitted on %zu, threshold chosen on %zu "
-              "(split by slice, seed %lld)\n",
-              runs.size(), a.data.c_str(), seconds, split.first.size(), split.second.size(),
-              (long long)a.seed);
-  std::printf("tier 1 '%s' accuracy %.3f, top tier '%s' accuracy %.3f (held-out half)\n\n",
+  std::printf("%zu items from %s in %.1f s: %s\n", runs.size(), a.data.c_str(), seconds,
+              scored->how.c_str());
+  std::printf("tier 1 '%s' accuracy %.3f, top tier '%s' accuracy %.3f (%s)\n\n",
               c->tier1().name().c_str(), result->tier1_accuracy,
-              c->top_tier().name().c_str(), result->top_accuracy);
-  auto aurocs = cascade::compare_scorer_with_baselines(*model, fit_x, fit_labels, eval_x,
-                                                       eval_labels,
-                                                       {"mean_logprob", "answer_tokens"},
-                                                       static_cast<uint64_t>(a.seed));
-  if (aurocs.is_ok()) {
-    std::printf("%s\n", auroc_table(*aurocs).c_str());
-  } else {
-    std::printf("AUROC table unavailable: %s\n\n", aurocs.status().message().c_str());
-  }
+              c->top_tier().name().c_str(), result->top_accuracy,
+              a.half_split ? "threshold half" : "all items");
+  std::printf("%s\n", scored->auroc_text.c_str());
   std::printf("%s", cascade::curve_table(*result).c_str());
   if (!result->summary.empty() && result->summary.back() != '\n') std::printf("\n");
+  std::printf("\n%s\n", result->guarantee.c_str());
   if (c->cache() != nullptr && result->found) {
     // The cache tiers under the new scorer and threshold: every item replayed in order.
     const double chosen = result->chosen_point().threshold;
@@ -387,7 +463,7 @@ void register_calibrate(CLI::App& app, int& exit_code) {
                   "(default 0.98)");
   cmd->add_option("--limit", args->n, "Use only the first N items (default: all)")
       ->check(int_range(0, INT64_MAX));
-  cmd->add_option("--seed", args->seed, "Seed of the fit/threshold split (default 1)")
+  cmd->add_option("--seed", args->seed, "Seed of the folds (or of the half split) (default 1)")
       ->check(int_range(0, INT64_MAX));
   cmd->add_option("--csv", args->csv, "Curve CSV path (default: calibration.csv beside the "
                                       "config)");
@@ -400,8 +476,28 @@ void register_calibrate(CLI::App& app, int& exit_code) {
   cmd->add_flag("--slice-bound", args->slice_bound,
                 "Test --slice-margin on each slice's one-sided 95 % upper confidence bound of "
                 "its loss instead of the point estimate (robust to a lucky slice; costs more)");
+  cmd->add_option("--folds", args->folds,
+                  "Cross-fitting folds: each item scored by a scorer fitted on the other folds, "
+                  "the threshold chosen on all items (default 5)")
+      ->check(int_range(2, 100));
+  cmd->add_flag("--half-split", args->half_split,
+                "Fit the scorer on one half and choose the threshold on the other instead of "
+                "cross-fitting");
+  cmd->add_option("--rule", args->rule,
+                  "simultaneous (default): the claims hold together (Holm), thresholds tested "
+                  "in a fixed sequence from escalating everything; per-point: each threshold's "
+                  "bounds on their own, the cheapest passing one")
+      ->check(CLI::IsMember({"simultaneous", "per-point"}));
+  cmd->add_option("--check-items", args->check_items,
+                  "With --slice-margin: also require that a fresh sample of N items shows no "
+                  "slice beyond the margin, with estimated probability >= 1 - --check-risk "
+                  "(default 0: off)")
+      ->check(real_range(0.0, 1e9));
+  cmd->add_option("--check-risk", args->check_risk,
+                  "The estimated chance allowed for --check-items (default 0.1)")
+      ->check(real_range(1e-6, 0.999999));
   cmd->add_option("--features", args->features,
-                  "Also write every item's scorer features, labels, costs and split half as "
+                  "Also write every item's scorer features, labels, costs and fold (or half) as "
                   "JSONL (to study or fit a scorer elsewhere)");
   cmd->add_flag("--dry-run", args->dry_run, "Report and write the curve, not the config");
   add_tier_run_options(cmd, &args->max_tokens, &args->threads, &args->ctx);
