@@ -477,14 +477,15 @@ TEST_F(CalibrateEvalTest, CalibrateLeavesConfigAloneOnDryRunOrUnmetTarget) {
   EXPECT_EQ(dry.exit_code, 0) << dry.out;
   EXPECT_EQ(read_file(config), before);
 
-  // --features: one line per item, both halves, every scorer feature by name.
+  // --features: one line per item, each in one of the 5 cross-fitting folds, every scorer
+  // feature by name.
   std::ifstream in(features);
-  std::map<std::string, int> halves;
+  std::map<int, int> folds;
   int lines = 0;
   for (std::string line; std::getline(in, line); ++lines) {
     const json j = json::parse(line, nullptr, false);
     ASSERT_FALSE(j.is_discarded()) << line;
-    ++halves[j["half"].get<std::string>()];
+    ++folds[j["fold"].get<int>()];
     EXPECT_EQ(j["features"].size(), 9u) << line;
     EXPECT_LE(j["features"]["mean_logprob"].get<double>(), 0.0) << line;
     EXPECT_GE(j["features"]["answer_tokens"].get<double>(), 1.0) << line;
@@ -493,9 +494,26 @@ TEST_F(CalibrateEvalTest, CalibrateLeavesConfigAloneOnDryRunOrUnmetTarget) {
     EXPECT_GT(j["top_cost"].get<double>(), j["tier1_cost"].get<double>()) << line;
   }
   EXPECT_EQ(lines, kItems);
+  ASSERT_EQ(folds.size(), 5u);
+  for (const auto& [fold, count] : folds) {
+    EXPECT_TRUE(fold >= 0 && fold < 5) << fold;
+    EXPECT_GE(count, kItems / 5 - 3) << "fold " << fold;
+  }
+  EXPECT_NE(dry.out.find("With 95 % confidence, simultaneously: "), std::string::npos) << dry.out;
+  EXPECT_NE(dry.out.find("out-of-fold scores of all"), std::string::npos) << dry.out;
+  // --half-split: the scorer fitted on one half, the threshold chosen on the other.
+  Output half = run_frugal("calibrate --config " + config.string() + " --data " + items() +
+                           " --dry-run --half-split -n 16 -t 1 --features " + features.string());
+  EXPECT_EQ(half.exit_code, 0) << half.out;
+  std::ifstream in_half(features);
+  std::map<std::string, int> halves;
+  for (std::string line; std::getline(in_half, line);) {
+    ++halves[json::parse(line)["half"].get<std::string>()];
+  }
   EXPECT_EQ(halves["fit"] + halves["threshold"], kItems);
   EXPECT_GT(halves["fit"], 0);
   EXPECT_GT(halves["threshold"], 0);
+  EXPECT_EQ(read_file(config), before);
   // Identical tiers: the cascade cannot reach 1.5 x the top tier's accuracy.
   Output unmet = run_frugal("calibrate --config " + config.string() + " --data " + items() +
                             " --target 1.5 -n 16 -t 1");
