@@ -114,6 +114,11 @@ class CascadeRunImpl : public CascadeRun, public std::enable_shared_from_this<Ca
       start_tier(0, request_, /*live=*/true);
       return;
     }
+    if (c_.escalate_all()) {
+      out_.escalated = true;
+      escalate(1);
+      return;
+    }
     TierRequest r1 = request_;
     r1.prompt_logprobs = true;
     if (c_.config_.early_escalation) {

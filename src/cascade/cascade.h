@@ -10,6 +10,7 @@
 // streaming policy's cost: docs/CASCADE.md.
 #pragma once
 
+#include <atomic>
 #include <cstdint>
 #include <limits>
 #include <memory>
@@ -150,6 +151,10 @@ class Cascade {
   void set_scorer(Scorer scorer) { scorer_ = std::move(scorer); }
   void set_threshold(double threshold) { threshold_ = threshold; }
   double threshold() const { return threshold_; }
+  // Escalate-all (the drift alarm's action, docs/OPERATIONS.md): while set, every request that
+  // misses the cache goes straight to the top tier, tier 1 not run. From any thread.
+  void set_escalate_all(bool on) { escalate_all_.store(on); }
+  bool escalate_all() const { return escalate_all_.load(); }
 
   // The cache stage every request goes through first (cacheable requests only): the exact
   // cache, then the semantic cache's nearest candidate and tier 1's check of it. Runs on the
@@ -183,6 +188,7 @@ class Cascade {
   std::vector<bool> speculative_escalation_;  // [model tier]: takes tier 1's answer as a draft
   Scorer scorer_;
   double threshold_;
+  std::atomic<bool> escalate_all_{false};
 };
 
 }  // namespace frugal::cascade

@@ -28,10 +28,16 @@ constexpr int64_t kMaxCacheCapacity = int64_t{1} << 30;
 // $1e15 per million tokens), and products of them would print as inf.
 constexpr double kMaxNumber = 1e15;
 
-constexpr std::string_view kTopKeys[] = {"cascade", "tier", "server"};
+constexpr std::string_view kTopKeys[] = {"cascade", "tier", "server", "shadow"};
 constexpr std::string_view kServerKeys[] = {"name",           "api_keys_env",   "api_keys_file",
                                             "ledger",         "max_body_bytes", "max_prompt_chars",
-                                            "request_timeout_s", "http_threads"};
+                                            "request_timeout_s", "http_threads",
+                                            "admin_keys_env", "distill_log",
+                                            "distill_log_max_bytes"};
+constexpr std::string_view kShadowKeys[] = {
+    "fraction",           "budget_per_hour", "compare",           "short_answer_chars",
+    "queue",              "workers",         "expected_agreement", "slice_agreement",
+    "drift_shift",        "false_alarm_rate", "action",           "max_slices"};
 constexpr std::string_view kCascadeKeys[] = {"threshold",
                                              "local_price_per_flop",
                                              "max_tokens",
@@ -158,6 +164,7 @@ class ConfigReader {
 
   Status read_scorer(const toml::node& node, ScorerConfig* scorer) const;
   Status read_server(const toml::node& node, ServerConfig* server) const;
+  Status read_shadow(const toml::node& node, ShadowConfig* shadow) const;
   std::string resolve(const std::string& path) const {
     std::filesystem::path p(path);
     if (p.is_relative() && !base_dir_.empty()) p = base_dir_ / p;
@@ -451,6 +458,70 @@ Status ConfigReader::read_server(const toml::node& node, ServerConfig* server) c
                                     &server->request_timeout_s));
   FRUGAL_RETURN_IF_ERROR(read_count(*table, "http_threads", where, 2, 4096,
                                     &server->http_threads));
+  FRUGAL_RETURN_IF_ERROR(read_string(*table, "admin_keys_env", where, &server->admin_keys_env));
+  FRUGAL_RETURN_IF_ERROR(read_string(*table, "distill_log", where, &server->distill_log));
+  if (!server->distill_log.empty()) server->distill_log = resolve(server->distill_log);
+  FRUGAL_RETURN_IF_ERROR(read_count(*table, "distill_log_max_bytes", where, 4096,
+                                    int64_t{1} << 50, &server->distill_log_max_bytes));
+  return Status::ok();
+}
+
+Status ConfigReader::read_shadow(const toml::node& node, ShadowConfig* shadow) const {
+  const toml::table* table = node.as_table();
+  if (table == nullptr) return error_at(node.source(), "'shadow' must be a table");
+  const std::string where = "[shadow]";
+  FRUGAL_RETURN_IF_ERROR(check_keys(*table, kShadowKeys, where));
+  // A probability in [0, 1] (open at 0 or 1 where `open` says so).
+  auto read_probability = [&](std::string_view key, double* out, bool open0, bool open1) {
+    FRUGAL_RETURN_IF_ERROR(read_number(*table, key, where, out));
+    const double v = *out;
+    if (table->get(key) != nullptr && (v > 1 || (open0 && v == 0) || (open1 && v == 1))) {
+      return error_at(table->get(key)->source(),
+                      "'" + std::string(key) + "' in [shadow] must be in " + (open0 ? "(" : "[") +
+                          "0, 1" + (open1 ? ")" : "]"));
+    }
+    return Status::ok();
+  };
+  FRUGAL_RETURN_IF_ERROR(read_probability("fraction", &shadow->fraction, false, false));
+  FRUGAL_RETURN_IF_ERROR(read_number(*table, "budget_per_hour", where, &shadow->budget_per_hour));
+  FRUGAL_RETURN_IF_ERROR(read_string(*table, "compare", where, &shadow->compare));
+  if (shadow->compare != "auto" && shadow->compare != "exact" && shadow->compare != "logprob") {
+    return error_at(table->get("compare")->source(),
+                    "'compare' in [shadow] must be \"auto\", \"exact\" or \"logprob\"");
+  }
+  FRUGAL_RETURN_IF_ERROR(read_count(*table, "short_answer_chars", where, 0, int64_t{1} << 20,
+                                    &shadow->short_answer_chars));
+  FRUGAL_RETURN_IF_ERROR(read_count(*table, "queue", where, 1, int64_t{1} << 20, &shadow->queue));
+  FRUGAL_RETURN_IF_ERROR(read_count(*table, "workers", where, 1, 256, &shadow->workers));
+  FRUGAL_RETURN_IF_ERROR(
+      read_probability("expected_agreement", &shadow->expected_agreement, false, true));
+  if (const toml::node* sa = table->get("slice_agreement")) {
+    const toml::table* slices = sa->as_table();
+    if (slices == nullptr) {
+      return error_at(sa->source(), "'slice_agreement' in [shadow] must be a table of "
+                                    "slice = agreement ([shadow.slice_agreement])");
+    }
+    for (auto&& [key, value] : *slices) {
+      double v = value.is_number() ? value.value<double>().value_or(-1) : -1;
+      if (!(v > 0 && v < 1)) {
+        return error_at(value.source(), "slice '" + std::string(key.str()) +
+                                            "' in [shadow.slice_agreement] must be a number in "
+                                            "(0, 1)");
+      }
+      shadow->slice_agreement.emplace_back(std::string(key.str()), v);
+    }
+  }
+  FRUGAL_RETURN_IF_ERROR(read_probability("drift_shift", &shadow->drift_shift, true, true));
+  FRUGAL_RETURN_IF_ERROR(read_probability("false_alarm_rate", &shadow->false_alarm_rate, true, true));
+  FRUGAL_RETURN_IF_ERROR(read_string(*table, "action", where, &shadow->action));
+  if (shadow->action != "alert" && shadow->action != "escalate-all") {
+    return error_at(table->get("action")->source(),
+                    "'action' in [shadow] must be \"alert\" or \"escalate-all\"");
+  }
+  if (shadow->expected_agreement > 0 && shadow->expected_agreement - shadow->drift_shift <= 0) {
+    return error_at(table->source(), "[shadow] drift_shift must be below expected_agreement");
+  }
+  FRUGAL_RETURN_IF_ERROR(read_count(*table, "max_slices", where, 0, 4096, &shadow->max_slices));
   return Status::ok();
 }
 
@@ -468,7 +539,7 @@ Result<CascadeConfig> ConfigReader::read(const std::string& text) {
     for (std::string_view k : kTopKeys) known = known || key.str() == k;
     if (!known) {
       return error_at(key.source(), "unknown key or table '" + std::string(key.str()) +
-                                        "' (known: [cascade], [[tier]], [server])");
+                                        "' (known: [cascade], [[tier]], [server], [shadow])");
     }
   }
 
@@ -509,6 +580,9 @@ Result<CascadeConfig> ConfigReader::read(const std::string& text) {
 
   if (const toml::node* node = root.get("server")) {
     FRUGAL_RETURN_IF_ERROR(read_server(*node, &config.server));
+  }
+  if (const toml::node* node = root.get("shadow")) {
+    FRUGAL_RETURN_IF_ERROR(read_shadow(*node, &config.shadow));
   }
 
   const toml::node* tiers_node = root.get("tier");

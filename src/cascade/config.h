@@ -113,6 +113,39 @@ struct ServerConfig {
   int64_t max_prompt_chars = 256 * 1024;       // longer prompts (all messages) get 400
   int64_t request_timeout_s = 600;             // a request still running then ends with 504
   int64_t http_threads = 128;                  // connections served at once
+  // Admin keys (POST /admin/reload), comma- or newline-separated in this environment variable;
+  // none: the admin endpoint answers 403 and only SIGHUP reloads.
+  std::string admin_keys_env;
+  // The distillation log (docs/OPERATIONS.md): a JSON line per escalated request and per shadow
+  // pair; empty: none. Past distill_log_max_bytes the file is renamed to <path>.1 (replacing
+  // the previous one) and a new one begun.
+  std::string distill_log;
+  int64_t distill_log_max_bytes = int64_t{1} << 30;
+};
+
+// [shadow]: checks of tier 1's kept answers against the top tier, off the request's path, and
+// the drift alarm on their outcomes (docs/OPERATIONS.md).
+struct ShadowConfig {
+  double fraction = 0;          // of the requests tier 1 answered; 0: no shadow checks
+  double budget_per_hour = 0;   // dollars the checks may spend on the top tier per rolling hour
+  // How two answers are compared: "auto" (the request's item check when it carries one, else
+  // exact match after normalisation for answers up to short_answer_chars, else "logprob"),
+  // "exact", or "logprob" (the top tier's teacher-forced reading of tier 1's answer through
+  // the scorer; needs a local top tier).
+  std::string compare = "auto";
+  int64_t short_answer_chars = 64;
+  int64_t queue = 64;     // checks waiting; more are dropped and counted
+  int64_t workers = 2;    // checks running at once
+  // The drift alarm: the agreement calibration predicts for tier 1's kept answers (written by
+  // `frugal calibrate`; 0: no alarm), per slice where known; the drop in agreement to detect;
+  // P(a false alarm within 10,000 shadow outcomes) per detector; and what an alarm does
+  // ("alert", or "escalate-all": every request goes to the top tier until a reload).
+  double expected_agreement = 0;
+  std::vector<std::pair<std::string, double>> slice_agreement;
+  double drift_shift = 0.05;
+  double false_alarm_rate = 0.01;
+  std::string action = "alert";
+  int64_t max_slices = 32;  // distinct slice tags tracked; others count as "other"
 };
 
 struct CascadeConfig {
@@ -135,6 +168,7 @@ struct CascadeConfig {
   // verifies tier 1's answer as a draft and keeps the prefix it agrees with.
   bool speculative_escalation = true;
   ServerConfig server;
+  ShadowConfig shadow;
 
   // The cache tier, or nullptr when there is none.
   const TierConfig* cache_tier() const;

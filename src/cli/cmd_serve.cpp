@@ -1,5 +1,5 @@
 // `frugal serve`: the cascade behind an OpenAI-compatible HTTP API, until SIGINT or SIGTERM
-// (which drain running requests first).
+// (which drain running requests first); SIGHUP reloads the config without a restart.
 #include <signal.h>
 #include <unistd.h>
 
@@ -55,6 +55,7 @@ int run_serve(const ServeArgs& a) {
   sigemptyset(&signals);
   sigaddset(&signals, SIGINT);
   sigaddset(&signals, SIGTERM);
+  sigaddset(&signals, SIGHUP);
   pthread_sigmask(SIG_BLOCK, &signals, nullptr);
   signal(SIGPIPE, SIG_IGN);
 
@@ -76,7 +77,14 @@ int run_serve(const ServeArgs& a) {
                path.c_str(), a.host.c_str(), server.port());
   std::thread waiter([&] {
     int sig = 0;
-    sigwait(&signals, &sig);
+    for (;;) {
+      sigwait(&signals, &sig);
+      if (sig != SIGHUP) break;
+      // Reload: the new cascade is built beside the old one, which keeps serving if it fails
+      // (Server::reload logs either way).
+      std::fprintf(stderr, "frugal serve: SIGHUP: reloading %s\n", path.c_str());
+      if (server.ready()) (void)server.reload();
+    }
     std::fprintf(stderr, "frugal serve: %s: draining %lld running requests, then exiting\n",
                  sig == SIGINT ? "SIGINT" : "SIGTERM", (long long)server.in_flight());
     server.stop();

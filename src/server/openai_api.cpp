@@ -278,6 +278,62 @@ bool read_stop(const json& body, std::vector<std::string>* out, ParseResult* err
 
 }  // namespace
 
+// The `frugal` extension object: {"slice": "...", "check": {"method", "tolerance", "keywords"}}
+// (docs/SERVER.md), what the shadow check and the drift alarm know of a request.
+bool read_frugal_extension(const json& body, cascade::ShadowTags* tags, ParseResult* err) {
+  const json* f = field(body, "frugal");
+  if (f == nullptr) return true;
+  if (!f->is_object()) {
+    *err = fail(must_be("frugal", "an object", *f), "frugal");
+    return false;
+  }
+  if (const json* s = field(*f, "slice")) {
+    if (!s->is_string() || s->get<std::string>().size() > 128) {
+      *err = fail("'frugal.slice' must be a string of at most 128 bytes", "frugal.slice");
+      return false;
+    }
+    tags->slice = s->get<std::string>();
+  }
+  const json* c = field(*f, "check");
+  if (c == nullptr) return true;
+  const json* m = c->is_object() ? field(*c, "method") : nullptr;
+  const std::string method = m != nullptr && m->is_string() ? m->get<std::string>() : "";
+  if (method != "exact" && method != "exact_ci" && method != "numeric" && method != "clarify") {
+    *err = fail("'frugal.check' must be an object whose 'method' is exact, exact_ci, numeric or "
+                "clarify (docs/TASKS.md)",
+                "frugal.check");
+    return false;
+  }
+  cascade::CheckSpec spec;
+  spec.method = method;
+  if (const json* t = field(*c, "tolerance")) {
+    if (!t->is_number() || !(t->get<double>() >= 0)) {
+      *err = fail("'frugal.check.tolerance' must be a number >= 0", "frugal.check.tolerance");
+      return false;
+    }
+    spec.tolerance = t->get<double>();
+  }
+  if (const json* k = field(*c, "keywords")) {
+    if (!k->is_array()) {
+      *err = fail("'frugal.check.keywords' must be an array of strings", "frugal.check.keywords");
+      return false;
+    }
+    for (const json& w : *k) {
+      if (!w.is_string()) {
+        *err = fail("'frugal.check.keywords' must be an array of strings", "frugal.check.keywords");
+        return false;
+      }
+      spec.keywords.push_back(w.get<std::string>());
+    }
+  }
+  if (method == "clarify" && spec.keywords.empty()) {
+    *err = fail("a clarify check needs 'frugal.check.keywords'", "frugal.check.keywords");
+    return false;
+  }
+  tags->check = std::move(spec);
+  return true;
+}
+
 ParseResult parse_request(Endpoint endpoint, std::string_view text, const ParseLimits& limits) {
   json body = json::parse(text.begin(), text.end(), nullptr, /*allow_exceptions=*/false);
   if (body.is_discarded()) {
@@ -378,6 +434,7 @@ ParseResult parse_request(Endpoint endpoint, std::string_view text, const ParseL
     if (!u->is_string()) return fail(must_be("user", "a string", *u), "user");
     r.user = u->get<std::string>();
   }
+  if (!read_frugal_extension(body, &r.frugal, &err)) return err;
   // The scorer reads tier 1's top-5 alternatives whatever the client asks to see.
   t.n_logprobs = std::max(5, r.top_logprobs);
   ParseResult ok;

@@ -12,6 +12,7 @@
 #include <nlohmann/json.hpp>
 
 #include "cascade/cascade.h"
+#include "cascade/shadow.h"
 #include "cascade/tier.h"
 #include "util/status.h"
 
@@ -29,6 +30,9 @@ struct ApiRequest {
   bool logprobs = false;           // return per-token logprobs
   int top_logprobs = 0;            // alternatives per token in the response (0-20)
   std::string user;
+  // The `frugal` extension (slice tag, item check) for shadow checks; x-frugal-slice sets the
+  // slice too.
+  cascade::ShadowTags frugal;
 };
 
 // An error as the client sees it: HTTP status and OpenAI's body

@@ -132,6 +132,9 @@ struct Server::Call {
   ResponseMeta meta;
   std::string key_id;
   std::string kind;  // "cascade" or "tier"
+  // What the request runs on: a reload swaps the server's pair, never this one.
+  std::shared_ptr<cascade::Cascade> cascade;
+  std::shared_ptr<cascade::ShadowChecker> shadow;
   Clock::time_point start = Clock::now();
   std::mutex mu;
   std::condition_variable cv;
@@ -243,9 +246,30 @@ Server::~Server() {
   stop();
   if (listener_.joinable()) listener_.join();
   // The tiers' threads call back into the metrics and the ledger (a request a client left is
-  // still ending): stop them while both exist.
-  cascade_.reset();
+  // still ending): stop them while both exist. The shadow checker first (its checks use the
+  // cascade); the cascade once no request holds it, so that its tiers are never freed from
+  // one of their own threads.
+  std::shared_ptr<cascade::Cascade> c;
+  {
+    std::lock_guard<std::mutex> lock(cascade_mu_);
+    shadow_.reset();
+    c = std::move(cascade_);
+  }
+  const auto until = Clock::now() + std::chrono::seconds(10);
+  while (c != nullptr && c.use_count() > 1 && Clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  c.reset();
   if (ledger_ != nullptr) std::fclose(ledger_);
+}
+
+std::shared_ptr<cascade::Cascade> Server::current() const {
+  std::lock_guard<std::mutex> lock(cascade_mu_);
+  return cascade_;
+}
+
+std::shared_ptr<cascade::ShadowChecker> Server::current_shadow() const {
+  std::lock_guard<std::mutex> lock(cascade_mu_);
+  return shadow_;
 }
 
 void Server::log(const std::string& line) const {
@@ -283,6 +307,22 @@ Status Server::bind() {
       while (std::getline(in, key, ','))
         if (!key.empty()) api_keys_.insert(key);
     }
+  }
+  if (!sc.admin_keys_env.empty()) {
+    if (const char* v = std::getenv(sc.admin_keys_env.c_str())) {
+      std::string all(v);
+      for (char& c : all)
+        if (c == '\n' || c == ' ') c = ',';
+      std::istringstream in(all);
+      std::string key;
+      while (std::getline(in, key, ','))
+        if (!key.empty()) admin_keys_.insert(key);
+    }
+  }
+  if (!sc.distill_log.empty()) {
+    auto log = cascade::DistillLog::open(sc.distill_log, sc.distill_log_max_bytes);
+    if (!log.is_ok()) return invalid_argument("[server] distill_log: " + log.status().message());
+    distill_ = std::move(log).value();
   }
   if (api_keys_.empty() && !is_loopback(options_.host)) {
     log("frugal serve: warning: no API keys configured and bound to " + options_.host +
@@ -343,7 +383,18 @@ Status Server::serve() {
     if (listener_.joinable()) listener_.join();
     return c.status();
   }
-  cascade_ = std::move(c).value();
+  std::shared_ptr<cascade::Cascade> loaded = std::move(c).value();
+  auto shadow = make_shadow(loaded);
+  if (!shadow.is_ok()) {
+    stop();
+    if (listener_.joinable()) listener_.join();
+    return shadow.status();
+  }
+  {
+    std::lock_guard<std::mutex> lock(cascade_mu_);
+    cascade_ = std::move(loaded);
+    shadow_ = std::move(shadow).value();
+  }
   ready_.store(true);
   metrics_.set("frugal_ready", {}, 1);
   log("frugal serve: ready on http://" + options_.host + ":" + std::to_string(port_) +
@@ -369,6 +420,130 @@ void Server::stop() {
   http_->stop();
 }
 
+// ---------------------------------------------------------------------------- shadow, reload
+
+std::string Server::bounded_slice(const std::string& slice) {
+  if (slice.empty()) return "";
+  std::lock_guard<std::mutex> lock(slices_mu_);
+  if (slices_seen_.count(slice) != 0) return slice;
+  const int64_t cap = options_.config.shadow.max_slices;
+  if (static_cast<int64_t>(slices_seen_.size()) >= cap) return "other";
+  slices_seen_.insert(slice);
+  return slice;
+}
+
+Result<std::shared_ptr<cascade::ShadowChecker>> Server::make_shadow(
+    const std::shared_ptr<cascade::Cascade>& c) {
+  cascade::ShadowChecker::Options o;
+  o.seed = options_.shadow_seed;
+  o.log = [this](const std::string& line) { log(line); };
+  o.distill = distill_.get();
+  auto slice_label = [this](const std::string& slice) {
+    const std::string b = bounded_slice(slice);
+    return b.empty() ? std::string("none") : b;
+  };
+  o.observer.on_outcome = [this, slice_label](const std::string& slice, bool agree,
+                                              const std::string& method) {
+    metrics_.add("frugal_shadow_checks_total", {{"slice", slice_label(slice)},
+                                                {"outcome", agree ? "agree" : "disagree"},
+                                                {"method", method}});
+  };
+  o.observer.on_drop = [this](const std::string& reason) {
+    metrics_.add("frugal_shadow_dropped_total", {{"reason", reason}});
+  };
+  o.observer.on_spent = [this](double dollars) {
+    metrics_.add("frugal_shadow_spent_dollars_total", {}, dollars);
+  };
+  o.observer.on_alarm = [this, slice_label](const cascade::DriftState& st) {
+    metrics_.add("frugal_drift_alarms_total",
+                 {{"slice", st.slice.empty() ? std::string("all") : slice_label(st.slice)}});
+  };
+  FRUGAL_ASSIGN_OR_RETURN(auto checker, cascade::ShadowChecker::create(c, std::move(o)));
+  return std::shared_ptr<cascade::ShadowChecker>(std::move(checker));
+}
+
+Status Server::reload() {
+  std::lock_guard<std::mutex> reloading(reload_mu_);
+  if (current() == nullptr) return unavailable("the server has not loaded a cascade yet");
+  auto config = options_.load_config ? options_.load_config()
+                                     : cascade::load_cascade_config(options_.config.path);
+  auto refuse = [&](const Status& s) {
+    metrics_.add("frugal_reloads_total", {{"outcome", "refused"}});
+    log("frugal serve: reload refused, still serving the previous config: " + s.to_string());
+    return s;
+  };
+  if (!config.is_ok()) return refuse(config.status());
+  auto built = options_.make_cascade ? options_.make_cascade(*config, options_.cascade)
+                                     : cascade::Cascade::create(*config, options_.cascade);
+  if (!built.is_ok()) return refuse(built.status());
+  std::shared_ptr<cascade::Cascade> fresh = std::move(built).value();
+  auto shadow = make_shadow(fresh);
+  if (!shadow.is_ok()) return refuse(shadow.status());
+  std::shared_ptr<cascade::Cascade> old;
+  std::shared_ptr<cascade::ShadowChecker> old_shadow;
+  {
+    std::lock_guard<std::mutex> lock(cascade_mu_);
+    old = std::exchange(cascade_, std::move(fresh));
+    old_shadow = std::exchange(shadow_, std::move(shadow).value());
+  }
+  // Requests running on the old pair finish there; then it is freed here, never on one of the
+  // old tiers' own threads.
+  const auto until = Clock::now() + std::chrono::seconds(options_.config.server.request_timeout_s);
+  while ((old_shadow.use_count() > 1 || old.use_count() > 2) && Clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  old_shadow.reset();
+  while (old.use_count() > 1 && Clock::now() < until)
+    std::this_thread::sleep_for(std::chrono::milliseconds(5));
+  old.reset();
+  metrics_.add("frugal_reloads_total", {{"outcome", "ok"}});
+  char line[256];
+  std::snprintf(line, sizeof line, "frugal serve: reloaded %s (threshold %.6g)",
+                config->path.c_str(), config->threshold);
+  log(line);
+  return Status::ok();
+}
+
+void Server::handle_reload(const httplib::Request& req, httplib::Response& res) {
+  ApiError e;
+  e.type = "authentication_error";
+  if (admin_keys_.empty()) {
+    e.status = 403;
+    e.type = "permission_error";
+    e.message = "no admin keys are configured ([server] admin_keys_env): reload with SIGHUP";
+    send_error(res, e);
+    return;
+  }
+  const std::string auth = req.get_header_value("Authorization");
+  const std::string prefix = "Bearer ";
+  const std::string key = auth.rfind(prefix, 0) == 0 ? auth.substr(prefix.size()) : "";
+  if (key.empty() || admin_keys_.count(key) == 0) {
+    e.status = 401;
+    e.code = "invalid_api_key";
+    e.message = key.empty() ? "no admin key: send 'Authorization: Bearer ADMIN_KEY'"
+                            : "the key is not an admin key of this server";
+    send_error(res, e);
+    return;
+  }
+  const Status s = reload();
+  if (!s.is_ok()) {
+    e = api_error(s);
+    if (s.code() != ErrorCode::kUnavailable) {
+      // The new config (or a model it names) is at fault, not the request: 422, and the
+      // message says what to fix. The old cascade is still serving.
+      e.status = 422;
+      e.type = "invalid_request_error";
+      e.message = "reload refused, still serving the previous config: " + s.message();
+    }
+    send_error(res, e);
+    return;
+  }
+  auto c = current();
+  res.set_content(dump(json{{"status", "reloaded"},
+                            {"config", c->config().path},
+                            {"threshold", c->threshold()}}),
+                  "application/json");
+}
+
 // ---------------------------------------------------------------------------- routes
 
 void Server::routes() {
@@ -379,6 +554,11 @@ void Server::routes() {
   });
   http_->Get("/metrics", [this](const httplib::Request&, httplib::Response& res) {
     handle_metrics(res);
+  });
+  http_->Post("/admin/reload", [this](const httplib::Request& req, httplib::Response& res) {
+    handle_reload(req, res);
+    metrics_.add("frugal_http_requests_total",
+                 {{"path", req.path}, {"status", std::to_string(res.status)}});
   });
   http_->Get("/v1/models", [this](const httplib::Request& req, httplib::Response& res) {
     handle_models(req, res);
@@ -450,16 +630,18 @@ bool Server::authorized(const httplib::Request& req, httplib::Response& res, std
 void Server::handle_models(const httplib::Request& req, httplib::Response& res) {
   std::string key_id;
   if (!authorized(req, res, &key_id)) return;
+  auto c = current();
+  const cascade::CascadeConfig& cfg = c != nullptr ? c->config() : options_.config;
   json data = json::array();
   const int64_t created = std::chrono::duration_cast<std::chrono::seconds>(
                               std::chrono::system_clock::now().time_since_epoch())
                               .count();
-  data.push_back({{"id", options_.config.server.name},
+  data.push_back({{"id", cfg.server.name},
                   {"object", "model"},
                   {"created", created},
                   {"owned_by", "frugal"},
                   {"frugal", {{"kind", "cascade"}}}});
-  for (const cascade::TierConfig* t : options_.config.model_tiers()) {
+  for (const cascade::TierConfig* t : cfg.model_tiers()) {
     data.push_back({{"id", t->name},
                     {"object", "model"},
                     {"created", created},
@@ -487,10 +669,18 @@ void Server::handle_completion(const httplib::Request& req, httplib::Response& r
     finish_http(e.status);
     return;
   }
-  const cascade::CascadeConfig& cfg = options_.config;
+  // The request runs on the cascade served now, to its end, whatever a reload does meanwhile.
+  std::shared_ptr<cascade::Cascade> serving;
+  std::shared_ptr<cascade::ShadowChecker> shadowing;
+  {
+    std::lock_guard<std::mutex> lock(cascade_mu_);
+    serving = cascade_;
+    shadowing = shadow_;
+  }
+  const cascade::CascadeConfig& cfg = serving->config();
   ParseLimits limits;
   limits.default_max_tokens = cfg.max_tokens;
-  limits.max_prompt_chars = cfg.server.max_prompt_chars;
+  limits.max_prompt_chars = options_.config.server.max_prompt_chars;
   ParseResult parsed = parse_request(endpoint, req.body, limits);
   if (!parsed.ok) {
     send_error(res, parsed.error);
@@ -500,6 +690,11 @@ void Server::handle_completion(const httplib::Request& req, httplib::Response& r
   auto call = std::make_shared<Call>();
   call->api = std::move(parsed.request);
   call->key_id = key_id;
+  call->cascade = serving;
+  call->shadow = shadowing;
+  if (const std::string h = req.get_header_value("x-frugal-slice"); !h.empty() && h.size() <= 128) {
+    call->api.frugal.slice = h;
+  }
   call->meta.id = random_id(endpoint == Endpoint::kChat ? "chatcmpl-" : "cmpl-");
   call->meta.created = std::chrono::duration_cast<std::chrono::seconds>(
                            std::chrono::system_clock::now().time_since_epoch())
@@ -510,11 +705,11 @@ void Server::handle_completion(const httplib::Request& req, httplib::Response& r
     call->kind = "cascade";
     call->meta.model = cfg.server.name;
   } else {
-    for (const auto& t : cascade_->model_tiers())
+    for (const auto& t : serving->model_tiers())
       if (t->name() == model) direct = t.get();
     if (direct == nullptr) {
       std::string known = "'" + cfg.server.name + "' (the cascade)";
-      for (const auto& t : cascade_->model_tiers()) known += ", '" + t->name() + "'";
+      for (const auto& t : serving->model_tiers()) known += ", '" + t->name() + "'";
       ApiError e = api_error(not_found("the model '" + model + "' does not exist here; use " +
                                        known + " (GET /v1/models)"),
                              "model");
@@ -525,7 +720,8 @@ void Server::handle_completion(const httplib::Request& req, httplib::Response& r
     call->kind = "tier";
     call->meta.model = model;
   }
-  call->api.tier.deadline = Clock::now() + std::chrono::seconds(cfg.server.request_timeout_s);
+  call->api.tier.deadline =
+      Clock::now() + std::chrono::seconds(options_.config.server.request_timeout_s);
 
   in_flight_++;
   // Counts the request as in flight until the response (a stream included) is done.
@@ -536,9 +732,13 @@ void Server::handle_completion(const httplib::Request& req, httplib::Response& r
   if (direct != nullptr) {
     call->cancel = start_direct(*direct, call->api.tier, std::move(sink));
   } else {
-    std::shared_ptr<cascade::CascadeRun> run = cascade_->start(call->api.tier, std::move(sink));
+    std::shared_ptr<cascade::CascadeRun> run = serving->start(call->api.tier, std::move(sink));
     call->cancel = [run] { run->cancel(); };
   }
+  // The cancel function holds the run (or tier call), whose sink holds the call: unlink them
+  // once the response is over, or every request would stay in memory, and with it the cascade
+  // it ran on (which a reload waits to free).
+  std::shared_ptr<void> unlink(nullptr, [call](void*) { call->cancel = [] {}; });
 
   // Wait for the answering tier (streaming) or the whole answer, watching the client.
   const int fd = find_connection_fd(req);
@@ -596,7 +796,7 @@ void Server::handle_completion(const httplib::Request& req, httplib::Response& r
   auto first = std::make_shared<bool>(true);
   res.set_chunked_content_provider(
       "text/event-stream",
-      [this, call, fd, first, leave](size_t, httplib::DataSink& out) {
+      [this, call, fd, first, leave, unlink](size_t, httplib::DataSink& out) {
         auto write_event = [&](const json& j) {
           const std::string line = "data: " + dump(j) + "\n\n";
           return out.write(line.data(), line.size());
@@ -687,14 +887,33 @@ void Server::declare_metrics() {
                    "From the request's arrival to the first answer token the client could see.", latency);
   metrics_.declare("frugal_inter_token_latency_seconds", T::kHistogram,
                    "Between consecutive answer tokens handed to the client.", itl);
+  metrics_.declare("frugal_shadow_checks_total", T::kCounter,
+                   "Shadow checks of tier 1's kept answers against the top tier, by slice, outcome (agree, disagree) and method (exact, check, logprob).");
+  metrics_.declare("frugal_shadow_dropped_total", T::kCounter,
+                   "Sampled shadow checks not run, by reason (budget, queue, error).");
+  metrics_.declare("frugal_shadow_spent_dollars_total", T::kCounter, "Dollars the shadow checks spent on the top tier.");
+  metrics_.declare("frugal_shadow_agreement", T::kGauge,
+                   "Share of shadow checks tier 1 agreed with the top tier on, by slice (all: overall), since the last reload.");
+  metrics_.declare("frugal_shadow_expected_agreement", T::kGauge,
+                   "The agreement calibration predicts ([shadow] expected_agreement), by slice.");
+  metrics_.declare("frugal_drift_statistic_nats", T::kGauge, "The drift alarm's CUSUM statistic, by slice (all: overall).");
+  metrics_.declare("frugal_drift_threshold_nats", T::kGauge, "The CUSUM threshold at which the drift alarm fires, by slice.");
+  metrics_.declare("frugal_drift_alarm", T::kGauge, "1 once the drift alarm has fired for the slice (until a reload).");
+  metrics_.declare("frugal_drift_alarms_total", T::kCounter, "Drift alarms fired, by slice.");
+  metrics_.declare("frugal_escalate_all", T::kGauge,
+                   "1 while every request goes to the top tier (the drift alarm's escalate-all action; a reload clears it).");
+  metrics_.declare("frugal_reloads_total", T::kCounter, "Reloads (SIGHUP, POST /admin/reload), by outcome (ok, refused).");
+  metrics_.declare("frugal_distill_log_lines", T::kGauge, "Lines written to the distillation log since the start.");
+  metrics_.declare("frugal_distill_log_write_errors", T::kGauge, "Distillation log lines that could not be written.");
   metrics_.declare("frugal_request_duration_seconds", T::kHistogram,
                    "From the request's arrival to its last token or its error.", latency);
   metrics_.set("frugal_ready", {}, 0);
 }
 
 void Server::handle_metrics(httplib::Response& res) {
-  if (cascade_ != nullptr) {
-    for (const auto& t : cascade_->model_tiers()) {
+  const std::shared_ptr<cascade::Cascade> serving = current();
+  if (serving != nullptr) {
+    for (const auto& t : serving->model_tiers()) {
       auto* local = dynamic_cast<cascade::LocalTier*>(t.get());
       if (local == nullptr) continue;
       const SchedulerStats st = local->scheduler().stats();
@@ -707,11 +926,11 @@ void Server::handle_metrics(httplib::Response& res) {
       metrics_.add("frugal_preemptions_total", l, static_cast<double>(st.preemptions) - seen);
     }
   }
-  if (cascade_ != nullptr) {
+  if (serving != nullptr) {
     // Endpoint and backend health (cascade::TierHealth): remote tiers and the Redis cache.
     std::vector<cascade::Tier*> tiers;
-    if (cascade_->cache() != nullptr) tiers.push_back(cascade_->cache());
-    for (const auto& t : cascade_->model_tiers()) tiers.push_back(t.get());
+    if (serving->cache() != nullptr) tiers.push_back(serving->cache());
+    for (const auto& t : serving->model_tiers()) tiers.push_back(t.get());
     for (cascade::Tier* t : tiers) {
       const cascade::TierHealth h = t->health();
       const Labels l = {{"tier", t->name()}};
@@ -724,8 +943,41 @@ void Server::handle_metrics(httplib::Response& res) {
       }
     }
   }
+  if (serving != nullptr) metrics_.set("frugal_escalate_all", {}, serving->escalate_all() ? 1 : 0);
+  if (const auto shadow = current_shadow()) {
+    // The drift detectors of the cascade served now (a reload starts them afresh).
+    for (const cascade::DriftState& st : shadow->drift()) {
+      const Labels l = {{"slice", st.slice.empty() ? std::string("all") : bounded_slice(st.slice)}};
+      metrics_.set("frugal_drift_statistic_nats", l, st.statistic_nats);
+      metrics_.set("frugal_drift_threshold_nats", l, st.design.threshold_nats());
+      metrics_.set("frugal_drift_alarm", l, st.alarm ? 1 : 0);
+      metrics_.set("frugal_shadow_expected_agreement", l, st.expected_agreement);
+      metrics_.set("frugal_shadow_agreement", l,
+                   st.outcomes > 0 ? static_cast<double>(st.agreements) /
+                                         static_cast<double>(st.outcomes)
+                                   : 0.0);
+    }
+  }
+  if (distill_ != nullptr) {
+    metrics_.set("frugal_distill_log_lines", {}, static_cast<double>(distill_->lines()));
+    metrics_.set("frugal_distill_log_write_errors", {}, static_cast<double>(distill_->write_errors()));
+  }
   metrics_.set("frugal_http_in_flight", {}, static_cast<double>(in_flight_.load()));
   res.set_content(metrics_.text(), "text/plain; version=0.0.4");
+}
+
+// After a cascade request's answer: the distillation log takes an escalated request, the shadow
+// checker considers a kept one. Both run on the answering tier's thread and neither waits on a
+// tier.
+void Server::after_answer(const Call& call, const cascade::CascadeAnswer& a) {
+  if (a.escalated && distill_ != nullptr) {
+    const double now = std::chrono::duration<double>(
+                           std::chrono::system_clock::now().time_since_epoch())
+                           .count();
+    distill_->append(cascade::distill_escalated_line(call.api.tier, a, call.cascade->tier1().name(),
+                                                     call.api.frugal.slice, now));
+  }
+  if (call.shadow != nullptr) call.shadow->offer(call.api.tier, call.api.frugal, a);
 }
 
 void Server::record(const Call& call, const Result<cascade::CascadeAnswer>& r) {
@@ -751,19 +1003,24 @@ void Server::record(const Call& call, const Result<cascade::CascadeAnswer>& r) {
       metrics_.add("frugal_tokens_out_total", {{"tier", u.tier}}, static_cast<double>(u.tokens_out));
     }
     metrics_.add("frugal_cost_dollars_total", {}, a.cost);
-    if (call.kind == "cascade" && cascade_ != nullptr) {
+    if (call.kind == "cascade" && call.cascade != nullptr) {
       if (a.cache_hit) metrics_.add("frugal_cache_hits_total", {});
       if (a.semantic_hit) metrics_.add("frugal_semantic_hits_total", {});
-      else if (cascade::CacheTier::cacheable(call.api.tier) && cascade_->cache() != nullptr)
+      else if (cascade::CacheTier::cacheable(call.api.tier) && call.cascade->cache() != nullptr)
         metrics_.add("frugal_cache_misses_total", {});
       if (a.escalated) {
-        const char* why = a.escalated_early ? "early" : !a.tier_errors.empty() ? "tier1_error" : "score";
+        const bool tier1_ran = !a.tier1.tokens.empty() || !a.tier1.text.empty();
+        const char* why = a.escalated_early        ? "early"
+                          : !a.tier_errors.empty() ? "tier1_error"
+                          : !tier1_ran             ? "escalate_all"
+                                                   : "score";
         metrics_.add("frugal_escalations_total", {{"reason", why}});
       }
       // Top tier alone: the same prompt and answer length at the top tier's prices.
       const double top_only =
-          cascade_->top_tier().cost(a.answer_tokens_in, static_cast<int64_t>(a.tokens.size()));
+          call.cascade->top_tier().cost(a.answer_tokens_in, static_cast<int64_t>(a.tokens.size()));
       metrics_.add("frugal_saved_dollars_total", {}, std::max(0.0, top_only - a.cost));
+      after_answer(call, a);
     }
   }
   if (ledger_ == nullptr) return;

@@ -14,6 +14,8 @@
 #include <thread>
 
 #include "cascade/cascade.h"
+#include "cascade/distill_log.h"
+#include "cascade/shadow.h"
 #include "server/metrics.h"
 #include "util/status.h"
 
@@ -37,6 +39,10 @@ struct ServerOptions {
   std::function<Result<std::unique_ptr<cascade::Cascade>>(const cascade::CascadeConfig&,
                                                           const cascade::CascadeOptions&)>
       make_cascade;
+  // Reads the config again for a reload (SIGHUP, POST /admin/reload); empty:
+  // cascade::load_cascade_config(config.path).
+  std::function<Result<cascade::CascadeConfig>()> load_config;
+  uint64_t shadow_seed = 0;  // the shadow checks' sampling; 0: random
 };
 
 class Server {
@@ -59,10 +65,20 @@ class Server {
   // request_timeout_s), then serve() returns. Idempotent.
   void stop();
 
+  // Reloads without a restart: reads the config again, builds the new cascade (models,
+  // threshold, scorer, [shadow]) beside the old one, and swaps it in; requests already running
+  // finish on the old cascade, which is then freed. Returns once the old cascade has drained.
+  // [server] keys other than name keep their values until a restart. Errors (the old cascade
+  // keeps serving): those of reading the config and building the cascade, and
+  // kFailedPrecondition before serve() has loaded one.
+  Status reload();
+
   bool ready() const { return ready_.load(); }
   Metrics& metrics() { return metrics_; }
   // The cascade being served (null until serve() has loaded it), for tests and tools.
-  cascade::Cascade* cascade() { return cascade_.get(); }
+  cascade::Cascade* cascade() { return current().get(); }
+  // Its shadow checker (null before serve()).
+  cascade::ShadowChecker* shadow() { return current_shadow().get(); }
   int64_t in_flight() const { return in_flight_.load(); }
 
  private:
@@ -72,14 +88,30 @@ class Server {
   void handle_completion(const httplib::Request& req, httplib::Response& res, int endpoint);
   void handle_models(const httplib::Request& req, httplib::Response& res);
   void handle_metrics(httplib::Response& res);
+  void handle_reload(const httplib::Request& req, httplib::Response& res);
+  void after_answer(const Call& call, const cascade::CascadeAnswer& answer);
+  Result<std::shared_ptr<cascade::ShadowChecker>> make_shadow(
+      const std::shared_ptr<cascade::Cascade>& cascade);
+  std::shared_ptr<cascade::Cascade> current() const;
+  std::shared_ptr<cascade::ShadowChecker> current_shadow() const;
+  std::string bounded_slice(const std::string& slice);
   bool authorized(const httplib::Request& req, httplib::Response& res, std::string* key_id);
   void record(const Call& call, const Result<cascade::CascadeAnswer>& result);
   void log(const std::string& line) const;
 
   ServerOptions options_;
   std::unique_ptr<httplib::Server> http_;
-  std::unique_ptr<cascade::Cascade> cascade_;
+  // The cascade and its shadow checker being served; each request holds the pair it started
+  // on, so a reload swaps them without stopping anything (guarded by cascade_mu_).
+  mutable std::mutex cascade_mu_;
+  std::shared_ptr<cascade::Cascade> cascade_;
+  std::shared_ptr<cascade::ShadowChecker> shadow_;
+  std::mutex reload_mu_;  // one reload at a time
+  std::unique_ptr<cascade::DistillLog> distill_;
+  std::mutex slices_mu_;
+  std::set<std::string> slices_seen_;  // slice labels in /metrics (bounded)
   std::set<std::string> api_keys_;
+  std::set<std::string> admin_keys_;
   Metrics metrics_;
   std::atomic<bool> ready_{false};
   std::atomic<bool> draining_{false};
