@@ -10,6 +10,8 @@ teacher-generated data, distilled and hard-label students, evaluation and GGUF e
                      [--hard-only]
   train.py eval      --tok tok.json --model m.pt --items data/heldout.jsonl [--n N]
   train.py export    --tok tok.json --model m.pt --out m.gguf --name NAME
+  train.py distill   --student frugal-student.gguf --log distill.jsonl --out s2.pt
+                     [--gguf s2.gguf] [--steps N] [--replay tdata.jsonl]
 
 Training items come from seeds >= TRAIN_SEED_BASE; seed 1234 (data/heldout.jsonl) and the
 validation seed VAL_SEED are never trained on.
@@ -460,6 +462,116 @@ def cmd_eval(args):
     print(json.dumps(acc))
 
 
+def distill_rows(path, tok):
+    """Training rows from a frugal serve distillation log (docs/OPERATIONS.md): the top tier's
+    answer to each escalated request and each shadow pair (for a teacher-forced shadow pair
+    tier 1's answer, only when the top tier agreed with it). Each row is (prompt ids, target
+    ids, soft) where soft is [(ids, logprobs)] per target token: the top tier's logged top
+    alternatives when its token ids are this tokenizer's (the same vocabulary), else None."""
+    rows, skipped = [], 0
+    with open(path, encoding="utf-8") as f:
+        for line in f:
+            line = line.strip()
+            if not line:
+                continue
+            r = json.loads(line)
+            top = r.get("top") or {}
+            if "messages" not in r or not top:
+                skipped += 1
+                continue
+            if top.get("teacher_forced"):
+                if not r.get("agree"):
+                    skipped += 1
+                    continue
+                answer = r["tier1"]["text"]
+            else:
+                answer = top["text"]
+            prompt, target = encode_example(tok, r["messages"], answer)
+            soft = None
+            toks = top.get("tokens") or []
+            ids = [t["id"] for t in toks]
+            # The logged tokens are this vocabulary's when they encode the same text.
+            if ids and ids == target[:len(ids)] and all(t.get("top") for t in toks):
+                soft = [([a["id"] for a in t["top"]], [a["logprob"] for a in t["top"]])
+                        for t in toks]
+            rows.append((prompt, target, soft))
+    return rows, skipped
+
+
+def cmd_distill(args):
+    """Fine-tunes the student on a distillation log: cross-entropy on the top tier's answers,
+    plus (alpha) the KL to the top tier's logged top-k distribution where its tokens are the
+    student's; optionally mixed with the original training data (--replay) so that the
+    student does not forget what it knew."""
+    torch.manual_seed(args.seed)
+    m, tokens, merges = llama.from_gguf(args.student)
+    tok = bpe.Tokenizer(tokens, merges)
+    rows, skipped = distill_rows(args.log, tok)
+    if not rows:
+        sys.exit(f"distill: {args.log} has no usable rows ({skipped} skipped)")
+    replay = []
+    if args.replay:
+        with open(args.replay, encoding="utf-8") as f:
+            for line in f:
+                r = json.loads(line)
+                replay.append(encode_example(tok, r["messages"], r.get("answer", r.get("reference"))) + (None,))
+    log(f"distill: {len(rows)} rows from {args.log} ({skipped} skipped, "
+        f"{sum(r[2] is not None for r in rows)} with soft labels), {len(replay)} replay rows")
+    n_ctx = m.cfg.n_ctx
+    rng = random.Random(args.seed)
+    pool = rows + replay
+
+    def batches():
+        while True:
+            chunk = [pool[rng.randrange(len(pool))] for _ in range(args.batch)]
+            ids, labels = make_batch([(p, t) for p, t, _ in chunk], n_ctx)
+            yield ids, labels, chunk
+
+    def loss_fn(model, ids, labels, chunk):
+        logits = model(ids)
+        ce = F.cross_entropy(logits.reshape(-1, logits.shape[-1]), labels.reshape(-1))
+        kl_terms = []
+        for b, (p, t, soft) in enumerate(chunk):
+            if soft is None:
+                continue
+            lp = F.log_softmax(logits[b].float(), -1)
+            for j, (ids_k, lps_k) in enumerate(soft):
+                pos = len(p) - 1 + j  # the row that predicts target token j
+                if pos >= lp.shape[0]:
+                    break
+                target = torch.softmax(torch.tensor(lps_k), -1)  # renormalised over the top k
+                kl_terms.append(-(target * lp[pos, torch.tensor(ids_k)]).sum())
+        if not kl_terms:
+            return ce
+        return (1 - args.alpha) * ce + args.alpha * torch.stack(kl_terms).mean()
+
+    args.eval_every = 0
+    args.warmup = min(args.warmup, max(1, args.steps // 10))
+    model = m
+    opt = torch.optim.AdamW(model.parameters(), lr=args.lr, betas=(0.9, 0.95), weight_decay=0.0)
+    it = batches()
+    for step in range(args.steps):
+        for g in opt.param_groups:
+            g["lr"] = lr_at(step, args.steps, args.lr, args.warmup)
+        ids, labels, chunk = next(it)
+        loss = loss_fn(model, ids, labels, chunk)
+        opt.zero_grad(set_to_none=True)
+        loss.backward()
+        torch.nn.utils.clip_grad_norm_(model.parameters(), 1.0)
+        opt.step()
+        if (step + 1) % args.log_every == 0 or step + 1 == args.steps:
+            log(f"distill step {step + 1}/{args.steps} loss {loss.item():.4f}")
+    llama.save(model, args.out, {"history": [], "steps_done": args.steps})
+    log(f"distill: wrote {args.out}")
+    if args.gguf:
+        tok_path = args.out + ".tok.json"
+        with open(tok_path, "w", encoding="utf-8") as f:
+            json.dump({"tokens": tok.tokens, "merges": [list(x) for x in tok.merges]}, f)
+        cmd_export(argparse.Namespace(tok=tok_path, model=args.out, out=args.gguf,
+                                      name=args.name, dtype="f32"))
+        log(f"distill: wrote {args.gguf}; gate it with frugal eval before serving it")
+
+
 def cmd_export(args):
     from gguf_writer import GgufWriter
     tok = bpe.Tokenizer.load(args.tok)
@@ -581,10 +693,26 @@ def main(argv=None):
         p.add_argument(a, required=True)
     p.add_argument("--dtype", choices=["f32", "f16"], default="f32")
 
+    p = sub.add_parser("distill", help="fine-tune the student on a frugal serve distillation log")
+    p.add_argument("--student", required=True, help="the student's GGUF (train.py export's)")
+    p.add_argument("--log", required=True, help="the distillation log (JSONL)")
+    p.add_argument("--out", required=True, help="the fine-tuned checkpoint (.pt)")
+    p.add_argument("--gguf", help="also export the fine-tuned student here")
+    p.add_argument("--name", default="frugal-student-distilled")
+    p.add_argument("--replay", help="training rows (train.py gen) mixed in against forgetting")
+    p.add_argument("--steps", type=int, default=300)
+    p.add_argument("--batch", type=int, default=32)
+    p.add_argument("--lr", type=float, default=5e-4)
+    p.add_argument("--warmup", type=int, default=20)
+    p.add_argument("--alpha", type=float, default=0.5, help="weight of the top-k KL term")
+    p.add_argument("--seed", type=int, default=1)
+    p.add_argument("--log-every", type=int, default=50)
+    p.add_argument("--threads", type=int, default=1)
+
     args = ap.parse_args(argv)
     torch.set_num_threads(getattr(args, "threads", 1))
     {"tokenizer": cmd_tokenizer, "teacher": cmd_teacher, "gen": cmd_gen, "student": cmd_student,
-     "eval": cmd_eval, "export": cmd_export}[args.cmd](args)
+     "eval": cmd_eval, "export": cmd_export, "distill": cmd_distill}[args.cmd](args)
 
 
 if __name__ == "__main__":
