@@ -475,6 +475,25 @@ TEST_F(BadMetadata, TheBaseVocabularyWorks) {
   EXPECT_TRUE((*tok)->is_eog(6));
 }
 
+// Qwen2.5-Coder's FIM pad / repo / file separators end generation as in llama.cpp, but only
+// when the vocabulary marks them special: a normal token with the same text is just text.
+TEST_F(BadMetadata, QwenCoderSeparatorsEndGeneration) {
+  std::vector<std::string> tokens;
+  for (char c = 'a'; c <= 'e'; ++c) tokens.emplace_back(1, c);
+  for (const char* t : {"ab", "<|endoftext|>", "<|fim_pad|>", "<|repo_name|>", "<|file_sep|>",
+                        "<|fim_middle|>"})
+    tokens.emplace_back(t);
+  meta_["tokenizer.ggml.tokens"] = GgufValue::from_string_array(tokens);
+  meta_["tokenizer.ggml.token_type"] =
+      GgufValue::from_int_array(GgufValueType::kInt32, {1, 1, 1, 1, 1, 1, 3, 3, 3, 1, 3});
+  auto tok = make();
+  ASSERT_TRUE(tok.is_ok()) << tok.status().to_string();
+  EXPECT_TRUE((*tok)->is_eog(7));    // <|fim_pad|>
+  EXPECT_TRUE((*tok)->is_eog(8));    // <|repo_name|>
+  EXPECT_FALSE((*tok)->is_eog(9));   // <|file_sep|> as a normal token
+  EXPECT_FALSE((*tok)->is_eog(10));  // <|fim_middle|>: FIM, but not an end
+}
+
 TEST_F(BadMetadata, MissingTokens) {
   meta_.erase("tokenizer.ggml.tokens");
   EXPECT_EQ(make().status().code(), ErrorCode::kNotFound);

@@ -43,10 +43,13 @@ const ByteAlphabet& byte_alphabet() {
   return kAlphabet;
 }
 
-// Texts that end a turn in the common chat formats; present ones join the eog set.
+// Texts that end a turn in the common chat formats; present ones join the eog set. The last
+// four are Qwen2.5-Coder's fill-in-the-middle pad, repository and file separators: its
+// instruct models end an answer with them now and then, and llama.cpp stops there too.
 constexpr std::string_view kEogTexts[] = {
-    "<|eot_id|>",  "<|im_end|>", "<|end|>", "<end_of_turn>",          "<|endoftext|>",
-    "<|eom_id|>",  "<EOT>",      "_<EOT>",  "<｜end▁of▁sentence｜>", "<|end_of_text|>",
+    "<|eot_id|>",  "<|im_end|>",    "<|end|>",       "<end_of_turn>",          "<|endoftext|>",
+    "<|eom_id|>",  "<EOT>",         "_<EOT>",        "<｜end▁of▁sentence｜>", "<|end_of_text|>",
+    "<|fim_pad|>", "<|repo_name|>", "<|fim_repo|>",  "<|file_sep|>",
 };
 
 Result<const std::vector<std::string>*> get_string_array(const Tokenizer::MetadataLookup& find,
