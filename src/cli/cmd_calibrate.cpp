@@ -19,6 +19,7 @@
 #include "cascade/calibration.h"
 #include "cascade/cascade.h"
 #include "cascade/config.h"
+#include "cascade/shadow.h"
 #include "cascade/curve.h"
 #include "cascade/stats.h"
 #include "cascade/task_items.h"
@@ -427,8 +428,24 @@ int run_calibrate(const CalibrateArgs& a) {
     std::fprintf(stderr, "frugal calibrate: %s\n", old_text.status().to_string().c_str());
     return 1;
   }
-  const std::string text =
+  std::string text =
       rewrite_config(*old_text, threshold, cascade::scorer_weights_toml(model->params()));
+  {
+    // The drift alarm's expectation ([shadow] expected_agreement): tier 1's agreement with the
+    // top tier on the items it keeps at this threshold (docs/OPERATIONS.md); out-of-fold
+    // scores when every item has one.
+    std::vector<double> scores;
+    for (size_t i = 0; i < runs.size(); ++i) {
+      scores.push_back(cal.size() == runs.size() ? cal[i].score : model->predict(runs[i].features));
+    }
+    auto agreement = cascade::expected_agreement(*items, runs, scores, threshold);
+    if (agreement.is_ok()) {
+      text = cascade::set_expected_agreement(text, *agreement);
+      std::printf("shadow checks: tier 1 agrees with the top tier on %.1f %% of the %lld items "
+                  "it keeps ([shadow] expected_agreement)\n",
+                  100.0 * agreement->overall, static_cast<long long>(agreement->kept));
+    }
+  }
   // Check the rewritten file before replacing the old one.
   auto reread = cascade::parse_cascade_config(text, a.config, config_dir.string());
   if (!reread.is_ok() || reread->threshold != threshold || !reread->scorer.set) {
