@@ -126,6 +126,29 @@ TEST(Matmul, ThreadCountDoesNotChangeResults) {
   }
 }
 
+TEST(Matmul, EachTokenRowIsTheSameWhateverElseIsInTheBatch) {
+  // The scheduler and speculative decoding rely on this: a token's outputs are bitwise those
+  // of the token alone, whatever tile sizes the batch makes (1 .. 40 tokens, row tails).
+  ThreadPool pool(2);
+  for (GgmlType type : kWeightTypes) {
+    SCOPED_TRACE(ggml_type_info(type)->name);
+    const int64_t n_cols = ggml_type_info(type)->block_size == 256 ? 512 : 96;
+    const TestMatrix m(type, 37, n_cols, 5);
+    const std::vector<float> x = random_floats(40 * n_cols, 21);
+    for_each_target([&] {
+      std::vector<float> alone(static_cast<size_t>(40 * 37));
+      for (int64_t t = 0; t < 40; ++t)
+        matmul(m.view, x.data() + t * n_cols, 1, alone.data() + t * 37, nullptr);
+      for (int64_t n_tokens : {2, 5, 16, 17, 40}) {
+        std::vector<float> got(static_cast<size_t>(n_tokens * 37), NAN);
+        matmul(m.view, x.data(), n_tokens, got.data(), &pool);
+        for (size_t i = 0; i < got.size(); ++i)
+          ASSERT_EQ(got[i], alone[i]) << n_tokens << " tokens, output " << i;
+      }
+    });
+  }
+}
+
 TEST(Matmul, QuantizedOutputTracksFloatProduct) {
   // The error that 8-bit (4-bit) weights add, as a fraction of the output's RMS, stays near
   // what the step sizes predict: about 1% for Q8_0 and 10% for Q4_0 on Gaussian data.

@@ -11,7 +11,10 @@
 #endif
 
 #include <algorithm>
+#include <array>
 #include <cstring>
+#include <type_traits>
+#include <utility>
 #include <vector>
 
 #include "hwy/highway.h"
@@ -338,9 +341,144 @@ HWY_NOINLINE void QuantTile(const uint8_t* const* rows, int64_t n_blocks,
   }
 }
 
+#if HWY_TARGET == HWY_AVX3_DL
+// Q8_0 on AVX-512 VNNI, for batches as for one token: a tile is 16 weight rows, one row per
+// int32 lane, so one vpdpbusd against a broadcast 4-byte group of a token's activations
+// advances 16 row sums, and each (row, token) costs one float convert and FMA per block
+// instead of one per 4 rows. The rows' blocks are transposed in registers (three shuffle
+// levels), once per block for up to kQ8Tokens tokens. Each (row, token) sum is
+// acc = fma(float(isum_b), d_w[b] * d_x[b], acc) over the blocks b in order, whatever the
+// tile holds, so a token's outputs do not depend on the other tokens of the batch.
+constexpr int kQ8Rows = 16;
+constexpr int kQ8Tokens = 16;
+
+// w[k] lane i = bytes 4k .. 4k + 3 of the 32 quants of row i's block (p[i] = block start),
+// as unsigned w + 128.
+HWY_INLINE void LoadQ8Transposed(const uint8_t* const* p, __m512i* w) {
+  // z[j] = [row j | row j + 4] for j < 4 and [row j + 4 | row j + 8] above: the order that
+  // leaves row i in lane i after the three levels below.
+  __m512i z[8], t[8];
+  for (int j = 0; j < 8; ++j) {
+    const int lo = j < 4 ? j : j + 4;
+    z[j] = _mm512_inserti64x4(
+        _mm512_castsi256_si512(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(p[lo] + 2))),
+        _mm256_loadu_si256(reinterpret_cast<const __m256i*>(p[lo + 4] + 2)), 1);
+  }
+  for (int j = 0; j < 8; j += 2) {
+    t[j] = _mm512_unpacklo_epi32(z[j], z[j + 1]);
+    t[j + 1] = _mm512_unpackhi_epi32(z[j], z[j + 1]);
+  }
+  // u[k] (and u[k + 4] for the rows in z[4..7]): dword k in 128-bit chunks 0 and 2, k + 4 in
+  // chunks 1 and 3.
+  const __m512i u[8] = {_mm512_unpacklo_epi64(t[0], t[2]), _mm512_unpackhi_epi64(t[0], t[2]),
+                        _mm512_unpacklo_epi64(t[1], t[3]), _mm512_unpackhi_epi64(t[1], t[3]),
+                        _mm512_unpacklo_epi64(t[4], t[6]), _mm512_unpackhi_epi64(t[4], t[6]),
+                        _mm512_unpacklo_epi64(t[5], t[7]), _mm512_unpackhi_epi64(t[5], t[7])};
+  const __m512i flip = _mm512_set1_epi8(static_cast<char>(0x80));
+  for (int k = 0; k < 4; ++k) {
+    w[k] = _mm512_xor_si512(_mm512_shuffle_i64x2(u[k], u[k + 4], 0x88), flip);
+    w[k + 4] = _mm512_xor_si512(_mm512_shuffle_i64x2(u[k], u[k + 4], 0xDD), flip);
+  }
+}
+
+HWY_INLINE __m512i Dpbusd(__m512i acc, __m512i u, __m512i s) {
+  return DotU8I8(VI32{acc}, VU8{u}, VI8{s}).raw;
+}
+
+// y[t * n_rows + i] for the kT tokens and the n_valid rows of the tile (row i's block b at
+// rows[i] + 34 b); `xq` / `xd` point at the first token's blocks, tokens n_blocks apart.
+// `prefetch`: this tile is the first to read its rows, so it pulls the next tiles' rows.
+template <int kT>
+HWY_NOINLINE void Q8Tile16(const uint8_t* const* rows, int64_t n_blocks,
+                           const ActivationBlock* xq, const float* xd, bool prefetch,
+                           int64_t n_valid, int64_t n_rows, float* y) {
+  constexpr int64_t kBlockBytes = 34;
+  alignas(64) int32_t offsets[kQ8Rows];
+  for (int i = 0; i < kQ8Rows; ++i) offsets[i] = static_cast<int32_t>(rows[i] - rows[0]);
+  const __m512i gather_idx = _mm512_load_si512(offsets);
+  __m512 acc[kT];
+  for (int t = 0; t < kT; ++t) acc[t] = _mm512_setzero_ps();
+  const uint8_t* p[kQ8Rows];
+  for (int i = 0; i < kQ8Rows; ++i) p[i] = rows[i];
+  // The next tiles' rows follow the last row (see PrefetchNextTiles).
+  const uint8_t* next = rows[kQ8Rows - 1] + n_blocks * kBlockBytes;
+  const int64_t tile_bytes = n_blocks * kQ8Rows * kBlockBytes;
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    if (prefetch) {
+      const uint8_t* at = next + b * kQ8Rows * kBlockBytes;
+      for (int64_t off = 0; off < kQ8Rows * kBlockBytes; off += 64) {
+        __builtin_prefetch(at + off);
+        __builtin_prefetch(at + tile_bytes + off, 0, 1);
+      }
+    }
+    __m512i w[8];
+    LoadQ8Transposed(p, w);
+    // Each row's fp16 scale d: the low half of the first dword of its block.
+    const __m512 wd = _mm512_cvtph_ps(
+        _mm512_cvtepi32_epi16(_mm512_i32gather_epi32(gather_idx, p[0], 1)));
+    for (int i = 0; i < kQ8Rows; ++i) p[i] += kBlockBytes;
+    for (int t = 0; t < kT; ++t) {
+      const ActivationBlock& a = xq[t * n_blocks + b];
+      int32_t g[8];
+      std::memcpy(g, a.qs, 32);
+      // Two chains of four, for latency; the integer sum is exact either way.
+      __m512i s0 = _mm512_set1_epi32(a.bias[0]), s1 = _mm512_setzero_si512();
+      s0 = Dpbusd(s0, w[0], _mm512_set1_epi32(g[0]));
+      s1 = Dpbusd(s1, w[1], _mm512_set1_epi32(g[1]));
+      s0 = Dpbusd(s0, w[2], _mm512_set1_epi32(g[2]));
+      s1 = Dpbusd(s1, w[3], _mm512_set1_epi32(g[3]));
+      s0 = Dpbusd(s0, w[4], _mm512_set1_epi32(g[4]));
+      s1 = Dpbusd(s1, w[5], _mm512_set1_epi32(g[5]));
+      s0 = Dpbusd(s0, w[6], _mm512_set1_epi32(g[6]));
+      s1 = Dpbusd(s1, w[7], _mm512_set1_epi32(g[7]));
+      const __m512 scale = _mm512_mul_ps(wd, _mm512_set1_ps(xd[t * n_blocks + b]));
+      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), scale, acc[t]);
+    }
+  }
+  const __mmask16 valid = static_cast<__mmask16>((1u << n_valid) - 1u);
+  for (int t = 0; t < kT; ++t) _mm512_mask_storeu_ps(y + t * n_rows, valid, acc[t]);
+}
+
+using Q8TileFn = void (*)(const uint8_t* const*, int64_t, const ActivationBlock*, const float*,
+                         bool, int64_t, int64_t, float*);
+template <size_t... kI>
+constexpr std::array<Q8TileFn, sizeof...(kI)> MakeQ8Tiles(std::index_sequence<kI...>) {
+  return {&Q8Tile16<static_cast<int>(kI) + 1>...};
+}
+// Q8Tile16<n> for n = 1 .. kQ8Tokens, at index n - 1.
+constexpr std::array<Q8TileFn, kQ8Tokens> kQ8Tiles =
+    MakeQ8Tiles(std::make_index_sequence<kQ8Tokens>());
+
+// QuantRows for Q8_0 in tiles of 16 rows x up to kQ8Tokens tokens.
+inline void Q8Rows16(const WeightView& w, const ActivationBlock* xq, const float* xd,
+                     int64_t n_tokens, float* y, int64_t r0, int64_t r1) {
+  const int64_t rb = w.row_bytes();
+  const int64_t n_blocks = w.n_cols / 32;
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  for (int64_t tc = 0; tc < n_tokens; tc += kTokenChunk) {
+    const int64_t tn = std::min(kTokenChunk, n_tokens - tc);
+    for (int64_t rg = r0; rg < r1; rg += kQ8Rows) {
+      // Rows past the end repeat the last valid row; their results are not stored.
+      const uint8_t* rows[kQ8Rows];
+      for (int r = 0; r < kQ8Rows; ++r) rows[r] = base + std::min(rg + r, r1 - 1) * rb;
+      const int64_t n_valid = std::min<int64_t>(kQ8Rows, r1 - rg);
+      for (int64_t t = 0; t < tn; t += kQ8Tokens) {
+        const int64_t nt = std::min<int64_t>(kQ8Tokens, tn - t);
+        const int64_t off = (tc + t) * n_blocks;
+        float* yt = y + (tc + t) * w.n_rows + rg;
+        kQ8Tiles[nt - 1](rows, n_blocks, xq + off, xd + off, t == 0, n_valid, w.n_rows, yt);
+      }
+    }
+  }
+}
+#endif  // HWY_AVX3_DL
+
 template <class K>
 void QuantRows(const WeightView& w, const ActivationBlock* xq, const float* xd, int64_t n_tokens,
                float* y, int64_t r0, int64_t r1) {
+#if HWY_TARGET == HWY_AVX3_DL
+  if constexpr (std::is_same_v<K, Q8_0Kernel>) return Q8Rows16(w, xq, xd, n_tokens, y, r0, r1);
+#endif
   const int64_t rb = w.row_bytes();
   const int64_t n_blocks = w.n_cols / 32;
   const auto* base = static_cast<const uint8_t*>(w.data);
