@@ -553,6 +553,15 @@ TEST_F(RemoteTierTest, TheServerMapsRemoteFailuresAndReportsTierHealth) {
   ASSERT_TRUE(ok);
   EXPECT_EQ(ok->status, 200) << ok->body;
   EXPECT_EQ(ok->get_header_value("x-frugal-tier"), "remote");
+  // usage counts the endpoint's tokens (its own usage), not the stream's text chunks.
+  httplib::Client direct("127.0.0.1", upstream_->port());
+  auto d = direct.Post("/v1/chat/completions",
+                       R"({"messages": [{"role": "user", "content": "What is 2 + 3?"}], "max_tokens": 8})",
+                       "application/json");
+  ASSERT_TRUE(d);
+  EXPECT_EQ(nlohmann::json::parse(ok->body)["usage"]["completion_tokens"],
+            nlohmann::json::parse(d->body)["usage"]["completion_tokens"])
+      << ok->body << "\n" << d->body;
   EXPECT_NE(metrics(good.port()).find("frugal_tier_available{tier=\"remote\"} 1"), std::string::npos);
 
   ServeProcess bad(front_config("bad", "http://127.0.0.1:" + std::to_string(test::free_port()) + "/v1"),

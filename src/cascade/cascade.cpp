@@ -30,6 +30,7 @@ void take_answer(CascadeAnswer& out, const Tier& tier, const TierAnswer& a) {
   out.tier = tier.name();
   out.answer_tokens_in = a.tokens_in;
   out.answer_tokens_in_cached = a.tokens_in_cached;
+  out.answer_tokens_out = a.tokens_out;
 }
 
 }  // namespace

@@ -70,6 +70,9 @@ struct CascadeAnswer {
   // The answering tier's prompt tokens and how many of them its prefix cache held.
   int64_t answer_tokens_in = 0;
   int64_t answer_tokens_in_cached = 0;
+  // The answering tier's count of its answer's tokens (a remote endpoint's own count, which
+  // may exceed the stream chunks in `tokens`).
+  int64_t answer_tokens_out = 0;
   // Tier 1 could not answer (its call failed, e.g. a prompt beyond its context) and the
   // request escalated; the error is kept here. Likewise for a failed top tier whose fallback
   // answered.

@@ -2,6 +2,7 @@
 // /v1/chat/completions and /v1/completions (fields, stream chunks, logprobs, usage, errors).
 #include "server/openai_api.h"
 
+#include <algorithm>
 #include <cmath>
 #include <limits>
 
@@ -526,7 +527,9 @@ json frugal_object(const cascade::CascadeAnswer& a) {
 }
 
 json usage_object(const cascade::CascadeAnswer& a) {
-  const int64_t completion = static_cast<int64_t>(a.tokens.size());
+  // A remote tier streams text in chunks that may hold several tokens: its endpoint's own
+  // count is the one to report.
+  const int64_t completion = std::max(static_cast<int64_t>(a.tokens.size()), a.answer_tokens_out);
   // A response-cache hit computed no prompt token: all of them were served from a cache.
   const int64_t cached = a.cache_hit ? a.answer_tokens_in : a.answer_tokens_in_cached;
   return {{"prompt_tokens", a.answer_tokens_in},
