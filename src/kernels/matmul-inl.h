@@ -181,8 +181,19 @@ using VF32 = hn::VFromD<DF32>;
 // Highway 1.0.3's AVX3_DL target names "avxvnni", not "avx512vnni": GCC accepts the 512-bit
 // VNNI intrinsic under it, clang (the fuzz and sanitizer builds) does not, so clang takes the
 // maddubs path, which gives the same sums under the callers' bound.
-HWY_INLINE VI32 DotU8I8(VI32 acc, VU8 u, VI8 s) {
+//
+// FRUGAL_DPBUSD says this pass has the unsaturated product. The kernels that bias signed
+// weights to unsigned (w + 128: Q8_0, IQ4_NL, the 16-row Q8_0 tile) need it — through maddubs
+// their pairs reach 2 * 255 * 127 and saturate — so without it they take the |w| * sign(w) x
+// form that every other target uses.
+#undef FRUGAL_DPBUSD
 #if HWY_TARGET == HWY_AVX3_DL && !defined(__clang__)
+#define FRUGAL_DPBUSD 1
+#else
+#define FRUGAL_DPBUSD 0
+#endif
+HWY_INLINE VI32 DotU8I8(VI32 acc, VU8 u, VI8 s) {
+#if FRUGAL_DPBUSD
   return VI32{_mm512_dpbusd_epi32(acc.raw, u.raw, s.raw)};
 #elif HWY_TARGET == HWY_AVX3 || HWY_TARGET == HWY_AVX3_DL
   const __m512i pairs = _mm512_maddubs_epi16(u.raw, s.raw);
@@ -272,7 +283,7 @@ struct Q4_0Kernel {
 
 struct Q8_0Kernel {
   static constexpr int64_t kBlockBytes = 34;
-#if HWY_TARGET == HWY_AVX3_DL
+#if FRUGAL_DPBUSD
   // VNNI multiplies unsigned by signed bytes without saturation: use w + 128 and subtract
   // 128 * sum(x) through the activation bias.
   static constexpr int kBiasMul = 128;
@@ -341,7 +352,7 @@ HWY_NOINLINE void QuantTile(const uint8_t* const* rows, int64_t n_blocks,
   }
 }
 
-#if HWY_TARGET == HWY_AVX3_DL
+#if FRUGAL_DPBUSD
 // Q8_0 on AVX-512 VNNI, for batches as for one token: a tile is 16 weight rows, one row per
 // int32 lane, so one vpdpbusd against a broadcast 4-byte group of a token's activations
 // advances 16 row sums, and each (row, token) costs one float convert and FMA per block
@@ -476,7 +487,7 @@ inline void Q8Rows16(const WeightView& w, const ActivationBlock* xq, const float
 template <class K>
 void QuantRows(const WeightView& w, const ActivationBlock* xq, const float* xd, int64_t n_tokens,
                float* y, int64_t r0, int64_t r1) {
-#if HWY_TARGET == HWY_AVX3_DL
+#if FRUGAL_DPBUSD
   if constexpr (std::is_same_v<K, Q8_0Kernel>) return Q8Rows16(w, xq, xd, n_tokens, y, r0, r1);
 #endif
   const int64_t rb = w.row_bytes();

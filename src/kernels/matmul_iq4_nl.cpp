@@ -20,7 +20,7 @@ struct IQ4_NLKernel {
   static constexpr GgmlType kType = GgmlType::kIQ4_NL;
   using Act = ActivationBlock32;
   static constexpr int64_t kBlockBytes = 18;
-#if HWY_TARGET == HWY_AVX3_DL
+#if FRUGAL_DPBUSD  // matmul-inl.h
   static constexpr int kBiasMul = 128;
 #else
   static constexpr int kBiasMul = 0;
@@ -41,7 +41,7 @@ struct IQ4_NLKernel {
     const VU8 table = Dup16(kTable);
     const VU8 lo = hn::TableLookupBytes(table, LowNibbles(v));
     const VU8 hi = hn::TableLookupBytes(table, HighNibbles(v));
-#if HWY_TARGET == HWY_AVX3_DL
+#if FRUGAL_DPBUSD
     for (int t = 0; t < kT; ++t)
       isum[t] = DotU8I8(DotU8I8(isum[t], lo, DupAct(a[t]->qs)), hi, DupAct(a[t]->qs + 16));
 #else
