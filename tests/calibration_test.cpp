@@ -734,6 +734,21 @@ TEST(Eval, VerdictFlagsExactlyTheSlicesMadeWorse) {
   EXPECT_EQ(report->by_slice_difficulty.size(), 6u);
   EXPECT_EQ(report->overall.items, 600u);
 
+  // The gate of one policy only: the cascade's loss on 'hidden' alone, or tier 1's two.
+  options.gate_tier1 = false;
+  auto cascade_only = evaluate_slices(items, options);
+  ASSERT_TRUE(cascade_only.is_ok());
+  EXPECT_FALSE(cascade_only->pass);
+  ASSERT_EQ(cascade_only->flags.size(), 1u);
+  EXPECT_EQ(cascade_only->flags[0].policy, "cascade");
+  options.gate_tier1 = true;
+  options.gate_cascade = false;
+  auto tier1_only = evaluate_slices(items, options);
+  ASSERT_TRUE(tier1_only.is_ok());
+  EXPECT_EQ(tier1_only->flags.size(), 2u);
+  for (const SliceFlag& f : tier1_only->flags) EXPECT_EQ(f.policy, "tier1");
+  options.gate_cascade = true;
+
   // A wide enough margin passes everything.
   options.margin_points = 60;
   auto lenient = evaluate_slices(items, options);

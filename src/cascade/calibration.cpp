@@ -8,6 +8,7 @@
 #include <cstdio>
 #include <map>
 #include <numeric>
+#include <string_view>
 #include <utility>
 
 namespace frugal::cascade {
@@ -635,6 +636,7 @@ Result<EvalReport> evaluate_slices(const std::vector<EvalItem>& items, const Eva
     report.by_slice.push_back(g);
     for (const auto& [policy, eval] :
          {std::pair<const char*, const PolicyEval*>{"cascade", &g.cascade}, {"tier1", &g.tier1}}) {
+      if (std::string_view(policy) == "cascade" ? !options.gate_cascade : !options.gate_tier1) continue;
       const double loss = 100.0 * (g.top.accuracy - eval->accuracy);
       // The small slack keeps a loss of exactly the margin (in decimal) unflagged.
       if (loss > options.margin_points + 1e-9) report.flags.push_back({slice, policy, loss});

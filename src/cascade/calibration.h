@@ -173,6 +173,10 @@ struct EvalOptions {
   double threshold = 0.5;          // the cascade's scorer threshold
   double margin_points = 2.0;      // allowed accuracy loss vs the top tier, percentage points
   double confidence = 0.95;        // for the Wilson intervals (two-sided)
+  // Which policies the gate holds to the margin on every slice: the cascade (is it ready to
+  // serve?) and tier 1 alone (is the distilled student itself faithful?). Both by default.
+  bool gate_cascade = true;
+  bool gate_tier1 = true;
 };
 
 // One policy (tier 1 alone, top tier alone, or the cascade) on a group of items.

@@ -31,6 +31,7 @@ struct EvalArgs {
   std::string data;
   int64_t n = 0;  // 0: every item
   double margin = 2.0;
+  std::string gate = "both";  // which policies must keep every slice within the margin
   double threshold = -1;  // < 0: the config's
   bool json = false;
   bool early_sweep = false;
@@ -158,6 +159,8 @@ int run_eval(const EvalArgs& a) {
   cascade::EvalOptions eval_options;
   eval_options.threshold = threshold;
   eval_options.margin_points = a.margin;
+  eval_options.gate_cascade = a.gate != "tier1";
+  eval_options.gate_tier1 = a.gate != "cascade";
   auto report = cascade::evaluate_slices(evals, eval_options);
   if (!report.is_ok()) {
     std::fprintf(stderr, "frugal eval: %s\n", report.status().to_string().c_str());
@@ -254,6 +257,11 @@ void register_eval(CLI::App& app, int& exit_code) {
                   "Allowed accuracy loss per slice vs the top tier, percentage points "
                   "(default 2)")
       ->check(real_range(0.0, 100.0));
+  cmd->add_option("--gate", args->gate,
+                  "What must keep every slice within --margin of the top tier: both (default), "
+                  "cascade (is a new student ready to serve behind the scorer?) or tier1 (is "
+                  "the student alone faithful?)")
+      ->check(CLI::IsMember({"both", "cascade", "tier1"}));
   cmd->add_option("--threshold", args->threshold,
                   "Scorer threshold to evaluate (default: the config's)")
       ->check(real_range(0.0, 1.0));
