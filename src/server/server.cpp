@@ -187,6 +187,20 @@ struct Server::Call {
 };
 
 namespace {
+// The keys in environment variable `name` (unset or empty name: none), separated by commas,
+// spaces or newlines.
+void add_keys_from_env(const std::string& name, std::set<std::string>* keys) {
+  if (name.empty()) return;
+  const char* v = std::getenv(name.c_str());
+  if (v == nullptr) return;
+  std::string all(v);
+  for (char& c : all)
+    if (c == '\n' || c == ' ') c = ',';
+  std::istringstream in(all);
+  std::string key;
+  while (std::getline(in, key, ','))
+    if (!key.empty()) keys->insert(key);
+}
 
 // A direct call to one tier (the request named it), dressed as a cascade answer.
 std::function<void()> start_direct(cascade::Tier& tier, const cascade::TierRequest& request,
@@ -297,28 +311,8 @@ Status Server::bind() {
       api_keys_.insert(line.substr(a, b - a + 1));
     }
   }
-  if (!sc.api_keys_env.empty()) {
-    if (const char* v = std::getenv(sc.api_keys_env.c_str())) {
-      std::string all(v);
-      for (char& c : all)
-        if (c == '\n' || c == ' ') c = ',';
-      std::istringstream in(all);
-      std::string key;
-      while (std::getline(in, key, ','))
-        if (!key.empty()) api_keys_.insert(key);
-    }
-  }
-  if (!sc.admin_keys_env.empty()) {
-    if (const char* v = std::getenv(sc.admin_keys_env.c_str())) {
-      std::string all(v);
-      for (char& c : all)
-        if (c == '\n' || c == ' ') c = ',';
-      std::istringstream in(all);
-      std::string key;
-      while (std::getline(in, key, ','))
-        if (!key.empty()) admin_keys_.insert(key);
-    }
-  }
+  add_keys_from_env(sc.api_keys_env, &api_keys_);
+  add_keys_from_env(sc.admin_keys_env, &admin_keys_);
   if (!sc.distill_log.empty()) {
     auto log = cascade::DistillLog::open(sc.distill_log, sc.distill_log_max_bytes);
     if (!log.is_ok()) return invalid_argument("[server] distill_log: " + log.status().message());
