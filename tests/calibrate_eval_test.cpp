@@ -376,6 +376,54 @@ TEST_F(CalibrateEvalTest, EvalExitsThreeWhenTier1RegressesASlice) {
   EXPECT_LT(j["tier1"]["accuracy"].get<double>(), j["top"]["accuracy"].get<double>());
 }
 
+TEST_F(CalibrateEvalTest, EvalBaselineHoldsANewStudentToTheOneServingToday) {
+  // Against itself, a config has no regression anywhere: the baseline's figures are its own.
+  const fs::path today = write_config("today.toml", 0.0);  // the teacher as tier 1, never escalating
+  const json same = eval_json(today, "--baseline " + today.string());
+  EXPECT_TRUE(same["pass"].get<bool>()) << same.dump();
+  ASSERT_TRUE(same.contains("baseline")) << same.dump();
+  EXPECT_EQ(same["baseline"]["config"], today.string());
+  EXPECT_DOUBLE_EQ(same["baseline"]["cascade"]["accuracy"].get<double>(),
+                   same["cascade"]["accuracy"].get<double>());
+  for (const auto& [slice, g] : same["slices"].items()) {
+    EXPECT_DOUBLE_EQ(same["baseline"]["slices"][slice]["tier1"]["accuracy"].get<double>(),
+                     g["tier1"]["accuracy"].get<double>()) << slice;
+  }
+
+  // The bundled student as the new tier 1, never escalating, held to the teacher serving today:
+  // it regresses slices against the baseline, and those flags say so.
+  const fs::path student = fs::path(FRUGAL_SOURCE_DIR) / "models/frugal-student.gguf";
+  const fs::path next = write_config("next.toml", 0.0, student.string());
+  const json j = eval_json(next, "--gate cascade --baseline " + today.string(), 3);
+  EXPECT_FALSE(j["pass"].get<bool>());
+  size_t against_baseline = 0;
+  for (const json& f : j["flags"]) {
+    EXPECT_EQ(f["policy"], "cascade") << f.dump();  // --gate cascade: tier 1 alone is not gated
+    if (f["against"] != "baseline") continue;
+    ++against_baseline;
+    const std::string slice = f["slice"];
+    const double before = j["baseline"]["slices"][slice]["cascade"]["accuracy"].get<double>();
+    const double now = j["slices"][slice]["cascade"]["accuracy"].get<double>();
+    EXPECT_NEAR(f["loss_points"].get<double>(), 100 * (before - now), 1e-9) << slice;
+    EXPECT_GT(f["loss_points"].get<double>(), 2.0) << slice;
+  }
+  EXPECT_GT(against_baseline, 0u) << j.dump();
+
+  Output table = run_frugal("eval --config " + next.string() + " --data " + items() +
+                            " -n 16 -t 1 --baseline " + today.string());
+  EXPECT_EQ(table.exit_code, 3) << table.out;
+  EXPECT_NE(table.out.find("against the baseline"), std::string::npos) << table.out;
+  EXPECT_NE(table.out.find("against the baseline's cascade on slice"), std::string::npos)
+      << table.out;
+
+  // A baseline that cannot load is named as the baseline's problem.
+  Output missing = run_frugal("eval --config " + next.string() + " --data " + items() +
+                                  " --baseline " + (dir_ / "gone.toml").string(),
+                              true);
+  EXPECT_EQ(missing.exit_code, 2) << missing.out;
+  EXPECT_NE(missing.out.find("eval --baseline"), std::string::npos) << missing.out;
+}
+
 // The chosen row of a curve CSV: its threshold.
 double chosen_threshold(const std::string& csv, size_t* rows) {
   std::istringstream in(csv);

@@ -9,6 +9,7 @@
 #include <fstream>
 #include <map>
 #include <set>
+#include <tuple>
 #include <sstream>
 
 #include "cascade/curve.h"
@@ -799,6 +800,68 @@ TEST(Eval, LossOfExactlyTheMarginIsNotFlagged) {
   report = evaluate_slices(items, options);
   ASSERT_TRUE(report.is_ok());
   EXPECT_EQ(report->flags.size(), 2u);  // cascade and tier 1 alone
+}
+
+TEST(Eval, BaselineGateCatchesASliceTheOldStudentServedBetter) {
+  // Slice "kept": the top tier is right on 70 % of it; the old student was right on 90 % and the
+  // scorer kept those answers; the new student is right on 75 %. Against the top tier the new
+  // cascade gains, so the top-tier gate alone passes; against the old cascade it loses 15
+  // points, which the baseline gate must flag. Slice "same": old and new are identical.
+  std::vector<EvalItem> items;
+  for (int i = 0; i < 200; ++i) {
+    EvalItem e;
+    e.slice = i < 100 ? "kept" : "same";
+    const int k = i % 100;
+    e.outcome.top_correct = e.slice == "same" || k < 70;
+    e.outcome.tier1_correct = e.slice == "same" ? k < 99 : k < 75;
+    e.outcome.score = e.outcome.tier1_correct ? 0.9 : 0.1;
+    e.outcome.tier1_cost = 1;
+    e.outcome.top_cost = 9;
+    CalibrationItem old = e.outcome;
+    if (e.slice == "kept") {
+      old.tier1_correct = k < 90;
+      old.score = old.tier1_correct ? 0.8 : 0.2;
+    }
+    e.baseline = old;
+    items.push_back(e);
+  }
+  EvalOptions options;
+  options.threshold = 0.5;
+  options.baseline_threshold = 0.5;
+  options.margin_points = 2.0;
+  auto report = evaluate_slices(items, options);
+  ASSERT_TRUE(report.is_ok()) << report.status().to_string();
+  EXPECT_FALSE(report->pass);
+  std::set<std::tuple<std::string, std::string, std::string>> flagged;
+  for (const SliceFlag& f : report->flags) flagged.insert({f.slice, f.policy, f.against});
+  const std::set<std::tuple<std::string, std::string, std::string>> expected = {
+      {"kept", "cascade", "baseline"}, {"kept", "tier1", "baseline"}};
+  EXPECT_EQ(flagged, expected);
+  for (const SliceFlag& f : report->flags) EXPECT_NEAR(f.loss_points, 15.0, 1e-9);
+  const GroupEval& kept = report->by_slice[0];
+  ASSERT_EQ(kept.slice, "kept");
+  ASSERT_TRUE(kept.baseline_cascade.has_value());
+  EXPECT_EQ(kept.baseline_cascade->correct, 90u);
+  EXPECT_EQ(kept.cascade.correct, 75u);
+  EXPECT_EQ(report->by_slice[1].baseline_cascade->correct, report->by_slice[1].cascade.correct);
+  const std::string table = eval_report_table(*report);
+  for (const char* needle : {"against the baseline", "against the baseline's cascade on slice 'kept'",
+                             "-15.0"}) {
+    EXPECT_NE(table.find(needle), std::string::npos) << needle << "\n" << table;
+  }
+
+  // Without the baseline the same items pass: the top tier is no stand-in for the old student.
+  for (EvalItem& e : items) e.baseline.reset();
+  auto alone = evaluate_slices(items, options);
+  ASSERT_TRUE(alone.is_ok());
+  EXPECT_TRUE(alone->pass);
+  EXPECT_EQ(eval_report_table(*alone).find("against the baseline"), std::string::npos);
+
+  // A baseline on some items only is a caller's bug, said as such.
+  items[3].baseline = items[3].outcome;
+  auto partial = evaluate_slices(items, options);
+  EXPECT_EQ(partial.status().code(), ErrorCode::kInvalidArgument);
+  EXPECT_NE(partial.status().message().find("some items but not all"), std::string::npos);
 }
 
 TEST(Eval, BadInputIsAStatus) {

@@ -572,7 +572,37 @@ std::string guarantee_sentence(const CalibrationResult& r, const CalibrationOpti
 
 namespace {
 
-GroupEval evaluate_group(const std::vector<const EvalItem*>& group, double threshold, double z) {
+// The baseline's tier 1 alone and cascade over `group` (every item has a baseline).
+void evaluate_baseline(const std::vector<const EvalItem*>& group, double threshold, double z,
+                       GroupEval* g) {
+  PolicyEval tier1, cascade;
+  double top_total = 0;
+  size_t esc = 0;
+  for (const EvalItem* e : group) {
+    const CalibrationItem& it = *e->baseline;
+    const bool escalate = cascade_escalates(it.score, threshold);
+    tier1.correct += it.tier1_correct ? 1 : 0;
+    cascade.correct += (escalate ? it.top_correct : it.tier1_correct) ? 1 : 0;
+    tier1.total_cost += it.tier1_cost;
+    cascade.total_cost += it.tier1_cost + (escalate ? it.top_cost : 0.0);
+    esc += escalate ? 1 : 0;
+    top_total += it.top_cost;
+  }
+  const double n = static_cast<double>(group.size());
+  cascade.escalation_rate = n > 0 ? static_cast<double>(esc) / n : 0;
+  for (PolicyEval* p : {&tier1, &cascade}) {
+    p->items = group.size();
+    p->accuracy = n > 0 ? static_cast<double>(p->correct) / n : 0;
+    p->accuracy_ci = wilson_interval(p->correct, p->items, z);
+    p->cost_per_item = n > 0 ? p->total_cost / n : 0;
+    p->cost_saved = top_total > 0 ? 1.0 - p->total_cost / top_total : 0;
+  }
+  g->baseline_tier1 = tier1;
+  g->baseline_cascade = cascade;
+}
+
+GroupEval evaluate_group(const std::vector<const EvalItem*>& group, double threshold, double z,
+                         const EvalOptions& options) {
   GroupEval g;
   g.items = group.size();
   double top_total = 0;
@@ -600,6 +630,9 @@ GroupEval evaluate_group(const std::vector<const EvalItem*>& group, double thres
     p->cost_per_item = n > 0 ? p->total_cost / n : 0;
     p->cost_saved = top_total > 0 ? 1.0 - p->total_cost / top_total : 0;
   }
+  if (!group.empty() && group.front()->baseline) {
+    evaluate_baseline(group, options.baseline_threshold, z, &g);
+  }
   return g;
 }
 
@@ -610,6 +643,19 @@ Result<EvalReport> evaluate_slices(const std::vector<EvalItem>& items, const Eva
   outcomes.reserve(items.size());
   for (const EvalItem& e : items) outcomes.push_back(e.outcome);
   FRUGAL_RETURN_IF_ERROR(validate_items(outcomes, "eval"));
+  const bool with_baseline = !items.empty() && items.front().baseline.has_value();
+  if (with_baseline) {
+    std::vector<CalibrationItem> baselines;
+    for (const EvalItem& e : items) {
+      if (!e.baseline) return invalid_argument("eval: a baseline outcome on some items but not all");
+      baselines.push_back(*e.baseline);
+    }
+    FRUGAL_RETURN_IF_ERROR(validate_items(baselines, "eval baseline"));
+  } else {
+    for (const EvalItem& e : items) {
+      if (e.baseline) return invalid_argument("eval: a baseline outcome on some items but not all");
+    }
+  }
   if (!(options.margin_points >= 0)) return invalid_argument("eval: margin must be >= 0 points");
   if (!(options.confidence > 0 && options.confidence < 1)) {
     return invalid_argument("eval: confidence must be in (0, 1)");
@@ -629,9 +675,9 @@ Result<EvalReport> evaluate_slices(const std::vector<EvalItem>& items, const Eva
   EvalReport report;
   report.threshold = options.threshold;
   report.margin_points = options.margin_points;
-  report.overall = evaluate_group(all, options.threshold, z);
+  report.overall = evaluate_group(all, options.threshold, z, options);
   for (const auto& [slice, group] : by_slice) {
-    GroupEval g = evaluate_group(group, options.threshold, z);
+    GroupEval g = evaluate_group(group, options.threshold, z, options);
     g.slice = slice;
     report.by_slice.push_back(g);
     for (const auto& [policy, eval] :
@@ -639,16 +685,24 @@ Result<EvalReport> evaluate_slices(const std::vector<EvalItem>& items, const Eva
       if (std::string_view(policy) == "cascade" ? !options.gate_cascade : !options.gate_tier1) continue;
       const double loss = 100.0 * (g.top.accuracy - eval->accuracy);
       // The small slack keeps a loss of exactly the margin (in decimal) unflagged.
-      if (loss > options.margin_points + 1e-9) report.flags.push_back({slice, policy, loss});
+      if (loss > options.margin_points + 1e-9) report.flags.push_back({slice, policy, "top", loss});
+      if (with_baseline) {
+        const PolicyEval& before =
+            std::string_view(policy) == "cascade" ? *g.baseline_cascade : *g.baseline_tier1;
+        const double regression = 100.0 * (before.accuracy - eval->accuracy);
+        if (regression > options.margin_points + 1e-9) {
+          report.flags.push_back({slice, policy, "baseline", regression});
+        }
+      }
     }
   }
   for (const auto& [difficulty, group] : by_difficulty) {
-    GroupEval g = evaluate_group(group, options.threshold, z);
+    GroupEval g = evaluate_group(group, options.threshold, z, options);
     g.difficulty = difficulty;
     report.by_difficulty.push_back(g);
   }
   for (const auto& [key, group] : by_both) {
-    GroupEval g = evaluate_group(group, options.threshold, z);
+    GroupEval g = evaluate_group(group, options.threshold, z, options);
     g.slice = key.first;
     g.difficulty = key.second;
     report.by_slice_difficulty.push_back(g);

@@ -6,6 +6,7 @@
 
 #include <cstddef>
 #include <cstdint>
+#include <optional>
 #include <string>
 #include <vector>
 
@@ -167,6 +168,9 @@ struct EvalItem {
   std::string slice;       // task family, e.g. "arithmetic"
   std::string difficulty;  // e.g. "easy", "hard"; may be empty
   CalibrationItem outcome;
+  // The same item through the baseline cascade (the student serving today), when the gate
+  // compares a new one with it: `frugal eval --baseline OLD.toml`.
+  std::optional<CalibrationItem> baseline;
 };
 
 struct EvalOptions {
@@ -177,6 +181,9 @@ struct EvalOptions {
   // serve?) and tier 1 alone (is the distilled student itself faithful?). Both by default.
   bool gate_cascade = true;
   bool gate_tier1 = true;
+  // With a baseline on every item: its scorer threshold, and the gated policies are also held
+  // to the margin against the baseline's own (no slice may regress from what serves today).
+  double baseline_threshold = 0.5;
 };
 
 // One policy (tier 1 alone, top tier alone, or the cascade) on a group of items.
@@ -196,13 +203,16 @@ struct GroupEval {
   std::string difficulty;  // "" when the group spans all difficulties
   size_t items = 0;
   PolicyEval tier1, top, cascade;
+  // The baseline's tier 1 alone and cascade on the same items (EvalItem::baseline), if any.
+  std::optional<PolicyEval> baseline_tier1, baseline_cascade;
 };
 
 // A slice where a policy is more than margin_points below the top tier.
 struct SliceFlag {
   std::string slice;
   std::string policy;  // "cascade" or "tier1"
-  double loss_points = 0;  // (top accuracy - policy accuracy) · 100
+  std::string against = "top";  // "top": the top tier; "baseline": the baseline's same policy
+  double loss_points = 0;  // (reference accuracy - policy accuracy) · 100
 };
 
 struct EvalReport {
@@ -216,8 +226,8 @@ struct EvalReport {
   bool pass = true;                            // no flags
 };
 
-// kInvalidArgument on no items, a bad score or cost (as calibrate_threshold), a negative margin
-// or a confidence outside (0, 1).
+// kInvalidArgument on no items, a bad score or cost (as calibrate_threshold), a negative margin,
+// a confidence outside (0, 1), or a baseline on some items but not all.
 Result<EvalReport> evaluate_slices(const std::vector<EvalItem>& items, const EvalOptions& options);
 
 }  // namespace frugal::cascade

@@ -255,12 +255,32 @@ std::string eval_report_table(const EvalReport& report) {
   for (const GroupEval& g : report.by_slice) row("slice " + g.slice, g);
   for (const GroupEval& g : report.by_difficulty) row("difficulty " + g.difficulty, g);
   for (const GroupEval& g : report.by_slice_difficulty) row(g.slice + " / " + g.difficulty, g);
+  if (report.overall.baseline_cascade) {
+    // The same items through the baseline (what serves today): accuracy, and the change.
+    std::snprintf(line, sizeof(line), "\nagainst the baseline\n%-28s %6s  %-21s  %7s  %-21s  %7s\n",
+                  "group", "n", "baseline tier1 acc", "change", "baseline cascade acc", "change");
+    os << line;
+    auto base_row = [&](const std::string& name, const GroupEval& g) {
+      std::snprintf(line, sizeof(line), "%-28s %6zu  %-21s  %+6.1f   %-21s  %+6.1f\n",
+                    name.c_str(), g.items, acc(*g.baseline_tier1).c_str(),
+                    100 * (g.tier1.accuracy - g.baseline_tier1->accuracy),
+                    acc(*g.baseline_cascade).c_str(),
+                    100 * (g.cascade.accuracy - g.baseline_cascade->accuracy));
+      os << line;
+    };
+    base_row("all", report.overall);
+    for (const GroupEval& g : report.by_slice) base_row("slice " + g.slice, g);
+    os << "\n";
+  }
   std::snprintf(line, sizeof(line), "threshold %.4f, margin %.1f points: ", report.threshold,
                 report.margin_points);
   os << line << (report.pass ? "PASS" : "FAIL") << "\n";
   for (const SliceFlag& f : report.flags) {
-    std::snprintf(line, sizeof(line), "  %s loses %.1f points against the top tier on slice '%s'\n",
-                  f.policy == "tier1" ? "tier 1 alone" : f.policy.c_str(), f.loss_points,
+    const bool tier1 = f.policy == "tier1";
+    std::snprintf(line, sizeof(line), "  %s loses %.1f points against %s on slice '%s'\n",
+                  tier1 ? "tier 1 alone" : f.policy.c_str(), f.loss_points,
+                  f.against == "baseline" ? (tier1 ? "the baseline's tier 1" : "the baseline's cascade")
+                                          : "the top tier",
                   f.slice.c_str());
     os << line;
   }

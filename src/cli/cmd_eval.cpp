@@ -1,7 +1,8 @@
 // `frugal eval`: runs tier 1 alone and the top tier alone on every task item of a JSONL file,
 // judges each answer with the item's check, and reports accuracy (95 % interval), escalation and
 // cost for tier 1, the top tier and the cascade overall, per slice and per difficulty, with the
-// gate's verdict: no slice may lose more than --margin points against the top tier.
+// gate's verdict: no slice may lose more than --margin points against the top tier (and, with
+// --baseline OLD.toml, against the cascade serving today, on the same items).
 
 #include <cmath>
 #include <cstdio>
@@ -41,6 +42,7 @@ struct EvalArgs {
   int64_t ctx = 0;
   int parallel = 1;
   std::string kv_type = "f16";
+  std::string baseline;  // a second config (the cascade serving today) to hold the gate against
 };
 
 // "12/40 items  3.1 items/s  ETA 9 s" on one rewritten stderr line, when stderr is a terminal.
@@ -62,10 +64,68 @@ nlohmann::json group_json(const cascade::GroupEval& g) {
           {"cascade", policy_json(g.cascade)}};
 }
 
+// Each item's outcome as the cascade of `setup` serves it. With early escalation configured,
+// an item whose tier-1 answer the logprob floor would have cut escalates (score 0) and pays
+// tier 1 only up to the cut, as the live cascade does; `stopped_early` counts those.
+std::vector<cascade::CalibrationItem> item_outcomes(const TaskRunSetup& setup,
+                                                    const std::vector<cascade::ItemRun>& runs,
+                                                    size_t* stopped_early) {
+  const cascade::CascadeConfig& cfg = setup.config;
+  const cascade::Tier& tier1 = setup.cascade->tier1();
+  std::vector<cascade::CalibrationItem> outcomes;
+  for (size_t i = 0; i < setup.items.size(); ++i) {
+    const cascade::TaskItem& item = setup.items[i];
+    const cascade::ItemRun& run = runs[i];
+    cascade::CalibrationItem o{run.tier1_correct, run.top_correct, run.score, run.tier1.cost,
+                               run.top.cost, item.slice};
+    if (cfg.early_escalation) {
+      const int64_t stop = cascade::early_stop_point(
+          run.tier1.tokens, cfg.early_escalation_window, cfg.early_escalation_logprob);
+      if (stop > 0) {
+        ++*stopped_early;
+        o.score = 0.0;
+        o.tier1_cost = tier1.cost(run.tier1.tokens_in, stop);
+      }
+    }
+    outcomes.push_back(o);
+  }
+  return outcomes;
+}
+
+// The baseline cascade (--baseline CONFIG) on the same items: its outcomes and its threshold.
+// Runs before the new cascade loads, and is unloaded after, so the two never share memory.
+struct BaselineRun {
+  std::vector<cascade::CalibrationItem> outcomes;
+  double threshold = 0;
+  std::string tier1_name;
+};
+
+std::optional<BaselineRun> run_baseline(const EvalArgs& a, int* exit_code) {
+  TaskRunFlags flags{a.baseline, a.data, a.n, a.threads, a.ctx, a.max_tokens, 1};
+  flags.kv_type = a.kv_type;
+  auto setup = load_task_run("eval --baseline", flags, exit_code);
+  if (!setup) return std::nullopt;
+  double seconds = 0;
+  auto runs = run_task_items("eval --baseline", *setup->cascade, setup->scorer, setup->items,
+                             setup->max_tokens, a.data, &seconds, a.parallel);
+  if (!runs) {
+    *exit_code = 1;
+    return std::nullopt;
+  }
+  size_t stopped = 0;
+  return BaselineRun{item_outcomes(*setup, *runs, &stopped), setup->config.threshold,
+                     setup->cascade->tier1().name()};
+}
+
 int run_eval(const EvalArgs& a) {
+  int exit_code = 0;
+  std::optional<BaselineRun> baseline;
+  if (!a.baseline.empty()) {
+    baseline = run_baseline(a, &exit_code);
+    if (!baseline) return exit_code;
+  }
   TaskRunFlags flags{a.config, a.data, a.n, a.threads, a.ctx, a.max_tokens, 1};
   flags.kv_type = a.kv_type;
-  int exit_code = 0;
   auto setup = load_task_run("eval", flags, &exit_code);
   if (!setup) return exit_code;
   const std::vector<cascade::TaskItem>* items = &setup->items;
@@ -76,29 +136,18 @@ int run_eval(const EvalArgs& a) {
   double seconds = 0;
   auto runs = run_task_items("eval", *c, scorer, *items, max_tokens, a.data, &seconds, a.parallel);
   if (!runs) return 1;
-  // With early escalation configured, an item whose tier-1 answer the logprob floor would
-  // have cut escalates (score 0) and pays tier 1 only up to the cut, as the live cascade does.
   const cascade::CascadeConfig& cfg = setup->config;
   const cascade::Tier& tier1 = c->tier1();
   size_t stopped_early = 0;
+  const std::vector<cascade::CalibrationItem> outcomes =
+      item_outcomes(*setup, *runs, &stopped_early);
   std::vector<cascade::EvalItem> evals;
   for (size_t i = 0; i < items->size(); ++i) {
-    const cascade::TaskItem& item = (*items)[i];
-    const cascade::ItemRun& run = (*runs)[i];
     cascade::EvalItem e;
-    e.slice = item.slice;
-    e.difficulty = "d" + std::to_string(item.difficulty);
-    e.outcome = {run.tier1_correct, run.top_correct, run.score, run.tier1.cost, run.top.cost,
-                 item.slice};
-    if (cfg.early_escalation) {
-      const int64_t stop = cascade::early_stop_point(
-          run.tier1.tokens, cfg.early_escalation_window, cfg.early_escalation_logprob);
-      if (stop > 0) {
-        ++stopped_early;
-        e.outcome.score = 0.0;
-        e.outcome.tier1_cost = tier1.cost(run.tier1.tokens_in, stop);
-      }
-    }
+    e.slice = (*items)[i].slice;
+    e.difficulty = "d" + std::to_string((*items)[i].difficulty);
+    e.outcome = outcomes[i];
+    if (baseline) e.baseline = baseline->outcomes[i];
     evals.push_back(std::move(e));
   }
   if (!a.answers.empty()) {
@@ -161,6 +210,7 @@ int run_eval(const EvalArgs& a) {
   eval_options.margin_points = a.margin;
   eval_options.gate_cascade = a.gate != "tier1";
   eval_options.gate_tier1 = a.gate != "cascade";
+  if (baseline) eval_options.baseline_threshold = baseline->threshold;
   auto report = cascade::evaluate_slices(evals, eval_options);
   if (!report.is_ok()) {
     std::fprintf(stderr, "frugal eval: %s\n", report.status().to_string().c_str());
@@ -177,8 +227,21 @@ int run_eval(const EvalArgs& a) {
     for (const auto& g : report->by_difficulty) j["difficulties"][g.difficulty] = group_json(g);
     j["flags"] = nlohmann::json::array();
     for (const auto& f : report->flags) {
-      j["flags"].push_back(
-          {{"slice", f.slice}, {"policy", f.policy}, {"loss_points", f.loss_points}});
+      j["flags"].push_back({{"slice", f.slice},
+                            {"policy", f.policy},
+                            {"against", f.against},
+                            {"loss_points", f.loss_points}});
+    }
+    if (baseline) {
+      auto base_json = [](const cascade::GroupEval& g) {
+        return nlohmann::json{{"tier1", policy_json(*g.baseline_tier1)},
+                              {"cascade", policy_json(*g.baseline_cascade)}};
+      };
+      j["baseline"] = base_json(report->overall);
+      j["baseline"]["config"] = a.baseline;
+      j["baseline"]["threshold"] = baseline->threshold;
+      j["baseline"]["slices"] = nlohmann::json::object();
+      for (const auto& g : report->by_slice) j["baseline"]["slices"][g.slice] = base_json(g);
     }
     j["pass"] = report->pass;
     if (cache_eval) {
@@ -228,6 +291,10 @@ int run_eval(const EvalArgs& a) {
                 "tokens, %.1f s\n\n",
                 evals.size(), a.data.c_str(), c->tier1().name().c_str(),
                 c->top_tier().name().c_str(), threshold, (long long)max_tokens, seconds);
+    if (baseline) {
+      std::printf("baseline: %s (tier 1 '%s', threshold %.4g)\n\n", a.baseline.c_str(),
+                  baseline->tier1_name.c_str(), baseline->threshold);
+    }
     if (cfg.early_escalation) {
       std::printf("early escalation on (window %lld, floor %.3g): tier 1 stopped on %zu of %zu "
                   "items\n\n",
@@ -262,6 +329,10 @@ void register_eval(CLI::App& app, int& exit_code) {
                   "cascade (is a new student ready to serve behind the scorer?) or tier1 (is "
                   "the student alone faithful?)")
       ->check(CLI::IsMember({"both", "cascade", "tier1"}));
+  cmd->add_option("--baseline", args->baseline,
+                  "A second cascade config, the one serving today: it runs on the same items "
+                  "first, and the gated policies must also keep every slice within --margin of "
+                  "its own (a new student may not regress a slice the old one served)");
   cmd->add_option("--threshold", args->threshold,
                   "Scorer threshold to evaluate (default: the config's)")
       ->check(real_range(0.0, 1.0));
