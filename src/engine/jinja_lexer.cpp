@@ -27,13 +27,12 @@ class Lexer {
   Lexer(std::string_view source, const Options& options) : opt_(options) {
     // Newlines are normalised to \n and one trailing newline dropped, as jinja2 does.
     src_.reserve(source.size());
-    for (size_t i = 0; i < source.size(); ++i) {
-      if (source[i] == '\r') {
-        src_.push_back('\n');
-        if (i + 1 < source.size() && source[i + 1] == '\n') ++i;
-      } else {
-        src_.push_back(source[i]);
-      }
+    for (size_t i = 0; i < source.size();) {
+      const size_t cr = source.find('\r', i);
+      src_.append(source.substr(i, cr == std::string_view::npos ? std::string_view::npos : cr - i));
+      if (cr == std::string_view::npos) break;
+      src_.push_back('\n');
+      i = cr + 1 < source.size() && source[cr + 1] == '\n' ? cr + 2 : cr + 1;
     }
     if (!opt_.keep_trailing_newline && !src_.empty() && src_.back() == '\n') src_.pop_back();
   }
@@ -232,12 +231,16 @@ class Lexer {
       advance_to(e);
       return Status::ok();
     }
-    static const char* kOps[] = {"//", "**", "==", "!=", "<=", ">=", "+", "-", "/", "*", "%", "~",
-                                 "[", "]", "(", ")", "{", "}", "|", ".", ":", ",", ";", "=", "<",
-                                 ">"};
-    for (const char* op : kOps) {
-      const size_t n = std::strlen(op);
-      if (src_.compare(pos_, n, op) != 0) continue;
+    // Operators: the two-character ones first (//, **, ==, !=, <=, >=), then the single ones.
+    const char next = pos_ + 1 < src_.size() ? src_[pos_ + 1] : '\0';
+    size_t n = 0;
+    if ((c == '/' && next == '/') || (c == '*' && next == '*') ||
+        ((c == '=' || c == '!' || c == '<' || c == '>') && next == '=')) {
+      n = 2;
+    } else if (c != '\0' && std::strchr("+-/*%~[](){}|.:,;=<>", c) != nullptr) {
+      n = 1;
+    }
+    if (n > 0) {
       if (n == 1 && (c == '(' || c == '[' || c == '{')) {
         balance.push_back(c == '(' ? ')' : c == '[' ? ']' : '}');
       } else if (n == 1 && (c == ')' || c == ']' || c == '}')) {
@@ -247,7 +250,7 @@ class Lexer {
         }
         balance.pop_back();
       }
-      push(Tok::kOp, op);
+      push(Tok::kOp, src_.substr(pos_, n));
       advance_to(pos_ + n);
       return Status::ok();
     }
