@@ -572,35 +572,6 @@ std::string guarantee_sentence(const CalibrationResult& r, const CalibrationOpti
 
 namespace {
 
-// The baseline's tier 1 alone and cascade over `group` (every item has a baseline).
-void evaluate_baseline(const std::vector<const EvalItem*>& group, double threshold, double z,
-                       GroupEval* g) {
-  PolicyEval tier1, cascade;
-  double top_total = 0;
-  size_t esc = 0;
-  for (const EvalItem* e : group) {
-    const CalibrationItem& it = *e->baseline;
-    const bool escalate = cascade_escalates(it.score, threshold);
-    tier1.correct += it.tier1_correct ? 1 : 0;
-    cascade.correct += (escalate ? it.top_correct : it.tier1_correct) ? 1 : 0;
-    tier1.total_cost += it.tier1_cost;
-    cascade.total_cost += it.tier1_cost + (escalate ? it.top_cost : 0.0);
-    esc += escalate ? 1 : 0;
-    top_total += it.top_cost;
-  }
-  const double n = static_cast<double>(group.size());
-  cascade.escalation_rate = n > 0 ? static_cast<double>(esc) / n : 0;
-  for (PolicyEval* p : {&tier1, &cascade}) {
-    p->items = group.size();
-    p->accuracy = n > 0 ? static_cast<double>(p->correct) / n : 0;
-    p->accuracy_ci = wilson_interval(p->correct, p->items, z);
-    p->cost_per_item = n > 0 ? p->total_cost / n : 0;
-    p->cost_saved = top_total > 0 ? 1.0 - p->total_cost / top_total : 0;
-  }
-  g->baseline_tier1 = tier1;
-  g->baseline_cascade = cascade;
-}
-
 GroupEval evaluate_group(const std::vector<const EvalItem*>& group, double threshold, double z,
                          const EvalOptions& options) {
   GroupEval g;
@@ -631,7 +602,15 @@ GroupEval evaluate_group(const std::vector<const EvalItem*>& group, double thres
     p->cost_saved = top_total > 0 ? 1.0 - p->total_cost / top_total : 0;
   }
   if (!group.empty() && group.front()->baseline) {
-    evaluate_baseline(group, options.baseline_threshold, z, &g);
+    // The baseline's policies: the same arithmetic over its outcomes, at its own threshold.
+    std::vector<EvalItem> before;
+    before.reserve(group.size());
+    for (const EvalItem* e : group) before.push_back({e->slice, e->difficulty, *e->baseline, {}});
+    std::vector<const EvalItem*> ptrs;
+    for (const EvalItem& e : before) ptrs.push_back(&e);
+    const GroupEval b = evaluate_group(ptrs, options.baseline_threshold, z, options);
+    g.baseline_tier1 = b.tier1;
+    g.baseline_cascade = b.cascade;
   }
   return g;
 }
