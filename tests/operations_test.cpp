@@ -24,6 +24,7 @@
 #include "cascade/cascade.h"
 #include "cascade/config.h"
 #include "cascade/drift.h"
+#include "live_server.h"
 #include "server/server.h"
 
 namespace frugal::server {
@@ -36,21 +37,20 @@ using namespace std::chrono_literals;
 
 const std::string kSource = FRUGAL_SOURCE_DIR;
 
-fs::path temp_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() /
-               ("frugal_operations_test_" + std::to_string(getpid()) + "_" + name);
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+fs::path temp_dir(const std::string& name) { return test::temp_dir("operations_test", name); }
 
-// The bundled cascade's text (frugal.toml) with model paths made absolute, `extra` appended,
+// The bundled cascade's text (frugal.toml) with model paths made absolute, its [shadow] tables
+// dropped, `extra` appended,
 // and the cache tier dropped when `cache` is false (repeated prompts then reach the tiers).
 std::string bundled_text(const std::string& extra, bool cache = true) {
   std::ifstream in(kSource + "/frugal.toml");
   std::string text((std::istreambuf_iterator<char>(in)), std::istreambuf_iterator<char>());
   text = std::regex_replace(text, std::regex("model = \"models/"),
                             "model = \"" + kSource + "/models/");
+  // frugal.toml ends with the [shadow] table its calibration wrote; each test writes its own.
+  const size_t shadow = text.find("\n[shadow]\n");
+  if (shadow != std::string::npos) text.erase(shadow + 1);
+  EXPECT_EQ(text.find("[shadow"), std::string::npos) << "frugal.toml's [shadow] is no longer last";
   if (!cache) {
     const std::string cache_tier = "[[tier]]\nname = \"cache\"\nkind = \"cache\"\nlatency_ms_fixed = 1.0\n";
     const size_t at = text.find(cache_tier);
@@ -93,66 +93,13 @@ std::vector<Item> heldout(int difficulty = 0) {
   return out;
 }
 
-// A Server on a free loopback port, serving on its own thread until destroyed.
-class LiveServer {
- public:
-  explicit LiveServer(ServerOptions o) {
-    o.host = "127.0.0.1";
-    o.port = 0;
-    if (o.cascade.n_threads == 0) o.cascade.n_threads = 2;
-    o.shadow_seed = 1;
-    o.log = [this](const std::string& line) {
-      std::lock_guard<std::mutex> lock(mu_);
-      log_ += line + "\n";
-    };
-    server_ = std::make_unique<Server>(std::move(o));
-    const Status bound = server_->bind();
-    EXPECT_TRUE(bound.is_ok()) << bound.to_string();
-    thread_ = std::thread([this] { served_ = server_->serve(); });
-    const auto until = Clock::now() + 60s;
-    while (!server_->ready() && Clock::now() < until) std::this_thread::sleep_for(5ms);
-    EXPECT_TRUE(server_->ready()) << log();
-  }
-  ~LiveServer() {
-    server_->stop();
-    if (thread_.joinable()) thread_.join();
-  }
-  Server& server() { return *server_; }
-  std::string log() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return log_;
-  }
-  std::unique_ptr<httplib::Client> client() const {
-    auto c = std::make_unique<httplib::Client>("127.0.0.1", server_->port());
-    c->set_read_timeout(120, 0);
-    c->set_connection_timeout(10, 0);
-    return c;
-  }
+using test::LiveServer;
+using test::Reply;
 
- private:
-  std::unique_ptr<Server> server_;
-  std::thread thread_;
-  Status served_;
-  std::mutex mu_;
-  std::string log_;
-};
-
-struct Reply {
-  int status = -1;
-  std::string body;
-  std::string tier;
-  json json_body() const { return json::parse(body, nullptr, false); }
-};
-
+// A chat request's reply, its body given as JSON.
 Reply post(httplib::Client& c, const std::string& path, const json& body,
            const httplib::Headers& headers = {}) {
-  Reply r;
-  auto res = c.Post(path.c_str(), headers, body.dump(), "application/json");
-  if (!res) return r;
-  r.status = res->status;
-  r.body = res->body;
-  r.tier = res->get_header_value("x-frugal-tier");
-  return r;
+  return test::post_json(c, path, body, headers);
 }
 
 // The value of one series in /metrics text (0 when absent): `series` as it appears, labels
@@ -190,6 +137,7 @@ TEST(OperationsShadow, KeptAnswersAreCheckedEscalationsLoggedAndTheClientNeverWa
                         bundled_text("[shadow]\nfraction = 1.0\nbudget_per_hour = 1.0\n", false) +
                             "\n"));
   o.config.server.distill_log = log_path;
+  o.shadow_seed = 1;  // the same checks sampled on every run
   LiveServer s(std::move(o));
   auto c = s.client();
   const std::vector<Item> items = heldout();
@@ -198,7 +146,7 @@ TEST(OperationsShadow, KeptAnswersAreCheckedEscalationsLoggedAndTheClientNeverWa
   for (size_t i = 0; i < 40; ++i) {
     Reply r = post(*c, "/v1/chat/completions", items[i].request());
     ASSERT_EQ(r.status, 200) << r.body;
-    if (r.tier == "small") {
+    if (r.tier() == "small") {
       ++kept;
       kept_by_slice[items[i].line["slice"]]++;
     } else {
@@ -293,6 +241,7 @@ TEST(OperationsShadow, TheResponseDoesNotWaitForTheTopTier) {
     k->set_scorer([](const std::vector<double>&) { return 1.0; });
     return k;
   };
+  o.shadow_seed = 1;  // the same checks sampled on every run
   LiveServer s(std::move(o));
   auto c = s.client();
   const auto start = Clock::now();
@@ -300,7 +249,7 @@ TEST(OperationsShadow, TheResponseDoesNotWaitForTheTopTier) {
                  {{"messages", {{{"role", "user"}, {"content", "6 times 7?"}}}}});
   const auto took = Clock::now() - start;
   ASSERT_EQ(r.status, 200) << r.body;
-  EXPECT_EQ(r.tier, "small");
+  EXPECT_EQ(r.tier(), "small");
   EXPECT_LT(took, 700ms) << "the client waited for the shadow check";
   EXPECT_EQ(metric(*c, "frugal_shadow_checks_total"), 0) << "the check is still running";
   s.server().shadow()->wait_idle();
@@ -357,6 +306,7 @@ TEST(OperationsDrift, UnlearnedTrafficFiresTheAlarmAndEscalateAllTakesEffect) {
                    false));
   ServerOptions o;
   o.config = load(path);
+  o.shadow_seed = 1;  // the same checks sampled on every run
   LiveServer s(std::move(o));
   auto c = s.client();
   const std::vector<Item> calibration = heldout();
@@ -431,7 +381,7 @@ TEST(OperationsDrift, UnlearnedTrafficFiresTheAlarmAndEscalateAllTakesEffect) {
   for (size_t i = 0; i < 5; ++i) {
     Reply r = post(*c, "/v1/chat/completions", calibration[i].request());
     ASSERT_EQ(r.status, 200);
-    EXPECT_EQ(r.tier, "large");
+    EXPECT_EQ(r.tier(), "large");
   }
   EXPECT_GE(metric(*c, "frugal_escalations_total{reason=\"escalate_all\"}"), 5);
   // A reload (after recalibrating) clears it.
@@ -440,7 +390,7 @@ TEST(OperationsDrift, UnlearnedTrafficFiresTheAlarmAndEscalateAllTakesEffect) {
   EXPECT_EQ(metric(*c, "frugal_escalate_all"), 0);
   int small = 0;
   for (size_t i = 0; i < 5; ++i)
-    small += post(*c, "/v1/chat/completions", calibration[i].request()).tier == "small";
+    small += post(*c, "/v1/chat/completions", calibration[i].request()).tier() == "small";
   EXPECT_GT(small, 0);
   fs::remove_all(dir);
 }
@@ -454,6 +404,7 @@ TEST(OperationsReload, RequestsDuringAReloadSucceedTheNewThresholdHoldsAndABadCo
   const std::string path = write(dir / "frugal.toml", bundled_text(head, false));
   ServerOptions o;
   o.config = load(path);
+  o.shadow_seed = 1;  // the same checks sampled on every run
   LiveServer s(std::move(o));
   auto c = s.client();
   const std::vector<Item> items = heldout();
@@ -491,7 +442,7 @@ TEST(OperationsReload, RequestsDuringAReloadSucceedTheNewThresholdHoldsAndABadCo
   EXPECT_DOUBLE_EQ(s.server().cascade()->threshold(), 0.0);
   // Threshold 0: every answer is tier 1's.
   for (size_t i = 0; i < 10; ++i) {
-    EXPECT_EQ(post(*c, "/v1/chat/completions", items[i].request(16)).tier, "small");
+    EXPECT_EQ(post(*c, "/v1/chat/completions", items[i].request(16)).tier(), "small");
   }
 
   // A broken config (a syntax error, then a missing model) is refused; the old one serves on.
@@ -504,7 +455,7 @@ TEST(OperationsReload, RequestsDuringAReloadSucceedTheNewThresholdHoldsAndABadCo
     EXPECT_DOUBLE_EQ(s.server().cascade()->threshold(), 0.0);
     Reply r = post(*c, "/v1/chat/completions", items[0].request(16));
     EXPECT_EQ(r.status, 200);
-    EXPECT_EQ(r.tier, "small");
+    EXPECT_EQ(r.tier(), "small");
   }
   EXPECT_EQ(metric(*c, "frugal_reloads_total{outcome=\"ok\"}"), 1);
   EXPECT_EQ(metric(*c, "frugal_reloads_total{outcome=\"refused\"}"), 2);
@@ -514,6 +465,7 @@ TEST(OperationsReload, RequestsDuringAReloadSucceedTheNewThresholdHoldsAndABadCo
 TEST(OperationsReload, WithoutAdminKeysTheEndpointIsForbidden) {
   ServerOptions o;
   o.config = load(write(temp_dir("noadmin") / "frugal.toml", bundled_text("", false)));
+  o.shadow_seed = 1;  // the same checks sampled on every run
   LiveServer s(std::move(o));
   auto c = s.client();
   Reply r = post(*c, "/admin/reload", json::object(), {{"Authorization", "Bearer anything"}});

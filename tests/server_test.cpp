@@ -39,6 +39,7 @@
 #include "cascade/config.h"
 #include "cascade/local_tier.h"
 #include "server/server.h"
+#include "live_server.h"
 #include "test_shell.h"
 
 extern char** environ;
@@ -53,13 +54,7 @@ using namespace std::chrono_literals;
 
 const std::string kSource = FRUGAL_SOURCE_DIR;
 
-fs::path temp_dir(const std::string& name) {
-  fs::path d = fs::temp_directory_path() /
-               ("frugal_server_test_" + std::to_string(getpid()) + "_" + name);
-  fs::remove_all(d);
-  fs::create_directories(d);
-  return d;
-}
+fs::path temp_dir(const std::string& name) { return test::temp_dir("server_test", name); }
 
 // The bundled cascade: the repository's frugal.toml (cache, the student, the teacher).
 cascade::CascadeConfig bundled_config() {
@@ -82,54 +77,7 @@ std::vector<std::string> heldout_prompts(size_t n) {
 
 // ---------------------------------------------------------------------------- a live server
 
-// A Server on a free loopback port, serving on its own thread until destroyed.
-class LiveServer {
- public:
-  explicit LiveServer(ServerOptions o) {
-    o.host = "127.0.0.1";
-    o.port = 0;
-    if (o.cascade.n_threads == 0) o.cascade.n_threads = 2;
-    o.log = [this](const std::string& line) {
-      std::lock_guard<std::mutex> lock(mu_);
-      log_ += line + "\n";
-    };
-    server_ = std::make_unique<Server>(std::move(o));
-    const Status bound = server_->bind();
-    EXPECT_TRUE(bound.is_ok()) << bound.to_string();
-    thread_ = std::thread([this] { served_ = server_->serve(); });
-    const auto until = Clock::now() + 60s;
-    while (!server_->ready() && Clock::now() < until && thread_.joinable())
-      std::this_thread::sleep_for(5ms);
-    EXPECT_TRUE(server_->ready()) << log();
-  }
-  ~LiveServer() { stop(); }
-  // Drains and stops; returns what serve() returned.
-  Status stop() {
-    server_->stop();
-    if (thread_.joinable()) thread_.join();
-    return served_;
-  }
-
-  Server& server() { return *server_; }
-  int port() const { return server_->port(); }
-  std::string log() {
-    std::lock_guard<std::mutex> lock(mu_);
-    return log_;
-  }
-  std::unique_ptr<httplib::Client> client() const {
-    auto c = std::make_unique<httplib::Client>("127.0.0.1", port());
-    c->set_read_timeout(120, 0);
-    c->set_connection_timeout(10, 0);
-    return c;
-  }
-
- private:
-  std::unique_ptr<Server> server_;
-  std::thread thread_;
-  Status served_;
-  std::mutex mu_;
-  std::string log_;
-};
+using test::LiveServer;
 
 ServerOptions bundled_options() {
   ServerOptions o;
@@ -139,37 +87,9 @@ ServerOptions bundled_options() {
 
 // ---------------------------------------------------------------------------- requests
 
-struct Reply {
-  int status = -1;  // -1: no response (connection refused or cut)
-  std::string body;
-  httplib::Headers headers;
-  std::string header(const std::string& name) const {
-    auto it = headers.find(name);
-    return it == headers.end() ? "" : it->second;
-  }
-  json json_body() const { return json::parse(body, nullptr, false); }
-};
-
-Reply post(httplib::Client& c, const std::string& path, const std::string& body,
-           const httplib::Headers& headers = {}) {
-  Reply r;
-  auto res = c.Post(path.c_str(), headers, body, "application/json");
-  if (!res) return r;
-  r.status = res->status;
-  r.body = res->body;
-  r.headers = res->headers;
-  return r;
-}
-
-Reply get(httplib::Client& c, const std::string& path, const httplib::Headers& headers = {}) {
-  Reply r;
-  auto res = c.Get(path.c_str(), headers);
-  if (!res) return r;
-  r.status = res->status;
-  r.body = res->body;
-  r.headers = res->headers;
-  return r;
-}
+using test::get;
+using test::post;
+using test::Reply;
 
 json chat(const std::string& content, int max_tokens = 64) {
   return {{"model", "frugal"},
