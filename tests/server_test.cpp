@@ -792,6 +792,74 @@ TEST_F(ServerTest, MetricsPassPromtoolAndCountWhatHappened) {
   EXPECT_GE((std::isnan(ok_small) ? 0 : ok_small) + (std::isnan(ok_large) ? 0 : ok_large), 2);
 }
 
+// Speculative decoding and speculative escalation reach /metrics under vLLM's names: the
+// teacher drafts with the student, and the cascade's escalations verify tier 1's answers.
+TEST(ServerSpecMetrics, DraftsAcceptancesAndReusedTokensAreCounted) {
+  ServerOptions o = bundled_options();
+  for (cascade::TierConfig& t : o.config.tiers) {
+    if (t.name != "large") continue;
+    t.speculative = "draft";
+    t.draft = kSource + "/models/frugal-student.gguf";
+  }
+  LiveServer s(std::move(o));
+  auto c = s.client();
+  int64_t reused = 0;  // what the responses said, summed
+  int escalated = 0;
+  const std::vector<std::string> prompts = heldout_prompts(24);
+  for (const std::string& p : prompts) {
+    json body = chat(p, 32);
+    body["model"] = "frugal";
+    const Reply r = post(*c, "/v1/chat/completions", body.dump());
+    ASSERT_EQ(r.status, 200) << r.body;
+    const json f = r.json_body()["frugal"];
+    reused += f["tokens_reused"].get<int64_t>();
+    escalated += f["escalated"].get<bool>() ? 1 : 0;
+  }
+  ASSERT_GT(escalated, 0) << "no escalation among the first 24 held-out prompts";
+  // The large tier alone, asked for a longer answer: speculative decoding with the draft.
+  json direct = chat("Repeat the word apple eight times.", 48);
+  direct["model"] = "large";
+  ASSERT_EQ(post(*c, "/v1/chat/completions", direct.dump()).status, 200);
+
+  const Reply m = get(*c, "/metrics");
+  ASSERT_EQ(m.status, 200);
+  const fs::path file = temp_dir("spec_metrics") / "metrics.txt";
+  std::ofstream(file) << m.body;
+  const test::CommandOutput check =
+      test::run_command("promtool check metrics < " + file.string() + " 2>&1");
+  ASSERT_NE(check.exit_code, 127) << "promtool is not installed: run scripts/install.sh";
+  EXPECT_EQ(check.exit_code, 0) << check.out;
+
+  const std::string l = "{tier=\"large\"}";
+  const double drafts = sample(m.body, "frugal_spec_decode_num_drafts_total" + l);
+  const double proposed = sample(m.body, "frugal_spec_decode_num_draft_tokens_total" + l);
+  const double accepted = sample(m.body, "frugal_spec_decode_num_accepted_tokens_total" + l);
+  EXPECT_GT(drafts, 0) << m.body;
+  EXPECT_GE(proposed, drafts);
+  EXPECT_GT(accepted, 0);
+  EXPECT_LE(accepted, proposed);
+  // Position i counts drafts whose i-th token stood: never more than position i-1, never more
+  // than the drafts, and summed over positions they are the accepted tokens.
+  double by_position = 0, previous = drafts;
+  for (int i = 0;; ++i) {
+    const double at = sample(m.body, "frugal_spec_decode_num_accepted_tokens_per_pos_total"
+                                     "{tier=\"large\",position=\"" + std::to_string(i) + "\"}");
+    if (std::isnan(at)) {
+      EXPECT_GT(i, 0) << "no per-position counts";
+      break;
+    }
+    EXPECT_LE(at, previous) << "position " << i;
+    previous = at;
+    by_position += at;
+  }
+  EXPECT_DOUBLE_EQ(by_position, accepted);
+  // Tokens reused by speculative escalation: what the responses reported, summed.
+  const double reused_metric = sample(m.body, "frugal_escalation_tokens_reused_total");
+  EXPECT_DOUBLE_EQ(std::isnan(reused_metric) ? 0.0 : reused_metric, static_cast<double>(reused));
+  EXPECT_GT(reused, 0) << "the student's answers share no prefix with the teacher's on " << escalated
+                       << " escalations";
+}
+
 // ---------------------------------------------------------------------------- binding
 
 TEST(ServerBind, APortInUseIsRefused) {

@@ -877,6 +877,17 @@ void Server::declare_metrics() {
   metrics_.declare("frugal_kv_blocks_used", T::kGauge, "KV-cache blocks held by live sequences, by tier.");
   metrics_.declare("frugal_kv_blocks_capacity", T::kGauge, "KV-cache blocks in the pool, by tier.");
   metrics_.declare("frugal_preemptions_total", T::kCounter, "Sequences preempted for lack of KV-cache blocks, by tier.");
+  // Speculative decoding, under vLLM's names (vllm:spec_decode_*): acceptance rate is
+  // accepted / draft tokens, mean acceptance length 1 + accepted / drafts.
+  metrics_.declare("frugal_spec_decode_num_drafts_total", T::kCounter,
+                   "Verification passes with a draft (a draft model or prompt lookup), by tier.");
+  metrics_.declare("frugal_spec_decode_num_draft_tokens_total", T::kCounter, "Draft tokens proposed, by tier.");
+  metrics_.declare("frugal_spec_decode_num_accepted_tokens_total", T::kCounter,
+                   "Draft tokens the target model accepted, by tier.");
+  metrics_.declare("frugal_spec_decode_num_accepted_tokens_per_pos_total", T::kCounter,
+                   "Drafts whose token at this position (0-based) was accepted, by tier and position.");
+  metrics_.declare("frugal_escalation_tokens_reused_total", T::kCounter,
+                   "Tier 1's answer tokens the top tier kept when it verified them as a draft (speculative escalation).");
   metrics_.declare("frugal_time_to_first_token_seconds", T::kHistogram,
                    "From the request's arrival to the first answer token the client could see.", latency);
   metrics_.declare("frugal_inter_token_latency_seconds", T::kHistogram,
@@ -916,8 +927,23 @@ void Server::handle_metrics(httplib::Response& res) {
       metrics_.set("frugal_running_sequences", l, static_cast<double>(st.running));
       metrics_.set("frugal_kv_blocks_used", l, static_cast<double>(st.kv_blocks_used));
       metrics_.set("frugal_kv_blocks_capacity", l, static_cast<double>(st.kv_blocks_total));
-      const double seen = metrics_.value("frugal_preemptions_total", l);
-      metrics_.add("frugal_preemptions_total", l, static_cast<double>(st.preemptions) - seen);
+      // Counters the scheduler keeps: the metric catches up to them (the scheduler of a
+      // reloaded cascade starts afresh, and a counter never goes down, so only gains count).
+      auto catch_up = [&](const char* name, const Labels& labels, uint64_t total) {
+        const double gain = static_cast<double>(total) - metrics_.value(name, labels);
+        if (gain > 0) metrics_.add(name, labels, gain);
+      };
+      catch_up("frugal_preemptions_total", l, st.preemptions);
+      if (st.spec_drafts > 0) {
+        catch_up("frugal_spec_decode_num_drafts_total", l, st.spec_drafts);
+        catch_up("frugal_spec_decode_num_draft_tokens_total", l, st.spec_draft_tokens);
+        catch_up("frugal_spec_decode_num_accepted_tokens_total", l, st.spec_accepted_tokens);
+        for (size_t i = 0; i < st.spec_accepted_by_position.size(); ++i) {
+          catch_up("frugal_spec_decode_num_accepted_tokens_per_pos_total",
+                   {{"tier", t->name()}, {"position", std::to_string(i)}},
+                   st.spec_accepted_by_position[i]);
+        }
+      }
     }
   }
   if (serving != nullptr) {
@@ -1009,6 +1035,9 @@ void Server::record(const Call& call, const Result<cascade::CascadeAnswer>& r) {
                           : !tier1_ran             ? "escalate_all"
                                                    : "score";
         metrics_.add("frugal_escalations_total", {{"reason", why}});
+        if (a.tokens_reused > 0) {
+          metrics_.add("frugal_escalation_tokens_reused_total", {}, static_cast<double>(a.tokens_reused));
+        }
       }
       // Top tier alone: the same prompt and answer length at the top tier's prices.
       const double top_only =
