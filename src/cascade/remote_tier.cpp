@@ -628,7 +628,12 @@ void RemoteTier::run(const std::shared_ptr<Call>& call) {
     calls_.remove(call);
   }
   cv_.notify_all();
-  if (call->sink.on_done) call->sink.on_done(std::move(result));
+  // The sink leaves the call before it is told: its callbacks hold their caller (a cascade
+  // run holds this call's handle in turn), and a sink kept here would keep both alive.
+  TierSink sink = std::move(call->sink);
+  call->sink = {};
+  if (sink.on_done) sink.on_done(std::move(result));
+  sink = {};
   call->finished.store(true);
 }
 
