@@ -45,6 +45,16 @@ class Renderer {
   Renderer(const Options& options) : opt_(options), ev_(options) {}
 
   Result<std::string> run(const Program& program, const ValueDict& globals) {
+    // A macro holds the scope it was defined in, and that scope holds the macro: once the
+    // render is over nothing can call a macro again, so the scopes that macros captured are
+    // emptied here, which breaks those cycles (they would leak every render otherwise).
+    struct ReleaseCaptured {
+      std::vector<ScopePtr>& scopes;
+      ~ReleaseCaptured() {
+        for (const ScopePtr& sc : scopes) sc->vars = ValueDict{};
+        scopes.clear();
+      }
+    } release{captured_};
     auto root = std::make_shared<Scope>();
     root->vars = globals;
     auto top = std::make_shared<Scope>();
@@ -119,6 +129,7 @@ class Renderer {
         c->kind = Callable::Kind::kMacro;
         c->macro = &s;
         c->scope = scope;
+        captured_.push_back(scope);
         scope->vars.set(s.text, Value::callable(std::move(c)));
         break;
       }
@@ -535,6 +546,7 @@ class Renderer {
 
   const Options& opt_;
   Evaluator ev_;
+  std::vector<ScopePtr> captured_;  // scopes a macro holds (emptied when run() ends)
   int call_depth_ = 0;
 };
 
