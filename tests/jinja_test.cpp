@@ -5,6 +5,8 @@
 
 #include <gtest/gtest.h>
 
+#include <ctime>
+
 #include <chrono>
 
 namespace frugal::jinja {
@@ -255,15 +257,18 @@ TEST(Jinja, HostileTemplatesHitALimit) {
       "{% for i in range(100000) %}{{ 'abcdefgh' * 1000 }}{% endfor %}",
       "{{ 2 ** 200 }}",
   };
+  // The limit must end each one: this bounds the CPU time it took (a hang has none), not the
+  // wall clock, which a busy machine or a sanitizer build stretches (3 s in all in Release; 48 s
+  // of wall clock under ASan beside other jobs).
   for (const char* src : hostile) {
-    const auto t0 = std::chrono::steady_clock::now();
+    const std::clock_t t0 = std::clock();
     auto r = try_render(src);
-    const double s = std::chrono::duration<double>(std::chrono::steady_clock::now() - t0).count();
+    const double s = static_cast<double>(std::clock() - t0) / CLOCKS_PER_SEC;
     EXPECT_FALSE(r.is_ok()) << src;
     EXPECT_TRUE(r.status().code() == ErrorCode::kOutOfRange ||
                 r.status().code() == ErrorCode::kUnsupported)
         << src << " -> " << r.status().to_string();
-    EXPECT_LT(s, 10.0) << src;
+    EXPECT_LT(s, 60.0) << src << " took " << s << " s of CPU time";
   }
   // Deep nesting is refused at parse time instead of exhausting the stack.
   std::string deep(5000, '(');
