@@ -464,7 +464,8 @@ TEST(OperationsReload, RequestsDuringAReloadSucceedTheNewThresholdHoldsAndABadCo
 
 TEST(OperationsReload, WithoutAdminKeysTheEndpointIsForbidden) {
   ServerOptions o;
-  o.config = load(write(temp_dir("noadmin") / "frugal.toml", bundled_text("", false)));
+  const fs::path dir = temp_dir("noadmin");
+  o.config = load(write(dir / "frugal.toml", bundled_text("", false)));
   o.shadow_seed = 1;  // the same checks sampled on every run
   LiveServer s(std::move(o));
   auto c = s.client();
@@ -473,6 +474,8 @@ TEST(OperationsReload, WithoutAdminKeysTheEndpointIsForbidden) {
   EXPECT_NE(r.body.find("SIGHUP"), std::string::npos) << r.body;
   // Server::reload (what SIGHUP calls) works regardless.
   EXPECT_TRUE(s.server().reload().is_ok());
+  s.stop();
+  fs::remove_all(dir);
 }
 
 }  // namespace

@@ -858,6 +858,7 @@ TEST(ServerSpecMetrics, DraftsAcceptancesAndReusedTokensAreCounted) {
   EXPECT_DOUBLE_EQ(std::isnan(reused_metric) ? 0.0 : reused_metric, static_cast<double>(reused));
   EXPECT_GT(reused, 0) << "the student's answers share no prefix with the teacher's on " << escalated
                        << " escalations";
+  fs::remove_all(file.parent_path());
 }
 
 // ---------------------------------------------------------------------------- binding
