@@ -310,6 +310,49 @@ TEST_F(CalibrateEvalTest, EvalReportsTheCacheOnItemsWithRepeats) {
   EXPECT_NE(o.out.find("; accuracy "), std::string::npos) << o.out;
 }
 
+// --speculative-cascade on a cascade that escalates every item: the lossless margin (-1)
+// gives the top tier's own answers, the widest (1) gives tier 1's, and each margin's figures
+// are read against the plain cascade.
+TEST_F(CalibrateEvalTest, EvalSpeculativeCascadeRunsFromTheTopTiersAnswersToTier1s) {
+  const std::string student = std::string(FRUGAL_SOURCE_DIR) + "/models/frugal-student.gguf";
+  const json j = eval_json(write_config("spec_cascade.toml", 1.0, student),
+                           "--speculative-cascade 0,1", -1);
+  ASSERT_TRUE(j.contains("speculative_cascade")) << j.dump();
+  const json& s = j["speculative_cascade"];
+  ASSERT_EQ(s.size(), 3u) << "-1 (lossless) first, then the margins asked for";
+  EXPECT_EQ(s[0]["alpha"].get<double>(), -1.0);
+  EXPECT_EQ(s[2]["alpha"].get<double>(), 1.0);
+  const double top = j["top"]["accuracy"].get<double>();
+  const double tier1 = j["tier1"]["accuracy"].get<double>();
+  EXPECT_NE(top, tier1) << "the student and the teacher differ on these items";
+  for (const json& e : s) {
+    EXPECT_EQ(e["escalated"].get<int>(), kItems);
+    EXPECT_DOUBLE_EQ(e["plain_accuracy"].get<double>(), top);
+  }
+  EXPECT_EQ(s[0]["changed"].get<int>(), 0) << "lossless verification: the top tier's answers";
+  EXPECT_EQ(s[0]["tokens_kept"].get<int>(), 0);
+  EXPECT_DOUBLE_EQ(s[0]["accuracy"].get<double>(), top);
+  EXPECT_GT(s[0]["tokens_reused"].get<int>(), 0);
+  EXPECT_DOUBLE_EQ(s[2]["accuracy"].get<double>(), tier1) << "alpha 1 keeps tier 1's answers";
+  EXPECT_GT(s[2]["changed"].get<int>(), 0);
+  EXPECT_GE(s[2]["tokens_kept"].get<int>(), s[1]["tokens_kept"].get<int>());
+  EXPECT_GE(s[2]["tokens_reused"].get<int>(), s[0]["tokens_reused"].get<int>());
+  // Per slice: items add up, and the worst slice is one of them.
+  int n = 0;
+  for (const auto& [name, sl] : s[1]["slices"].items()) n += sl["items"].get<int>();
+  EXPECT_EQ(n, kItems);
+  EXPECT_TRUE(s[1]["slices"].contains(s[1]["worst_slice"].get<std::string>()));
+  // The table, and a margin outside [-1, 1] refused before anything loads.
+  Output o = run_frugal("eval --config " + (dir_ / "spec_cascade.toml").string() + " --data " +
+                        items() + " -n 16 -t 1 --limit 6 --speculative-cascade 0.2");
+  EXPECT_NE(o.out.find("speculative cascade"), std::string::npos) << o.out;
+  Output bad = run_frugal("eval --config " + (dir_ / "spec_cascade.toml").string() +
+                              " --data " + items() + " --speculative-cascade 3",
+                          true);
+  EXPECT_EQ(bad.exit_code, 2) << bad.out;
+  EXPECT_NE(bad.out.find("[-1, 1]"), std::string::npos) << bad.out;
+}
+
 TEST_F(CalibrateEvalTest, EvalWritesEveryAnswerWhenAsked) {
   const fs::path out = dir_ / "answers.jsonl";
   const json j = eval_json(write_config("answers.toml", 0.5), "--answers " + out.string());

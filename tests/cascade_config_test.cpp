@@ -141,6 +141,27 @@ TEST(CascadeConfig, CountsAndNumbersOutOfRangeAreRefusedWithTheRange) {
             std::string::npos);
 }
 
+TEST(CascadeConfig, TheSpeculativeCascadeIsOffUnlessItsMarginIsSet) {
+  const std::string tier = "[[tier]]\nname = \"s\"\nkind = \"local\"\nmodel = \"a.gguf\"\n"
+                           "params = 1e9\n";
+  auto off = parse(tier);
+  ASSERT_TRUE(off.is_ok()) << off.status().to_string();
+  EXPECT_FALSE(off->speculative_cascade);
+  auto on = parse("[cascade]\nspeculative_cascade_alpha = 0.1\n" + tier);
+  ASSERT_TRUE(on.is_ok()) << on.status().to_string();
+  EXPECT_TRUE(on->speculative_cascade);
+  EXPECT_DOUBLE_EQ(on->speculative_cascade_alpha, 0.1);
+  EXPECT_NE(error_of("[cascade]\nspeculative_cascade_alpha = 1.5\n" + tier).find("[-1, 1]"),
+            std::string::npos);
+  EXPECT_NE(error_of("[cascade]\nspeculative_cascade_alpha = \"high\"\n" + tier)
+                .find("finite number"),
+            std::string::npos);
+  EXPECT_NE(error_of("[cascade]\nspeculative_escalation = false\nspeculative_cascade_alpha = 0\n" +
+                     tier)
+                .find("needs speculative_escalation"),
+            std::string::npos);
+}
+
 TEST(CascadeConfig, ADirectoryOrFifoAsTheConfigIsNamedAsSuch) {
   auto dir = load_cascade_config("/tmp");
   ASSERT_FALSE(dir.is_ok());

@@ -397,6 +397,53 @@ TEST(SpeculativeEscalation, TheTopTierVerifiesTierOnesAnswerAndGivesItsOwn) {
   EXPECT_GT(reused, items) << "the student is often right: its tokens are reused";
 }
 
+TEST(SpeculativeCascade, TheMarginHandsTheTopTiersChoiceToTierOneToken) {
+  // The live cascade passes tier 1's logprobs and the config's margin to the top tier: at
+  // alpha 1 every tier-1 token stands (the answer is tier 1's, re-scored by nobody), at
+  // alpha -1 none that the top tier disagrees with (its own answer, as plain speculative
+  // escalation gives).
+  const std::string models = std::string(FRUGAL_SOURCE_DIR) + "/models/";
+  auto text = [&](double alpha) {
+    return "[cascade]\nthreshold = 1.0\nmax_tokens = 24\nspeculative_cascade_alpha = " +
+           std::to_string(alpha) +
+           "\n[[tier]]\nname = \"small\"\nkind = \"local\"\nmodel = \"" + models +
+           "frugal-student.gguf\"\nprice_in = 0.05\nprice_out = 0.1\n[[tier]]\nname = "
+           "\"large\"\nkind = \"local\"\nmodel = \"" + models +
+           "frugal-teacher.gguf\"\nprice_in = 0.5\nprice_out = 1.5\n";
+  };
+  CascadeOptions o;
+  o.n_threads = 1;
+  auto cfg_all = parse_cascade_config(text(1.0), "all.toml", "");
+  auto cfg_none = parse_cascade_config(text(-1.0), "none.toml", "");
+  ASSERT_TRUE(cfg_all.is_ok() && cfg_none.is_ok()) << cfg_all.status().to_string();
+  auto all = Cascade::create(*cfg_all, o);
+  auto none = Cascade::create(*cfg_none, o);
+  ASSERT_TRUE(all.is_ok() && none.is_ok()) << all.status().to_string();
+  std::ifstream in(std::string(FRUGAL_SOURCE_DIR) + "/data/heldout.jsonl");
+  std::string line;
+  int64_t kept = 0, differ = 0, items = 0;
+  while (std::getline(in, line) && items < 60) {
+    auto j = nlohmann::json::parse(line);
+    TierRequest r;
+    for (const auto& m : j["messages"]) r.messages.push_back({m["role"], m["content"]});
+    r.max_tokens = 24;
+    auto a = (*all)->answer(r);
+    auto b = (*none)->answer(r);
+    auto direct = (*all)->top_tier().answer(r);
+    ASSERT_TRUE(a.is_ok() && b.is_ok() && direct.is_ok());
+    ASSERT_TRUE(a->escalated && b->escalated);
+    EXPECT_EQ(a->text, a->tier1.text) << j["id"] << ": alpha 1 keeps tier 1's answer";
+    EXPECT_EQ(b->text, direct->text) << j["id"] << ": alpha -1 is lossless";
+    EXPECT_EQ(b->tokens_kept, 0);
+    EXPECT_LE(a->tokens_kept, a->tokens_reused + 1);  // the first token is not "reused"
+    kept += a->tokens_kept;
+    differ += a->tier1.text != direct->text;
+    ++items;
+  }
+  EXPECT_GT(differ, 0) << "the student and the teacher disagree on some of these";
+  EXPECT_GE(kept, differ) << "each disagreement was a token kept against the teacher";
+}
+
 TEST_F(CascadeTest, ConfigKeysOfTheCascade) {
   CascadeConfig plain = config();
   EXPECT_FALSE(plain.scorer.set);

@@ -4,6 +4,7 @@
 // target's distribution (a chi-square test on the first tokens).
 #include <gtest/gtest.h>
 
+#include <algorithm>
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
@@ -17,6 +18,7 @@
 #include "sched/generate.h"
 #include "sched/scheduler.h"
 #include "spec/ngram_drafter.h"
+#include "spec/verify.h"
 
 namespace frugal {
 namespace {
@@ -182,6 +184,84 @@ TEST(SpecDecoding, AGivenDraftIsVerifiedAndTheAnswerIsTheTargetsOwn) {
       else EXPECT_EQ(c.result.n_reused_tokens, 0);
     }
   }
+  EXPECT_TRUE(s->pool_is_whole());
+}
+
+TEST(SpecCascade, TheDeferralRuleComparesTheDraftersConfidenceWithTheTargets) {
+  // The target's softmax is (0.6, 0.3, 0.1): max p = 0.6.
+  const std::vector<float> row = {std::log(0.6f), std::log(0.3f), std::log(0.1f)};
+  const float q_half = std::log(0.5f);
+  EXPECT_FALSE(drafter_token_stands(row, q_half, 0.0)) << "0.5 < 0.6";
+  EXPECT_TRUE(drafter_token_stands(row, q_half, 0.15)) << "0.5 >= 0.6 - 0.15";
+  EXPECT_TRUE(drafter_token_stands(row, std::log(0.7f), 0.0)) << "the drafter is surer";
+  EXPECT_FALSE(drafter_token_stands(row, 0.0f, -1.0)) << "alpha -1 never keeps one";
+  EXPECT_TRUE(drafter_token_stands(row, -40.0f, 1.0)) << "alpha 1 always does";
+  EXPECT_FALSE(drafter_token_stands(row, std::nanf(""), 1.0));
+  // Softmax is shift-invariant: large logits give the same verdicts.
+  const std::vector<float> big = {row[0] + 500, row[1] + 500, row[2] + 500};
+  EXPECT_TRUE(drafter_token_stands(big, q_half, 0.15));
+  EXPECT_FALSE(drafter_token_stands(big, q_half, 0.0));
+}
+
+// A given draft with the drafter's logprobs and a margin: alpha -1 is lossless, alpha 1 keeps
+// the whole draft (its first token included, which plain decoding samples from the prompt's
+// row), and a larger margin never keeps fewer tokens, because the tokens kept at a smaller one
+// all precede the first place where the two differ.
+TEST(SpecCascade, TheMarginRunsFromTheTargetsOwnAnswerToTheDraft) {
+  auto s = make(stories_path(), {});
+  ASSERT_TRUE(s);
+  const auto prompts = story_prompts(s->model().tokenizer());
+  for (size_t pi = 0; pi < prompts.size(); ++pi) {
+    const auto& p = prompts[pi];
+    auto own = generate(*s, p, greedy(40));
+    ASSERT_TRUE(own.is_ok());
+    // The draft: another prompt's answer, with made-up confidences from sure to unsure.
+    auto other = generate(*s, prompts[(pi + 1) % prompts.size()], greedy(40));
+    ASSERT_TRUE(other.is_ok());
+    std::vector<int32_t> draft = ids(*other);
+    std::vector<float> lps;
+    for (size_t i = 0; i < draft.size(); ++i) lps.push_back(-0.05f * static_cast<float>(i % 7));
+    int64_t kept_before = -1;
+    for (double alpha : {-1.0, -0.5, 0.0, 0.3, 0.6, 1.0}) {
+      SchedRequest r;
+      r.prompt = p;
+      r.params = greedy(40);
+      r.draft = draft;
+      r.draft_logprobs = lps;
+      r.defer_alpha = alpha;
+      auto h = s->submit(std::move(r));
+      ASSERT_TRUE(h.is_ok());
+      const Completion& c = (*h)->wait();
+      ASSERT_TRUE(c.status.is_ok());
+      const std::vector<int32_t> got = ids(c.result);
+      EXPECT_GE(c.result.n_draft_kept, kept_before) << "alpha " << alpha;
+      kept_before = c.result.n_draft_kept;
+      if (alpha == -1.0) {
+        EXPECT_EQ(got, ids(*own)) << "lossless: the target's own answer";
+        EXPECT_EQ(c.result.n_draft_kept, 0);
+      }
+      if (alpha == 1.0) {
+        ASSERT_GE(got.size(), std::min<size_t>(draft.size(), 40));
+        EXPECT_TRUE(std::equal(draft.begin(), draft.end(), got.begin())) << "the whole draft";
+        if (draft != ids(*own)) EXPECT_GT(c.result.n_draft_kept, 0);
+        EXPECT_EQ(c.result.text.substr(0, other->text.size()), other->text);
+      }
+    }
+  }
+  // Logprobs that do not match the draft, and a margin outside [-1, 1], are refused.
+  SchedRequest bad;
+  bad.prompt = prompts[0];
+  bad.draft = {3, 4};
+  bad.draft_logprobs = {0.0f};
+  auto h = s->submit(std::move(bad));
+  ASSERT_FALSE(h.is_ok());
+  EXPECT_NE(h.status().message().find("logprobs"), std::string::npos) << h.status().message();
+  SchedRequest wide;
+  wide.prompt = prompts[0];
+  wide.draft = {3};
+  wide.draft_logprobs = {0.0f};
+  wide.defer_alpha = 2.0;
+  EXPECT_FALSE(s->submit(std::move(wide)).is_ok());
   EXPECT_TRUE(s->pool_is_whole());
 }
 

@@ -223,6 +223,7 @@ class CascadeRunImpl : public CascadeRun, public std::enable_shared_from_this<Ca
     }
     take_answer(out_, tier, *a);
     out_.tokens_reused = a->tokens_reused;
+    out_.tokens_kept = a->tokens_kept;
     c_.store_answer(request_, *a, embedding_);
     finish(std::move(out_));
   }
@@ -234,6 +235,10 @@ class CascadeRunImpl : public CascadeRun, public std::enable_shared_from_this<Ca
     // wrote before it was stopped early) instead of starting over.
     if (c_.speculative_escalation_[index] && !out_.tier1.tokens.empty()) {
       for (const AnswerToken& t : out_.tier1.tokens) r.draft.push_back(t.id);
+      if (c_.config_.speculative_cascade) {
+        for (const AnswerToken& t : out_.tier1.tokens) r.draft_logprobs.push_back(t.logprob);
+        r.defer_alpha = c_.config_.speculative_cascade_alpha;
+      }
     }
     start_tier(index, r, /*live=*/true);
   }
@@ -295,8 +300,9 @@ Cascade::Cascade(const CascadeConfig& config, std::unique_ptr<CacheTier> cache,
   auto* first = dynamic_cast<LocalTier*>(model_tiers_.front().get());
   for (size_t i = 1; i < model_tiers_.size() && first != nullptr; ++i) {
     auto* t = dynamic_cast<LocalTier*>(model_tiers_[i].get());
-    speculative_escalation_[i] = config_.speculative_escalation && t != nullptr &&
-                                 check_same_vocabulary(t->model(), first->model()).is_ok();
+    const bool same = t != nullptr && check_same_vocabulary(t->model(), first->model()).is_ok();
+    speculative_escalation_[i] = config_.speculative_escalation && same;
+    if (i == 1) top_verifies_tier1_ = same;
   }
 }
 

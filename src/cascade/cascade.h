@@ -65,6 +65,8 @@ struct CascadeAnswer {
   // Of tier 1's answer, the tokens the top tier kept when it verified it as a draft
   // (speculative escalation); 0 without.
   int64_t tokens_reused = 0;
+  // Of those, the tokens a speculative cascade kept against the top tier's own choice.
+  int64_t tokens_kept = 0;
   std::vector<TierUse> trace;  // each tier that ran, in order
   TierAnswer tier1;            // tier 1's own answer when it ran (for calibration and logs)
   // The answering tier's prompt tokens and how many of them its prefix cache held.
@@ -181,6 +183,9 @@ class Cascade {
   Tier* find_tier(const std::string& name);
   const CascadeConfig& config() const { return config_; }
   const Scorer& scorer() const { return scorer_; }
+  // The top tier is local with tier 1's vocabulary: it can verify tier 1's answer as a draft
+  // (speculative escalation and the speculative cascade), whatever the config asks.
+  bool top_tier_verifies_tier1() const { return top_verifies_tier1_; }
 
  private:
   friend class CascadeRunImpl;
@@ -189,6 +194,7 @@ class Cascade {
   std::unique_ptr<SemanticCache> semantic_;
   std::vector<std::unique_ptr<Tier>> model_tiers_;
   std::vector<bool> speculative_escalation_;  // [model tier]: takes tier 1's answer as a draft
+  bool top_verifies_tier1_ = false;
   Scorer scorer_;
   double threshold_;
   std::atomic<bool> escalate_all_{false};

@@ -44,6 +44,7 @@ constexpr std::string_view kCascadeKeys[] = {"threshold",
                                              "early_escalation_logprob",
                                              "early_escalation_window",
                                              "speculative_escalation",
+                                             "speculative_cascade_alpha",
                                              "scorer"};
 constexpr std::string_view kScorerKeys[] = {"bias", "weights"};
 constexpr std::string_view kTierKeys[] = {
@@ -564,6 +565,20 @@ Result<CascadeConfig> ConfigReader::read(const std::string& text) {
         return error_at(se->source(), "'speculative_escalation' in [cascade] must be true or false");
       }
       config.speculative_escalation = se->value<bool>().value_or(true);
+    }
+    FRUGAL_RETURN_IF_ERROR(read_signed(*cascade, "speculative_cascade_alpha", "[cascade]",
+                                       &config.speculative_cascade_alpha,
+                                       &config.speculative_cascade));
+    if (config.speculative_cascade &&
+        (config.speculative_cascade_alpha < -1 || config.speculative_cascade_alpha > 1)) {
+      return error_at(cascade->get("speculative_cascade_alpha")->source(),
+                      "'speculative_cascade_alpha' in [cascade] is a probability margin and must "
+                      "be in [-1, 1] (-1 keeps the top tier's own answer)");
+    }
+    if (config.speculative_cascade && !config.speculative_escalation) {
+      return error_at(cascade->get("speculative_cascade_alpha")->source(),
+                      "'speculative_cascade_alpha' in [cascade] needs speculative_escalation "
+                      "(the top tier verifies tier 1's answer); remove one of the two");
     }
     FRUGAL_RETURN_IF_ERROR(read_signed(*cascade, "early_escalation_logprob", "[cascade]",
                                        &config.early_escalation_logprob,

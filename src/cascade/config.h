@@ -167,6 +167,12 @@ struct CascadeConfig {
   // When the cascade escalates to a local top tier with tier 1's vocabulary, the top tier
   // verifies tier 1's answer as a draft and keeps the prefix it agrees with.
   bool speculative_escalation = true;
+  // Speculative cascade (Narasimhan et al. 2025), off unless alpha is set: while the top tier
+  // verifies tier 1's answer it also keeps a tier-1 token it would not have chosen when
+  // tier 1's probability of it is >= the top tier's highest probability - alpha (greedy
+  // requests). Not lossless: measure it with `frugal eval --speculative-cascade` first.
+  bool speculative_cascade = false;
+  double speculative_cascade_alpha = -1.0;
   ServerConfig server;
   ShadowConfig shadow;
 

@@ -114,6 +114,8 @@ Result<std::unique_ptr<TierCall>> LocalTier::start(const TierRequest& request, T
   gp.echo_prompt_logprobs = request.prompt_logprobs;
   gp.stop_at_eog = !request.ignore_eos;
   sr.draft = request.draft;
+  sr.draft_logprobs = request.draft_logprobs;
+  sr.defer_alpha = request.defer_alpha;
 
   const Tokenizer* tok = &scheduler_->model().tokenizer();
   sr.on_token = [state, tok](const GeneratedToken& g) {
@@ -143,6 +145,7 @@ Result<std::unique_ptr<TierCall>> LocalTier::start(const TierRequest& request, T
     out.tokens_in = r.n_prompt;
     out.tokens_in_cached = r.n_prompt_cached;
     out.tokens_reused = r.n_reused_tokens;
+    out.tokens_kept = r.n_draft_kept;
     out.draft_tokens = r.n_draft_tokens;
     out.draft_accepted = r.n_accepted_tokens;
     out.tokens_out = static_cast<int64_t>(r.tokens.size());

@@ -39,6 +39,11 @@ struct TierRequest {
   // Speculative escalation: tier 1's answer as token ids, for a local tier with the same
   // vocabulary to verify as a draft (empty: none).
   std::vector<int32_t> draft;
+  // Speculative cascade: tier 1's logprob of each draft token and the deferral margin alpha
+  // in [-1, 1]: a greedy request keeps a draft token the tier would not have chosen when
+  // q >= max p - alpha (spec/verify.h). Empty: the draft is verified losslessly.
+  std::vector<float> draft_logprobs;
+  double defer_alpha = -1.0;
   // The answer must be complete by then; a tier still generating ends with kDeadlineExceeded.
   std::optional<std::chrono::steady_clock::time_point> deadline;
 };
@@ -69,6 +74,7 @@ struct TierAnswer {
   // Speculative decoding: of the request's draft (speculative escalation), the tokens kept;
   // draft tokens verified in all and accepted (the tier's own drafter included).
   int64_t tokens_reused = 0;
+  int64_t tokens_kept = 0;  // of the draft, tokens kept against the tier's own choice
   int64_t draft_tokens = 0;
   int64_t draft_accepted = 0;
   std::vector<AnswerToken> tokens;

@@ -4,12 +4,17 @@
 // gate's verdict: no slice may lose more than --margin points against the top tier (and, with
 // --baseline OLD.toml, against the cascade serving today, on the same items).
 
+#include <atomic>
 #include <cmath>
 #include <cstdio>
+#include <map>
 #include <memory>
+#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
+#include <sstream>
 #include <string>
+#include <thread>
 #include <vector>
 
 #include "cascade/cache_eval.h"
@@ -43,6 +48,7 @@ struct EvalArgs {
   int parallel = 1;
   std::string kv_type = "f16";
   std::string baseline;  // a second config (the cascade serving today) to hold the gate against
+  std::string spec_alphas;  // --speculative-cascade: deferral margins to evaluate, comma-separated
 };
 
 // "12/40 items  3.1 items/s  ETA 9 s" on one rewritten stderr line, when stderr is a terminal.
@@ -117,8 +123,182 @@ std::optional<BaselineRun> run_baseline(const EvalArgs& a, int* exit_code) {
                      setup->cascade->tier1().name()};
 }
 
+// --speculative-cascade: on each item the cascade escalates, the top tier verifies tier 1's
+// answer (what it wrote before an early stop) with the deferral rule at one alpha, as the live
+// cascade does with [cascade] speculative_cascade_alpha. Compared, on the same items, with
+// the plain cascade (the top tier's own answer) and with lossless verification (alpha = -1,
+// today's speculative escalation), which must give the top tier's own answers.
+struct SpecSlice {
+  size_t items = 0, correct = 0, plain_correct = 0;
+};
+
+struct SpecCascadeEval {
+  double alpha = -1;
+  size_t escalated = 0;
+  size_t correct = 0, plain_correct = 0;  // the cascade's answers over every item
+  size_t changed = 0;  // escalated items whose answer is not the top tier's own
+  int64_t tokens_out = 0, tokens_reused = 0, tokens_kept = 0;  // over the escalated items
+  double top_ms = 0;   // the top tier's time over the escalated items
+  std::map<std::string, SpecSlice> slices;
+  std::string worst_slice;
+  double worst_change_points = 0;  // the slice that lost most against the plain cascade
+};
+
+std::optional<std::vector<double>> parse_alphas(const std::string& list) {
+  std::vector<double> out;
+  std::stringstream ss(list);
+  std::string part;
+  while (std::getline(ss, part, ',')) {
+    char* end = nullptr;
+    const double v = std::strtod(part.c_str(), &end);
+    if (part.empty() || end == part.c_str() || *end != '\0' || !(v >= -1.0 && v <= 1.0)) {
+      return std::nullopt;
+    }
+    out.push_back(v);
+  }
+  if (out.empty()) return std::nullopt;
+  return out;
+}
+
+// Tier 1's draft as the live cascade passes it: all of its answer, or the tokens it had written
+// when the logprob floor stopped it (draft_len). Runs the escalated items `parallel` at once.
+std::optional<SpecCascadeEval> run_spec_cascade(
+    const EvalArgs& a, const TaskRunSetup& setup, const std::vector<cascade::ItemRun>& runs,
+    const std::vector<int64_t>& draft_len, const std::vector<bool>& escalated, double alpha) {
+  cascade::Cascade& c = *setup.cascade;
+  const std::vector<cascade::TaskItem>& items = setup.items;
+  struct One {
+    bool correct = false, same_as_top = false;
+    int64_t tokens_out = 0, reused = 0, kept = 0;
+    double ms = 0;
+  };
+  std::vector<std::optional<One>> done(items.size());
+  std::atomic<size_t> next{0};
+  std::atomic<bool> failed{false};
+  std::mutex error_mu;
+  std::string error;
+  auto work = [&] {
+    while (!failed.load()) {
+      const size_t i = next.fetch_add(1);
+      if (i >= items.size()) return;
+      if (!escalated[i]) continue;
+      const cascade::TaskItem& item = items[i];
+      const cascade::ItemRun& run = runs[i];
+      cascade::TierRequest r;
+      r.messages = item.messages;
+      r.max_tokens = setup.max_tokens;
+      r.temperature = 0.0f;
+      for (int64_t k = 0; k < draft_len[i]; ++k) {
+        r.draft.push_back(run.tier1.tokens[k].id);
+        r.draft_logprobs.push_back(run.tier1.tokens[k].logprob);
+      }
+      r.defer_alpha = alpha;
+      Result<cascade::TierAnswer> ans = c.top_tier().answer(r);
+      Result<bool> ok = ans.is_ok() ? (item.reference.empty()
+                                           ? cascade::answers_agree(item, ans->text, run.top.text)
+                                           : cascade::check_answer(item, ans->text))
+                                    : Result<bool>(ans.status());
+      if (!ok.is_ok()) {
+        std::lock_guard<std::mutex> lock(error_mu);
+        if (!failed.exchange(true)) {
+          error = a.data + ":" + std::to_string(item.line) + " (item " + item.id +
+                  "): " + ok.status().to_string();
+        }
+        return;
+      }
+      done[i] = One{*ok, ans->text == run.top.text, ans->tokens_out, ans->tokens_reused,
+                    ans->tokens_kept, ans->latency_ms};
+    }
+  };
+  std::vector<std::thread> workers;
+  for (int w = 0; w < std::max(1, a.parallel); ++w) workers.emplace_back(work);
+  for (auto& t : workers) t.join();
+  if (failed.load()) {
+    std::fprintf(stderr, "frugal eval: --speculative-cascade: %s\n", error.c_str());
+    return std::nullopt;
+  }
+  SpecCascadeEval e;
+  e.alpha = alpha;
+  for (size_t i = 0; i < items.size(); ++i) {
+    const cascade::ItemRun& run = runs[i];
+    const bool plain = escalated[i] ? run.top_correct : run.tier1_correct;
+    const bool spec = escalated[i] ? done[i]->correct : run.tier1_correct;
+    SpecSlice& sl = e.slices[items[i].slice];
+    sl.items++;
+    sl.correct += spec;
+    sl.plain_correct += plain;
+    e.correct += spec;
+    e.plain_correct += plain;
+    if (!escalated[i]) continue;
+    e.escalated++;
+    e.changed += done[i]->same_as_top ? 0 : 1;
+    e.tokens_out += done[i]->tokens_out;
+    e.tokens_reused += done[i]->reused;
+    e.tokens_kept += done[i]->kept;
+    e.top_ms += done[i]->ms;
+  }
+  for (const auto& [name, sl] : e.slices) {
+    const double change = 100.0 * (static_cast<double>(sl.correct) - static_cast<double>(sl.plain_correct)) /
+                          static_cast<double>(sl.items);
+    if (e.worst_slice.empty() || change < e.worst_change_points) {
+      e.worst_slice = name;
+      e.worst_change_points = change;
+    }
+  }
+  return e;
+}
+
+// Times are read against the lossless row (evals.front(), alpha -1): the same prompts, with the
+// same prefix cache, so the difference is what the kept tokens saved.
+std::string spec_cascade_table(const std::vector<SpecCascadeEval>& evals) {
+  std::string out;
+  char line[512];
+  const SpecCascadeEval& lossless = evals.front();
+  std::snprintf(line, sizeof line,
+                "speculative cascade: on the %zu escalated items the top tier verifies tier 1's "
+                "answer, keeping a token it would not have chosen when q >= max p - alpha\n",
+                lossless.escalated);
+  out += line;
+  std::snprintf(line, sizeof line, "%-8s %9s %9s %-22s %8s %8s %8s %11s %9s\n", "alpha",
+                "cascade", "change", "worst slice (points)", "changed", "reused", "kept",
+                "top ms/esc", "vs -1");
+  out += line;
+  for (const SpecCascadeEval& e : evals) {
+    size_t total = 0;
+    for (const auto& [name, sl] : e.slices) total += sl.items;
+    const double acc = 100.0 * static_cast<double>(e.correct) / static_cast<double>(total);
+    const double change = 100.0 * (static_cast<double>(e.correct) - static_cast<double>(e.plain_correct)) /
+                          static_cast<double>(total);
+    const double esc = static_cast<double>(std::max<size_t>(1, e.escalated));
+    char worst[64];
+    std::snprintf(worst, sizeof worst, "%s (%+.1f)", e.worst_slice.c_str(), e.worst_change_points);
+    std::snprintf(line, sizeof line, "%-8.3g %8.1f%% %+9.1f %-22s %8zu %8lld %8lld %11.3f %8.2fx\n",
+                  e.alpha, acc, change, worst, e.changed, (long long)e.tokens_reused,
+                  (long long)e.tokens_kept, e.top_ms / esc,
+                  lossless.top_ms > 0 ? e.top_ms / lossless.top_ms : 0.0);
+    out += line;
+  }
+  out += "(cascade: accuracy over every item; change: against the plain cascade; changed: "
+         "escalated answers that are not the top tier's own; vs -1: the top tier's time against "
+         "lossless verification, today's speculative escalation)\n";
+  return out;
+}
+
 int run_eval(const EvalArgs& a) {
   int exit_code = 0;
+  std::vector<double> spec_alphas;
+  if (!a.spec_alphas.empty()) {
+    auto parsed = parse_alphas(a.spec_alphas);
+    if (!parsed) {
+      std::fprintf(stderr, "frugal eval: --speculative-cascade takes margins in [-1, 1], "
+                           "comma-separated (e.g. 0,0.1,0.2); got '%s'\n", a.spec_alphas.c_str());
+      return 2;
+    }
+    // Lossless verification first: the reference every margin's time is read against.
+    spec_alphas.push_back(-1.0);
+    for (double v : *parsed)
+      if (v != -1.0) spec_alphas.push_back(v);
+  }
   std::optional<BaselineRun> baseline;
   if (!a.baseline.empty()) {
     baseline = run_baseline(a, &exit_code);
@@ -205,6 +385,33 @@ int run_eval(const EvalArgs& a) {
     }
     cache_eval = *ce;
   }
+  std::vector<SpecCascadeEval> spec_evals;
+  if (!spec_alphas.empty()) {
+    if (!c->top_tier_verifies_tier1() || c->model_tiers().size() < 2) {
+      std::fprintf(stderr, "frugal eval: --speculative-cascade needs a local top tier with tier "
+                           "1's vocabulary (it verifies tier 1's answer as a draft)\n");
+      return 2;
+    }
+    std::vector<int64_t> draft_len(items->size(), 0);
+    std::vector<bool> escalated(items->size(), false);
+    for (size_t i = 0; i < items->size(); ++i) {
+      const cascade::ItemRun& run = (*runs)[i];
+      escalated[i] = cascade::cascade_escalates(evals[i].outcome.score, threshold);
+      if (!escalated[i]) continue;
+      int64_t n = static_cast<int64_t>(run.tier1.tokens.size());
+      if (cfg.early_escalation) {
+        const int64_t stop = cascade::early_stop_point(
+            run.tier1.tokens, cfg.early_escalation_window, cfg.early_escalation_logprob);
+        if (stop > 0) n = std::min(n, stop);
+      }
+      draft_len[i] = n;
+    }
+    for (double alpha : spec_alphas) {
+      auto e = run_spec_cascade(a, *setup, *runs, draft_len, escalated, alpha);
+      if (!e) return 1;
+      spec_evals.push_back(std::move(*e));
+    }
+  }
   cascade::EvalOptions eval_options;
   eval_options.threshold = threshold;
   eval_options.margin_points = a.margin;
@@ -242,6 +449,34 @@ int run_eval(const EvalArgs& a) {
       j["baseline"]["threshold"] = baseline->threshold;
       j["baseline"]["slices"] = nlohmann::json::object();
       for (const auto& g : report->by_slice) j["baseline"]["slices"][g.slice] = base_json(g);
+    }
+    if (!spec_evals.empty()) {
+      nlohmann::json arr = nlohmann::json::array();
+      for (const SpecCascadeEval& e : spec_evals) {
+        nlohmann::json sl = nlohmann::json::object();
+        size_t total = 0;
+        for (const auto& [name, v] : e.slices) {
+          total += v.items;
+          sl[name] = {{"items", v.items},
+                      {"accuracy", static_cast<double>(v.correct) / static_cast<double>(v.items)},
+                      {"plain_accuracy",
+                       static_cast<double>(v.plain_correct) / static_cast<double>(v.items)}};
+        }
+        arr.push_back({{"alpha", e.alpha},
+                       {"escalated", e.escalated},
+                       {"accuracy", static_cast<double>(e.correct) / static_cast<double>(total)},
+                       {"plain_accuracy",
+                        static_cast<double>(e.plain_correct) / static_cast<double>(total)},
+                       {"changed", e.changed},
+                       {"tokens_out", e.tokens_out},
+                       {"tokens_reused", e.tokens_reused},
+                       {"tokens_kept", e.tokens_kept},
+                       {"top_ms", e.top_ms},
+                       {"worst_slice", e.worst_slice},
+                       {"worst_slice_change_points", e.worst_change_points},
+                       {"slices", sl}});
+      }
+      j["speculative_cascade"] = arr;
     }
     j["pass"] = report->pass;
     if (cache_eval) {
@@ -304,6 +539,8 @@ int run_eval(const EvalArgs& a) {
     std::printf("%s", cascade::eval_report_table(*report).c_str());
     if (cache_eval) std::printf("\n%s", cascade::cache_eval_line(*c, *cache_eval).c_str());
     if (a.early_sweep) std::printf("\n%s", cascade::early_escalation_table(sweep).c_str());
+    if (!spec_evals.empty())
+      std::printf("\n%s", spec_cascade_table(spec_evals).c_str());
   }
   std::fflush(stdout);
   return report->pass ? 0 : 3;
@@ -343,6 +580,13 @@ void register_eval(CLI::App& app, int& exit_code) {
   cmd->add_flag("--early-sweep", args->early_sweep,
                 "Also replay early escalation over tier 1's answers and report what it saves "
                 "(the config's window and floor when set, else a grid)");
+  cmd->add_option("--speculative-cascade", args->spec_alphas,
+                  "Also evaluate the speculative cascade at these deferral margins (comma-"
+                  "separated, each in [-1, 1]): on every escalated item the top tier verifies "
+                  "tier 1's answer and keeps a token it would not have chosen when tier 1's "
+                  "probability of it >= its own highest - alpha; reports accuracy per slice "
+                  "and the top tier's time against the plain cascade (a third run of the top "
+                  "tier per margin on the escalated items)");
   add_tier_run_options(cmd, &args->max_tokens, &args->threads, &args->ctx);
   add_parallel_option(cmd, &args->parallel, &args->kv_type);
   cmd->callback([args, &exit_code] { exit_code = run_eval(*args); });

@@ -50,6 +50,9 @@ struct GenerateResult {
   int64_t n_draft_tokens = 0;
   int64_t n_accepted_tokens = 0;
   int64_t n_reused_tokens = 0;
+  // Of the request's draft, tokens kept against the target's own choice (a speculative
+  // cascade's deferral rule; 0 for a lossless request).
+  int64_t n_draft_kept = 0;
 };
 
 // How a request ended: `status` is OK for a finished answer (also when stopped early by the

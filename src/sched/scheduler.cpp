@@ -95,10 +95,11 @@ struct Scheduler::Seq {
   // Speculative decoding: the request's own draft and how far it has been matched; the
   // current draft length; the draft model's sequence (opened on first use).
   std::vector<int32_t> given;
+  std::vector<float> given_lp;  // the drafter's logprobs of `given` (speculative cascade)
   size_t given_pos = 0;
   int spec_k = 0;
   DraftModel::Seq draft_seq;
-  int64_t n_draft_tokens = 0, n_accepted = 0, n_reused = 0;
+  int64_t n_draft_tokens = 0, n_accepted = 0, n_reused = 0, n_kept = 0;
 
   // Positions of the prompt (1..n_prompt-1) whose logprob is still unknown.
   bool needs_prompt_lp() const {
@@ -220,8 +221,19 @@ Result<std::shared_ptr<RequestHandle>> Scheduler::submit(SchedRequest request) {
     if (t < 0 || t >= n_vocab) return invalid_argument("draft token id " + std::to_string(t) +
                                                         " is outside the vocabulary");
   }
+  if (!request.draft_logprobs.empty()) {
+    if (request.draft_logprobs.size() != request.draft.size()) {
+      return invalid_argument("the draft has " + std::to_string(request.draft.size()) +
+                              " tokens but " + std::to_string(request.draft_logprobs.size()) +
+                              " logprobs; give one per draft token");
+    }
+    if (!(request.defer_alpha >= -1.0 && request.defer_alpha <= 1.0)) {
+      return invalid_argument("the deferral margin alpha must be in [-1, 1]");
+    }
+  }
   seq->state = std::make_unique<SequenceState>(model_->tokenizer(), request.params);
   seq->given = std::move(request.draft);
+  seq->given_lp = std::move(request.draft_logprobs);
   seq->spec_k = options_.spec_k;
   seq->req = std::move(request);
   auto handle = seq->handle;
@@ -490,9 +502,22 @@ void Scheduler::advance(Planned& p, const float* logits_row, const float* target
   bool finished = false;
   GeneratedToken gt;
   try {
-    gt = s->state->step(std::span<const float>(logits_row, model_->config().n_vocab),
-                        last_allowed, &finished);
-    // The request's own draft is matched token by token from its first sampled token on.
+    const std::span<const float> row(logits_row, model_->config().n_vocab);
+    // The request's own draft is matched token by token from its first sampled token on; a
+    // speculative cascade's rule may keep the draft's token where the target's differs.
+    bool keep_given = false;
+    if (s->given_pos < s->given.size() && !s->given_lp.empty() && s->state->sampler().greedy()) {
+      SamplingDist d;
+      s->state->sampler().distribution(row, &d);
+      keep_given = d.weights.front().first != s->given[s->given_pos] &&
+                   drafter_token_stands(row, s->given_lp[s->given_pos], s->req.defer_alpha);
+    }
+    if (keep_given) {
+      gt = s->state->emit(row, s->given[s->given_pos], last_allowed, &finished);
+      s->n_kept++;
+    } else {
+      gt = s->state->step(row, last_allowed, &finished);
+    }
     if (s->given_pos < s->given.size()) {
       if (gt.id == s->given[s->given_pos]) {
         s->given_pos++;
@@ -574,6 +599,12 @@ void Scheduler::advance_verified(Planned& p, const float* rows) {
   std::span<const int32_t> draft(p.draft.data() + 1, k);
   const int64_t n_vocab = model_->config().n_vocab;
   VerifyResult v;
+  DraftDeferral deferral;
+  const bool defer = p.given && !s->given_lp.empty();
+  if (defer) {
+    deferral.logprobs = std::span<const float>(s->given_lp).subspan(s->given_pos, k);
+    deferral.alpha = s->req.defer_alpha;
+  }
   try {
     v = verify_draft(
         *s->state, std::span<const float>(rows, (k + 1) * n_vocab), n_vocab, draft, p.dists,
@@ -581,7 +612,7 @@ void Scheduler::advance_verified(Planned& p, const float* rows) {
           // The i-th emitted token is fed at position before + 1 + i, which must exist.
           return before + 2 + i > n_ctx_;
         },
-        [&](const GeneratedToken& gt) { return deliver(s, gt); });
+        [&](const GeneratedToken& gt) { return deliver(s, gt); }, defer ? &deferral : nullptr);
   } catch (const std::exception& ex) {
     finish(s, internal_error(std::string("the token callback failed: ") + ex.what()));
     return;
@@ -596,6 +627,7 @@ void Scheduler::advance_verified(Planned& p, const float* rows) {
   s->n_accepted += v.accepted;
   if (p.given) {
     s->n_reused += v.accepted;
+    s->n_kept += v.kept;
     s->given_pos += v.accepted;
     if (v.accepted < k) s->given.clear();  // diverged: the rest of it is moot
   } else if (v.accepted == k) {
@@ -640,6 +672,7 @@ void Scheduler::finish(Seq* s, Status status) {
   r.n_draft_tokens = s->n_draft_tokens;
   r.n_accepted_tokens = s->n_accepted;
   r.n_reused_tokens = s->n_reused;
+  r.n_draft_kept = s->n_kept;
   if (s->req.params.echo_prompt_logprobs && c.status.is_ok()) {
     r.prompt_logprobs.assign(s->token_lp.begin() + 1, s->token_lp.begin() + s->n_prompt);
   }

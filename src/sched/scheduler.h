@@ -73,6 +73,12 @@ struct SchedRequest {
   // target keeps the prefix it agrees with and continues from there. Greedy requests give
   // the target's own greedy answer either way.
   std::vector<int32_t> draft;
+  // Speculative cascade (spec/verify.h, DraftDeferral): the drafter's log q of each draft
+  // token, and the margin. A greedy request then also keeps a draft token the target would not
+  // have chosen when q >= max p - alpha: the answer is no longer the target's own. Empty: the
+  // draft is verified losslessly.
+  std::vector<float> draft_logprobs;
+  double defer_alpha = -1.0;
   bool speculate = true;  // use the scheduler's drafter (when it has one)
 };
 

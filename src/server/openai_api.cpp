@@ -514,6 +514,7 @@ json frugal_object(const cascade::CascadeAnswer& a) {
          {"escalated_early", a.escalated_early},
          {"cache_hit", a.cache_hit},
          {"tokens_reused", a.tokens_reused},
+         {"tokens_kept", a.tokens_kept},
          {"cost", a.cost},
          {"latency_ms", a.latency_ms},
          {"tiers", trace}};

@@ -888,6 +888,8 @@ void Server::declare_metrics() {
                    "Drafts whose token at this position (0-based) was accepted, by tier and position.");
   metrics_.declare("frugal_escalation_tokens_reused_total", T::kCounter,
                    "Tier 1's answer tokens the top tier kept when it verified them as a draft (speculative escalation).");
+  metrics_.declare("frugal_speculative_cascade_tokens_kept_total", T::kCounter,
+                   "Of those, tokens kept against the top tier's own choice (speculative cascade's deferral rule).");
   metrics_.declare("frugal_time_to_first_token_seconds", T::kHistogram,
                    "From the request's arrival to the first answer token the client could see.", latency);
   metrics_.declare("frugal_inter_token_latency_seconds", T::kHistogram,
@@ -1037,6 +1039,10 @@ void Server::record(const Call& call, const Result<cascade::CascadeAnswer>& r) {
         metrics_.add("frugal_escalations_total", {{"reason", why}});
         if (a.tokens_reused > 0) {
           metrics_.add("frugal_escalation_tokens_reused_total", {}, static_cast<double>(a.tokens_reused));
+        }
+        if (a.tokens_kept > 0) {
+          metrics_.add("frugal_speculative_cascade_tokens_kept_total", {},
+                       static_cast<double>(a.tokens_kept));
         }
       }
       // Top tier alone: the same prompt and answer length at the top tier's prices.

@@ -2,6 +2,7 @@
 #include "spec/verify.h"
 
 #include <algorithm>
+#include <cmath>
 #include <unordered_map>
 
 namespace frugal {
@@ -23,11 +24,21 @@ int32_t draw_residual(Sampler& sampler, const SamplingDist& p, const SamplingDis
 
 }  // namespace
 
+bool drafter_token_stands(std::span<const float> target_row, float drafter_logprob, double alpha) {
+  if (target_row.empty() || !std::isfinite(drafter_logprob)) return false;
+  const float m = *std::max_element(target_row.begin(), target_row.end());
+  double sum = 0;
+  for (float l : target_row) sum += std::exp(static_cast<double>(l - m));
+  const double p_max = 1.0 / sum;
+  return std::exp(static_cast<double>(drafter_logprob)) >= p_max - alpha;
+}
+
 VerifyResult verify_draft(SequenceState& state, std::span<const float> rows, int64_t n_vocab,
                           std::span<const int32_t> draft,
                           std::span<const SamplingDist> draft_dists,
                           const std::function<bool(int)>& last_allowed,
-                          const std::function<bool(const GeneratedToken&)>& on_emit) {
+                          const std::function<bool(const GeneratedToken&)>& on_emit,
+                          const DraftDeferral* deferral) {
   VerifyResult out;
   Sampler& sampler = state.sampler();
   SamplingDist p;
@@ -42,6 +53,12 @@ VerifyResult verify_draft(SequenceState& state, std::span<const float> rows, int
     } else if (sampler.greedy()) {
       token = p.weights.front().first;
       accept = token == draft[i];
+      if (!accept && deferral != nullptr && i < deferral->logprobs.size() &&
+          drafter_token_stands(row, deferral->logprobs[i], deferral->alpha)) {
+        token = draft[i];
+        accept = true;
+        out.kept++;
+      }
     } else {
       const SamplingDist* q = draft_dists.empty() ? nullptr : &draft_dists[i];
       const double pp = p.prob(draft[i]);
