@@ -13,16 +13,17 @@
 #include "engine/gguf.h"
 #include "engine/gguf_writer.h"
 #include "util/mmap_file.h"
+#include "process_helpers.h"
 
 namespace frugal {
 namespace {
 
 namespace fs = std::filesystem;
 
+// In a folder of this process's own, removed when the process exits.
 std::string temp_path(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / ("frugal_gguf_test_" + std::to_string(getpid()));
-  fs::create_directories(dir);
-  return (dir / name).string();
+  static const test::TempDir dir("gguf-test");
+  return dir.file(name);
 }
 
 // Bytes of `n` elements of a type, filled with a recognisable pattern.

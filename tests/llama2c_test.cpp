@@ -13,6 +13,7 @@
 #include "engine/gguf.h"
 #include "engine/llama2c.h"
 #include "util/mmap_file.h"
+#include "process_helpers.h"
 
 namespace frugal {
 namespace {
@@ -21,10 +22,10 @@ namespace fs = std::filesystem;
 
 const std::string kFixture = std::string(FRUGAL_SHARED_DIR) + "/models/stories260K";
 
+// In a folder of this process's own, removed when the process exits.
 std::string temp_path(const std::string& name) {
-  fs::path dir = fs::temp_directory_path() / ("frugal_llama2c_test_" + std::to_string(getpid()));
-  fs::create_directories(dir);
-  return (dir / name).string();
+  static const test::TempDir dir("llama2c-test");
+  return dir.file(name);
 }
 
 float checkpoint_float(const std::string& bytes, int64_t index) {
