@@ -623,18 +623,14 @@ Result<EvalReport> evaluate_slices(const std::vector<EvalItem>& items, const Eva
   for (const EvalItem& e : items) outcomes.push_back(e.outcome);
   FRUGAL_RETURN_IF_ERROR(validate_items(outcomes, "eval"));
   const bool with_baseline = !items.empty() && items.front().baseline.has_value();
-  if (with_baseline) {
-    std::vector<CalibrationItem> baselines;
-    for (const EvalItem& e : items) {
-      if (!e.baseline) return invalid_argument("eval: a baseline outcome on some items but not all");
-      baselines.push_back(*e.baseline);
+  std::vector<CalibrationItem> baselines;
+  for (const EvalItem& e : items) {
+    if (e.baseline.has_value() != with_baseline) {
+      return invalid_argument("eval: a baseline outcome on some items but not all");
     }
-    FRUGAL_RETURN_IF_ERROR(validate_items(baselines, "eval baseline"));
-  } else {
-    for (const EvalItem& e : items) {
-      if (e.baseline) return invalid_argument("eval: a baseline outcome on some items but not all");
-    }
+    if (with_baseline) baselines.push_back(*e.baseline);
   }
+  if (with_baseline) FRUGAL_RETURN_IF_ERROR(validate_items(baselines, "eval baseline"));
   if (!(options.margin_points >= 0)) return invalid_argument("eval: margin must be >= 0 points");
   if (!(options.confidence > 0 && options.confidence < 1)) {
     return invalid_argument("eval: confidence must be in (0, 1)");
