@@ -353,42 +353,57 @@ TEST_F(CascadeTest, ReplayedFloorStopsWhereTheLiveCascadeStops) {
   EXPECT_LE(fired, 4u) << "the -1000 floor never fires";
 }
 
-TEST(SpeculativeEscalation, TheTopTierVerifiesTierOnesAnswerAndGivesItsOwn) {
-  // The bundled student and teacher share a vocabulary: on escalation the teacher verifies the
-  // student's answer as a draft. Its answer must be the teacher's own greedy answer, on items
-  // where the student was right (much reused) and wrong (little).
+// The bundled student as tier 1 and the teacher as the top tier, every request escalated;
+// `cascade_keys` adds to [cascade].
+std::unique_ptr<Cascade> student_teacher(const std::string& cascade_keys) {
   const std::string models = std::string(FRUGAL_SOURCE_DIR) + "/models/";
-  auto text = [&](bool spec) {
-    return "[cascade]\nthreshold = 1.0\nmax_tokens = 24\nspeculative_escalation = " +
-           std::string(spec ? "true" : "false") +
-           "\n[[tier]]\nname = \"small\"\nkind = \"local\"\nmodel = \"" + models +
-           "frugal-student.gguf\"\nprice_in = 0.05\nprice_out = 0.1\n[[tier]]\nname = "
-           "\"large\"\nkind = \"local\"\nmodel = \"" + models +
-           "frugal-teacher.gguf\"\nprice_in = 0.5\nprice_out = 1.5\n";
-  };
+  const std::string text =
+      "[cascade]\nthreshold = 1.0\nmax_tokens = 24\n" + cascade_keys +
+      "\n[[tier]]\nname = \"small\"\nkind = \"local\"\nmodel = \"" + models +
+      "frugal-student.gguf\"\nprice_in = 0.05\nprice_out = 0.1\n[[tier]]\nname = "
+      "\"large\"\nkind = \"local\"\nmodel = \"" + models +
+      "frugal-teacher.gguf\"\nprice_in = 0.5\nprice_out = 1.5\n";
+  auto cfg = parse_cascade_config(text, "student_teacher.toml", "");
+  EXPECT_TRUE(cfg.is_ok()) << cfg.status().to_string();
+  if (!cfg.is_ok()) return nullptr;
   CascadeOptions o;
   o.n_threads = 1;
-  auto cfg_on = parse_cascade_config(text(true), "on.toml", "");
-  auto cfg_off = parse_cascade_config(text(false), "off.toml", "");
-  ASSERT_TRUE(cfg_on.is_ok() && cfg_off.is_ok()) << cfg_on.status().to_string();
-  auto on = Cascade::create(*cfg_on, o);
-  auto off = Cascade::create(*cfg_off, o);
-  ASSERT_TRUE(on.is_ok() && off.is_ok()) << on.status().to_string();
+  auto c = Cascade::create(*cfg, o);
+  EXPECT_TRUE(c.is_ok()) << c.status().to_string();
+  return c.is_ok() ? std::move(c).value() : nullptr;
+}
+
+// The first `n` held-out items as greedy requests of up to 24 tokens, with their ids.
+std::vector<std::pair<std::string, TierRequest>> heldout_requests(int n) {
   std::ifstream in(std::string(FRUGAL_SOURCE_DIR) + "/data/heldout.jsonl");
+  std::vector<std::pair<std::string, TierRequest>> out;
   std::string line;
-  int64_t reused = 0, items = 0;
-  while (std::getline(in, line) && items < 60) {
+  while (static_cast<int>(out.size()) < n && std::getline(in, line)) {
     auto j = nlohmann::json::parse(line);
     TierRequest r;
     for (const auto& m : j["messages"]) r.messages.push_back({m["role"], m["content"]});
     r.max_tokens = 24;
-    auto a = (*on)->answer(r);
-    auto b = (*off)->answer(r);
-    auto direct = (*on)->top_tier().answer(r);
+    out.push_back({j["id"].get<std::string>(), std::move(r)});
+  }
+  return out;
+}
+
+TEST(SpeculativeEscalation, TheTopTierVerifiesTierOnesAnswerAndGivesItsOwn) {
+  // The bundled student and teacher share a vocabulary: on escalation the teacher verifies the
+  // student's answer as a draft. Its answer must be the teacher's own greedy answer, on items
+  // where the student was right (much reused) and wrong (little).
+  auto on = student_teacher("speculative_escalation = true");
+  auto off = student_teacher("speculative_escalation = false");
+  ASSERT_TRUE(on && off);
+  int64_t reused = 0, items = 0;
+  for (const auto& [id, r] : heldout_requests(60)) {
+    auto a = on->answer(r);
+    auto b = off->answer(r);
+    auto direct = on->top_tier().answer(r);
     ASSERT_TRUE(a.is_ok() && b.is_ok() && direct.is_ok());
     ASSERT_TRUE(a->escalated && b->escalated);
-    EXPECT_EQ(a->text, direct->text) << j["id"];
-    EXPECT_EQ(b->text, direct->text) << j["id"];
+    EXPECT_EQ(a->text, direct->text) << id;
+    EXPECT_EQ(b->text, direct->text) << id;
     EXPECT_EQ(b->tokens_reused, 0);
     EXPECT_LE(a->tokens_reused, a->tier1.tokens_out);
     reused += a->tokens_reused;
@@ -402,43 +417,22 @@ TEST(SpeculativeCascade, TheMarginHandsTheTopTiersChoiceToTierOneToken) {
   // alpha 1 every tier-1 token stands (the answer is tier 1's, re-scored by nobody), at
   // alpha -1 none that the top tier disagrees with (its own answer, as plain speculative
   // escalation gives).
-  const std::string models = std::string(FRUGAL_SOURCE_DIR) + "/models/";
-  auto text = [&](double alpha) {
-    return "[cascade]\nthreshold = 1.0\nmax_tokens = 24\nspeculative_cascade_alpha = " +
-           std::to_string(alpha) +
-           "\n[[tier]]\nname = \"small\"\nkind = \"local\"\nmodel = \"" + models +
-           "frugal-student.gguf\"\nprice_in = 0.05\nprice_out = 0.1\n[[tier]]\nname = "
-           "\"large\"\nkind = \"local\"\nmodel = \"" + models +
-           "frugal-teacher.gguf\"\nprice_in = 0.5\nprice_out = 1.5\n";
-  };
-  CascadeOptions o;
-  o.n_threads = 1;
-  auto cfg_all = parse_cascade_config(text(1.0), "all.toml", "");
-  auto cfg_none = parse_cascade_config(text(-1.0), "none.toml", "");
-  ASSERT_TRUE(cfg_all.is_ok() && cfg_none.is_ok()) << cfg_all.status().to_string();
-  auto all = Cascade::create(*cfg_all, o);
-  auto none = Cascade::create(*cfg_none, o);
-  ASSERT_TRUE(all.is_ok() && none.is_ok()) << all.status().to_string();
-  std::ifstream in(std::string(FRUGAL_SOURCE_DIR) + "/data/heldout.jsonl");
-  std::string line;
-  int64_t kept = 0, differ = 0, items = 0;
-  while (std::getline(in, line) && items < 60) {
-    auto j = nlohmann::json::parse(line);
-    TierRequest r;
-    for (const auto& m : j["messages"]) r.messages.push_back({m["role"], m["content"]});
-    r.max_tokens = 24;
-    auto a = (*all)->answer(r);
-    auto b = (*none)->answer(r);
-    auto direct = (*all)->top_tier().answer(r);
+  auto all = student_teacher("speculative_cascade_alpha = 1.0");
+  auto none = student_teacher("speculative_cascade_alpha = -1.0");
+  ASSERT_TRUE(all && none);
+  int64_t kept = 0, differ = 0;
+  for (const auto& [id, r] : heldout_requests(60)) {
+    auto a = all->answer(r);
+    auto b = none->answer(r);
+    auto direct = all->top_tier().answer(r);
     ASSERT_TRUE(a.is_ok() && b.is_ok() && direct.is_ok());
     ASSERT_TRUE(a->escalated && b->escalated);
-    EXPECT_EQ(a->text, a->tier1.text) << j["id"] << ": alpha 1 keeps tier 1's answer";
-    EXPECT_EQ(b->text, direct->text) << j["id"] << ": alpha -1 is lossless";
+    EXPECT_EQ(a->text, a->tier1.text) << id << ": alpha 1 keeps tier 1's answer";
+    EXPECT_EQ(b->text, direct->text) << id << ": alpha -1 is lossless";
     EXPECT_EQ(b->tokens_kept, 0);
     EXPECT_LE(a->tokens_kept, a->tokens_reused + 1);  // the first token is not "reused"
     kept += a->tokens_kept;
     differ += a->tier1.text != direct->text;
-    ++items;
   }
   EXPECT_GT(differ, 0) << "the student and the teacher disagree on some of these";
   EXPECT_GE(kept, differ) << "each disagreement was a token kept against the teacher";

@@ -4,17 +4,14 @@
 // gate's verdict: no slice may lose more than --margin points against the top tier (and, with
 // --baseline OLD.toml, against the cascade serving today, on the same items).
 
-#include <atomic>
 #include <cmath>
 #include <cstdio>
 #include <map>
 #include <memory>
-#include <mutex>
 #include <nlohmann/json.hpp>
 #include <optional>
 #include <sstream>
 #include <string>
-#include <thread>
 #include <vector>
 
 #include "cascade/cache_eval.h"
@@ -161,10 +158,13 @@ std::optional<std::vector<double>> parse_alphas(const std::string& list) {
 }
 
 // Tier 1's draft as the live cascade passes it: all of its answer, or the tokens it had written
-// when the logprob floor stopped it (draft_len). Runs the escalated items `parallel` at once.
-std::optional<SpecCascadeEval> run_spec_cascade(
+// when the logprob floor stopped it (draft_len). Item by item, every margin back to back after
+// one uncounted warm-up call (so that no margin runs colder than another), `parallel` items at
+// once.
+std::optional<std::vector<SpecCascadeEval>> run_spec_cascade(
     const EvalArgs& a, const TaskRunSetup& setup, const std::vector<cascade::ItemRun>& runs,
-    const std::vector<int64_t>& draft_len, const std::vector<bool>& escalated, double alpha) {
+    const std::vector<int64_t>& draft_len, const std::vector<bool>& escalated,
+    const std::vector<double>& alphas) {
   cascade::Cascade& c = *setup.cascade;
   const std::vector<cascade::TaskItem>& items = setup.items;
   struct One {
@@ -172,84 +172,84 @@ std::optional<SpecCascadeEval> run_spec_cascade(
     int64_t tokens_out = 0, reused = 0, kept = 0;
     double ms = 0;
   };
-  std::vector<std::optional<One>> done(items.size());
-  std::atomic<size_t> next{0};
-  std::atomic<bool> failed{false};
-  std::mutex error_mu;
-  std::string error;
-  auto work = [&] {
-    while (!failed.load()) {
-      const size_t i = next.fetch_add(1);
-      if (i >= items.size()) return;
-      if (!escalated[i]) continue;
-      const cascade::TaskItem& item = items[i];
-      const cascade::ItemRun& run = runs[i];
-      cascade::TierRequest r;
-      r.messages = item.messages;
-      r.max_tokens = setup.max_tokens;
-      r.temperature = 0.0f;
-      for (int64_t k = 0; k < draft_len[i]; ++k) {
-        r.draft.push_back(run.tier1.tokens[k].id);
-        r.draft_logprobs.push_back(run.tier1.tokens[k].logprob);
-      }
-      r.defer_alpha = alpha;
-      Result<cascade::TierAnswer> ans = c.top_tier().answer(r);
-      Result<bool> ok = ans.is_ok() ? (item.reference.empty()
-                                           ? cascade::answers_agree(item, ans->text, run.top.text)
-                                           : cascade::check_answer(item, ans->text))
-                                    : Result<bool>(ans.status());
-      if (!ok.is_ok()) {
-        std::lock_guard<std::mutex> lock(error_mu);
-        if (!failed.exchange(true)) {
-          error = a.data + ":" + std::to_string(item.line) + " (item " + item.id +
-                  "): " + ok.status().to_string();
-        }
-        return;
-      }
-      done[i] = One{*ok, ans->text == run.top.text, ans->tokens_out, ans->tokens_reused,
-                    ans->tokens_kept, ans->latency_ms};
+  // [item][margin]
+  std::vector<std::vector<One>> done(items.size());
+  size_t failed = 0;
+  Status st = run_parallel(items.size(), a.parallel, [&](size_t i) -> Status {
+    if (!escalated[i]) return Status::ok();
+    const cascade::TaskItem& item = items[i];
+    const cascade::ItemRun& run = runs[i];
+    cascade::TierRequest r;
+    r.messages = item.messages;
+    r.max_tokens = setup.max_tokens;
+    r.temperature = 0.0f;
+    for (int64_t k = 0; k < draft_len[i]; ++k) {
+      r.draft.push_back(run.tier1.tokens[k].id);
+      r.draft_logprobs.push_back(run.tier1.tokens[k].logprob);
     }
-  };
-  std::vector<std::thread> workers;
-  for (int w = 0; w < std::max(1, a.parallel); ++w) workers.emplace_back(work);
-  for (auto& t : workers) t.join();
-  if (failed.load()) {
-    std::fprintf(stderr, "frugal eval: --speculative-cascade: %s\n", error.c_str());
+    // A first call, not counted, puts the prompt back in the top tier's prefix cache (the
+    // items run since may have evicted it), so that no margin pays a prefill the others skip.
+    r.defer_alpha = -1.0;
+    FRUGAL_RETURN_IF_ERROR(c.top_tier().answer(r).status());
+    for (double alpha : alphas) {
+      r.defer_alpha = alpha;
+      FRUGAL_ASSIGN_OR_RETURN(cascade::TierAnswer ans, c.top_tier().answer(r));
+      bool correct = false;
+      if (item.reference.empty()) {
+        FRUGAL_ASSIGN_OR_RETURN(correct, cascade::answers_agree(item, ans.text, run.top.text));
+      } else {
+        FRUGAL_ASSIGN_OR_RETURN(correct, cascade::check_answer(item, ans.text));
+      }
+      done[i].push_back(One{correct, ans.text == run.top.text, ans.tokens_out, ans.tokens_reused,
+                            ans.tokens_kept, ans.latency_ms});
+    }
+    return Status::ok();
+  }, &failed);
+  if (!st.is_ok()) {
+    std::fprintf(stderr, "frugal eval: --speculative-cascade: %s:%d (item %s): %s\n",
+                 a.data.c_str(), items[failed].line, items[failed].id.c_str(),
+                 st.to_string().c_str());
     return std::nullopt;
   }
-  SpecCascadeEval e;
-  e.alpha = alpha;
-  for (size_t i = 0; i < items.size(); ++i) {
-    const cascade::ItemRun& run = runs[i];
-    const bool plain = escalated[i] ? run.top_correct : run.tier1_correct;
-    const bool spec = escalated[i] ? done[i]->correct : run.tier1_correct;
-    SpecSlice& sl = e.slices[items[i].slice];
-    sl.items++;
-    sl.correct += spec;
-    sl.plain_correct += plain;
-    e.correct += spec;
-    e.plain_correct += plain;
-    if (!escalated[i]) continue;
-    e.escalated++;
-    e.changed += done[i]->same_as_top ? 0 : 1;
-    e.tokens_out += done[i]->tokens_out;
-    e.tokens_reused += done[i]->reused;
-    e.tokens_kept += done[i]->kept;
-    e.top_ms += done[i]->ms;
-  }
-  for (const auto& [name, sl] : e.slices) {
-    const double change = 100.0 * (static_cast<double>(sl.correct) - static_cast<double>(sl.plain_correct)) /
-                          static_cast<double>(sl.items);
-    if (e.worst_slice.empty() || change < e.worst_change_points) {
-      e.worst_slice = name;
-      e.worst_change_points = change;
+  std::vector<SpecCascadeEval> out;
+  for (size_t m = 0; m < alphas.size(); ++m) {
+    SpecCascadeEval e;
+    e.alpha = alphas[m];
+    for (size_t i = 0; i < items.size(); ++i) {
+      const cascade::ItemRun& run = runs[i];
+      const bool plain = escalated[i] ? run.top_correct : run.tier1_correct;
+      const bool spec = escalated[i] ? done[i][m].correct : run.tier1_correct;
+      SpecSlice& sl = e.slices[items[i].slice];
+      sl.items++;
+      sl.correct += spec;
+      sl.plain_correct += plain;
+      e.correct += spec;
+      e.plain_correct += plain;
+      if (!escalated[i]) continue;
+      const One& o = done[i][m];
+      e.escalated++;
+      e.changed += o.same_as_top ? 0 : 1;
+      e.tokens_out += o.tokens_out;
+      e.tokens_reused += o.reused;
+      e.tokens_kept += o.kept;
+      e.top_ms += o.ms;
     }
+    for (const auto& [name, sl] : e.slices) {
+      const double change =
+          100.0 * (static_cast<double>(sl.correct) - static_cast<double>(sl.plain_correct)) /
+          static_cast<double>(sl.items);
+      if (e.worst_slice.empty() || change < e.worst_change_points) {
+        e.worst_slice = name;
+        e.worst_change_points = change;
+      }
+    }
+    out.push_back(std::move(e));
   }
-  return e;
+  return out;
 }
 
-// Times are read against the lossless row (evals.front(), alpha -1): the same prompts, with the
-// same prefix cache, so the difference is what the kept tokens saved.
+// Times are read against the lossless row (evals.front(), alpha -1): the same prompts, run
+// back to back with the same prefix cache, so the difference is what the kept tokens saved.
 std::string spec_cascade_table(const std::vector<SpecCascadeEval>& evals) {
   std::string out;
   char line[512];
@@ -406,11 +406,9 @@ int run_eval(const EvalArgs& a) {
       }
       draft_len[i] = n;
     }
-    for (double alpha : spec_alphas) {
-      auto e = run_spec_cascade(a, *setup, *runs, draft_len, escalated, alpha);
-      if (!e) return 1;
-      spec_evals.push_back(std::move(*e));
-    }
+    auto e = run_spec_cascade(a, *setup, *runs, draft_len, escalated, spec_alphas);
+    if (!e) return 1;
+    spec_evals = std::move(*e);
   }
   cascade::EvalOptions eval_options;
   eval_options.threshold = threshold;

@@ -79,6 +79,41 @@ void add_parallel_option(CLI::App* cmd, int* parallel, std::string* kv_type) {
       ->check(CLI::Range(1, 1024));
 }
 
+Status run_parallel(size_t n, int parallel, const std::function<Status(size_t)>& fn,
+                    size_t* failed_index, const std::function<void()>& tick) {
+  std::atomic<size_t> next{0}, finished{0};
+  std::atomic<bool> failed{false};
+  std::mutex error_mu;
+  Status error = Status::ok();
+  auto work = [&] {
+    while (!failed.load()) {
+      const size_t i = next.fetch_add(1);
+      if (i >= n) break;
+      Status st = fn(i);
+      if (!st.is_ok()) {
+        std::lock_guard<std::mutex> lock(error_mu);
+        if (!failed.exchange(true)) {
+          error = std::move(st);
+          *failed_index = i;
+        }
+        break;
+      }
+    }
+    finished.fetch_add(1);
+  };
+  const int n_workers = static_cast<int>(
+      std::max<size_t>(1, std::min<size_t>(static_cast<size_t>(std::max(parallel, 1)), n)));
+  std::vector<std::thread> workers;
+  for (int w = 0; w < n_workers; ++w) workers.emplace_back(work);
+  while (tick && finished.load() < static_cast<size_t>(n_workers)) {
+    tick();
+    std::this_thread::sleep_for(std::chrono::milliseconds(200));
+  }
+  for (auto& t : workers) t.join();
+  if (tick) tick();
+  return error;
+}
+
 std::optional<std::vector<cascade::ItemRun>> run_task_items(
     const char* command, cascade::Cascade& cascade, const cascade::Scorer& scorer,
     const std::vector<cascade::TaskItem>& items, int64_t max_tokens, const std::string& data_path,
@@ -88,55 +123,38 @@ std::optional<std::vector<cascade::ItemRun>> run_task_items(
   auto elapsed = [&] {
     return std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
   };
-  // Workers take items in order; each item's two tier calls are submitted to the tiers'
-  // schedulers, which batch the items in flight. Results land at their item's index.
+  // Each item's two tier calls are submitted to the tiers' schedulers, which batch the items
+  // in flight. Results land at their item's index.
   std::vector<std::optional<cascade::ItemRun>> runs(items.size());
-  std::atomic<size_t> next{0}, done{0};
-  std::atomic<bool> failed{false};
-  std::mutex error_mu;
-  std::string error;
-  auto work = [&] {
-    while (!failed.load()) {
-      const size_t i = next.fetch_add(1);
-      if (i >= items.size()) return;
-      const cascade::TaskItem& item = items[i];
-      auto run = cascade::run_task_item(cascade.tier1(), cascade.top_tier(), scorer, item,
-                                        max_tokens);
-      if (!run.is_ok()) {
-        std::lock_guard<std::mutex> lock(error_mu);
-        if (!failed.exchange(true)) {
-          error = data_path + ":" + std::to_string(item.line) + " (item " + item.id +
-                  "): " + run.status().to_string();
-        }
-        return;
-      }
-      runs[i] = std::move(*run);
-      done.fetch_add(1);
-    }
-  };
-  const int n_workers = static_cast<int>(
-      std::max<size_t>(1, std::min<size_t>(static_cast<size_t>(std::max(parallel, 1)), items.size())));
-  std::vector<std::thread> workers;
-  for (int w = 0; w < n_workers; ++w) workers.emplace_back(work);
+  std::atomic<size_t> done{0};
   size_t shown = static_cast<size_t>(-1);
-  while (tty) {
+  auto progress = [&] {
     const size_t d = done.load();
-    if (d != shown) {
-      const double s = elapsed();
-      const double rate = s > 0 ? static_cast<double>(d) / s : 0;
-      const double eta = rate > 0 ? static_cast<double>(items.size() - d) / rate : 0;
-      std::fprintf(stderr, "\r%zu/%zu items  %.2f items/s  ETA %.0f s   ", d, items.size(), rate,
-                   eta);
-      std::fflush(stderr);
-      shown = d;
-    }
-    if (d == items.size() || failed.load()) break;
-    std::this_thread::sleep_for(std::chrono::milliseconds(200));
-  }
-  for (auto& t : workers) t.join();
+    if (d == shown) return;
+    const double s = elapsed();
+    const double rate = s > 0 ? static_cast<double>(d) / s : 0;
+    const double eta = rate > 0 ? static_cast<double>(items.size() - d) / rate : 0;
+    std::fprintf(stderr, "\r%zu/%zu items  %.2f items/s  ETA %.0f s   ", d, items.size(), rate,
+                 eta);
+    std::fflush(stderr);
+    shown = d;
+  };
+  size_t failed = 0;
+  Status st = run_parallel(
+      items.size(), parallel,
+      [&](size_t i) -> Status {
+        auto run = cascade::run_task_item(cascade.tier1(), cascade.top_tier(), scorer, items[i],
+                                          max_tokens);
+        if (!run.is_ok()) return run.status();
+        runs[i] = std::move(*run);
+        done.fetch_add(1);
+        return Status::ok();
+      },
+      &failed, tty ? std::function<void()>(progress) : std::function<void()>());
   if (tty) std::fprintf(stderr, "\n");
-  if (failed.load()) {
-    std::fprintf(stderr, "frugal %s: %s\n", command, error.c_str());
+  if (!st.is_ok()) {
+    std::fprintf(stderr, "frugal %s: %s:%d (item %s): %s\n", command, data_path.c_str(),
+                 items[failed].line, items[failed].id.c_str(), st.to_string().c_str());
     return std::nullopt;
   }
   *seconds = elapsed();

@@ -2,6 +2,7 @@
 // top tier, with a progress line on a terminal.
 #pragma once
 
+#include <functional>
 #include <memory>
 #include <optional>
 #include <string>
@@ -44,6 +45,12 @@ std::optional<TaskRunSetup> load_task_run(const char* command, const TaskRunFlag
 
 // --parallel N (items in flight at once) and --kv-type (the local tiers' KV cache type).
 void add_parallel_option(CLI::App* cmd, int* parallel, std::string* kv_type);
+
+// `parallel` workers call fn(i) for every i in [0, n), taking indices in order. The first failure
+// stops them from taking more; it is returned, with its index in *failed_index. While they run
+// the calling thread calls `tick` (when set) every 200 ms, and once more at the end.
+Status run_parallel(size_t n, int parallel, const std::function<Status(size_t)>& fn,
+                    size_t* failed_index, const std::function<void()>& tick = {});
 
 // The runs in item order, and in `seconds` the time they took, with `parallel` items in
 // flight (each tier's scheduler batches them; greedy results do not depend on it). On a failed
