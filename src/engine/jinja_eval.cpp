@@ -558,6 +558,9 @@ Result<Value> checked(bool overflow, int64_t v) {
 Result<Value> repeat(const Value& seq, int64_t times, size_t max_bytes) {
   if (times < 0) times = 0;
   const size_t unit = seq.is_string() ? seq.as_string().size() : seq.as_list().size();
+  // Nothing repeated any number of times is nothing: return at once rather than loop `times`
+  // (up to 2^63) times ('' * 9223372036854775807 hung the renderer; found by jinja_fuzz).
+  if (unit == 0 || times == 0) return seq.is_string() ? Value(std::string()) : Value(ValueList{});
   if (unit != 0 && static_cast<uint64_t>(times) > max_bytes / unit) {
     return out_of_range("repeating a value " + std::to_string(times) + " times would build more "
                         "than the " + std::to_string(max_bytes) + " bytes the output may have");
