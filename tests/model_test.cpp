@@ -2,6 +2,7 @@
 // `frugal convert`) token for token against llama2.c's reference run.c, and the batched
 // forward pass agreeing with itself across batching, chunking and prefix reuse.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <cmath>
 #include <cstdlib>
@@ -32,7 +33,9 @@ class StoriesTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     const std::string dir = std::string(FRUGAL_SHARED_DIR) + "/models/stories260K";
-    gguf_path_ = (fs::temp_directory_path() / "frugal_model_test_stories260K.gguf").string();
+    gguf_path_ = (fs::temp_directory_path() /
+                  ("frugal_model_test_stories260K_" + std::to_string(getpid()) + ".gguf"))
+                     .string();  // its own: ctest runs each test in a process, and TearDown removes it
     const std::string cmd = std::string(FRUGAL_BINARY) + " convert --llama2c " + dir +
                             "/stories260K.bin --tokenizer " + dir + "/tok512.bin -o " +
                             gguf_path_ + " > /dev/null";

@@ -4,6 +4,7 @@
 // whole after any sequence of events; limits, deadlines and prompt logprobs behave as stated.
 // Models: llama2.c's stories260K (converted here) and the bundled student.
 #include <gtest/gtest.h>
+#include <unistd.h>
 
 #include <atomic>
 #include <chrono>
@@ -30,7 +31,9 @@ class SchedTest : public ::testing::Test {
  protected:
   static void SetUpTestSuite() {
     const std::string dir = std::string(FRUGAL_SHARED_DIR) + "/models/stories260K";
-    path_ = (fs::temp_directory_path() / "frugal_sched_test_stories260K.gguf").string();
+    path_ = (fs::temp_directory_path() /
+             ("frugal_sched_test_stories260K_" + std::to_string(getpid()) + ".gguf"))
+                .string();  // its own: ctest runs each test in a process, and TearDown removes it
     const std::string cmd = std::string(FRUGAL_BINARY) + " convert --llama2c " + dir +
                             "/stories260K.bin --tokenizer " + dir + "/tok512.bin -o " + path_ +
                             " > /dev/null";
