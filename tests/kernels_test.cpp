@@ -271,6 +271,39 @@ TEST(LogSumExp, MatchesTheDoublePrecisionReference) {
   EXPECT_EQ(log_sum_exp(nullptr, 0), -std::numeric_limits<float>::infinity());
 }
 
+// Greedy decoding picks kernels::argmax of every logits row: it must pick what the scalar
+// loop picks, ties to the first, whatever NaN or infinity a broken model writes.
+TEST(ArgMax, PicksWhatTheScalarLoopPicks) {
+  const float inf = std::numeric_limits<float>::infinity();
+  const float nan = std::numeric_limits<float>::quiet_NaN();
+  for (int64_t n : {1, 2, 7, 15, 16, 17, 33, 100, 32000, 151936}) {
+    std::vector<float> x = random_floats(n, 5 + n, 4.0f);
+    std::vector<std::vector<float>> cases = {x};
+    for (int64_t at : {int64_t{0}, n / 3, n - 1}) {
+      std::vector<float> tie = x;  // the same largest value twice: the first wins
+      tie[at] = 9.0f;
+      tie[n - 1 - (at == n - 1 ? n / 2 : 0)] = 9.0f;
+      cases.push_back(tie);
+      std::vector<float> with_nan = x;
+      with_nan[at] = nan;
+      cases.push_back(with_nan);
+      std::vector<float> with_inf = x;
+      with_inf[at] = inf;
+      cases.push_back(with_inf);
+    }
+    cases.push_back(std::vector<float>(n, -inf));
+    cases.push_back(std::vector<float>(n, nan));
+    std::vector<float> nan_but_one(n, nan);
+    nan_but_one[n - 1] = -3.0f;
+    cases.push_back(nan_but_one);
+    for (const auto& c : cases) {
+      const int64_t want = argmax_ref(c.data(), n);
+      for_each_target([&] { EXPECT_EQ(argmax(c.data(), n), want) << "n=" << n; });
+    }
+  }
+  EXPECT_EQ(argmax(nullptr, 0), 0);
+}
+
 TEST(Attention, F16CacheMatchesReferenceAndStaysCloseToF32) {
   for (int64_t head_dim : {8, 64, 72}) {
     for (int64_t n : {1, 17, 37}) {
@@ -538,6 +571,24 @@ TEST(Rope, NormalRotatesAdjacentPairsAndNeoxRotatesHalves) {
   for (int i = 0; i < 32; ++i)
     EXPECT_NEAR(std::hypot(v[2 * i], v[2 * i + 1]), std::hypot(orig[2 * i], orig[2 * i + 1]),
                 1e-5f);
+}
+
+// The forward pass rotates with a per-token table (rope_table + rope_rotate): the same bits
+// as rope(), so that taking cos and sin once per token changes no logit.
+TEST(Rope, TheTableRotatesExactlyAsRope) {
+  for (int64_t hd : {4, 64, 128}) {
+    std::vector<float> freqs(hd / 2);
+    for (int64_t i = 0; i < hd / 2; ++i) freqs[i] = std::pow(500000.0f, -2.0f * i / hd);
+    for (RopeStyle style : {RopeStyle::kNormal, RopeStyle::kNeox}) {
+      for (int64_t pos : {0, 1, 17, 4095, 131071}) {
+        std::vector<float> a = random_floats(hd, 3 + pos), b = a, cs(hd);
+        rope(a.data(), hd, pos, freqs.data(), style);
+        rope_table(pos, freqs.data(), hd / 2, cs.data());
+        rope_rotate(b.data(), hd, cs.data(), style);
+        EXPECT_EQ(a, b) << "head_dim " << hd << " pos " << pos;
+      }
+    }
+  }
 }
 
 }  // namespace

@@ -179,6 +179,14 @@ Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<
   }
 
   const int64_t n_embd = c.n_embd, nq = c.n_embd_q(), nkv = c.n_embd_kv(), hd = c.head_dim;
+  // Each token's RoPE cos and sin, once for every layer and head.
+  s_.rope_cs.resize(n_tokens * hd);
+  if (!inv_freq_swa_.empty()) s_.rope_cs_swa.resize(n_tokens * hd);
+  for (int64_t t = 0; t < n_tokens; ++t) {
+    kernels::rope_table(s_.tok_pos[t], inv_freq_.data(), hd / 2, s_.rope_cs.data() + t * hd);
+    if (!inv_freq_swa_.empty())
+      kernels::rope_table(s_.tok_pos[t], inv_freq_swa_.data(), hd / 2, s_.rope_cs_swa.data() + t * hd);
+  }
   float* x = s_.x.data();    // [T, n_embd]
   float* xn = s_.xn.data();  // [T, n_embd]
 
@@ -212,8 +220,8 @@ Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<
       kernels::matmul(l.wv, xn, n_tokens, s_.v.data(), pool);
     }
     // Gemma 3's local layers rotate with their own base.
-    const float* freqs =
-        c.is_swa(il) && !inv_freq_swa_.empty() ? inv_freq_swa_.data() : inv_freq_.data();
+    const float* rope_cs =
+        c.is_swa(il) && !inv_freq_swa_.empty() ? s_.rope_cs_swa.data() : s_.rope_cs.data();
     pool->parallel_for(n_tokens, rope_grain, [&](int64_t b, int64_t e, int) {
       for (int64_t t = b; t < e; ++t) {
         float* q = s_.q.data() + t * nq;
@@ -237,9 +245,10 @@ Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<
             kernels::rms_norm(k + h * hd, l.k_norm.data(), c.rms_eps, hd, k + h * hd);
         }
         const int64_t pos = s_.tok_pos[t];
-        for (int64_t h = 0; h < c.n_head; ++h) kernels::rope(q + h * hd, hd, pos, freqs, c.rope_style);
+        const float* cs = rope_cs + t * hd;
+        for (int64_t h = 0; h < c.n_head; ++h) kernels::rope_rotate(q + h * hd, hd, cs, c.rope_style);
         for (int64_t h = 0; h < c.n_head_kv; ++h)
-          kernels::rope(k + h * hd, hd, pos, freqs, c.rope_style);
+          kernels::rope_rotate(k + h * hd, hd, cs, c.rope_style);
         // Store this token's K and V at its position in the sequence's block table.
         const std::vector<int32_t>& blocks = kv.block_table(s_.tok_seq[t]);
         const int32_t block = blocks[pos / kv.block_size()];

@@ -95,6 +95,7 @@ class Model {
     std::vector<float> target_logits;  // [kTargetRows, n_vocab] rows reduced to one logprob
     std::vector<const void*> block_ptrs;  // [n_threads, 2, n_blocks] K and V block pointers
     std::vector<int32_t> tok_seq, tok_pos;  // [T] sequence and position of each token
+    std::vector<float> rope_cs, rope_cs_swa;  // [T, head_dim] cos | sin of each token (rope_table)
     std::vector<int32_t> out_tokens;                   // [n_rows] token index per logits row
     std::vector<int32_t> target_rows, target_ids;      // [n_targets] token index and target
     std::vector<float> target_lp;                      // [n_targets] their logprobs

@@ -31,10 +31,7 @@ void Sampler::distribution(std::span<const float> logits, SamplingDist* d) {
   d->weights.clear();
   const bool greedy = params_.temperature == 0.0f || params_.top_k == 1;
   if (greedy) {
-    int32_t argmax = 0;
-    for (int64_t i = 1; i < n; ++i)
-      if (logits[i] > logits[argmax]) argmax = static_cast<int32_t>(i);
-    d->weights.push_back({argmax, 1.0});
+    d->weights.push_back({static_cast<int32_t>(kernels::argmax(logits.data(), n)), 1.0});
     d->total = 1.0;
     return;
   }

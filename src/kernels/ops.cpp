@@ -223,6 +223,37 @@ float LogSumExp(const float* x, int64_t n) {
   return mx + std::log(sum);
 }
 
+// The first index of the largest element, as the scalar loop `if (x[i] > x[best]) best = i`:
+// NaN elements never win, and a NaN at 0 wins (nothing compares greater). Two passes over
+// the row (the largest value, then its first position): greedy decoding's per-token argmax
+// over a vocabulary, which the scalar loop made ~10 % of a 16-stream decode step.
+int64_t ArgMax(const float* x, int64_t n) {
+  if (n <= 0 || std::isnan(x[0])) return 0;
+  const DF df;
+  const int64_t N = static_cast<int64_t>(hn::Lanes(df));
+  const VF ninf = hn::Set(df, -std::numeric_limits<float>::infinity());
+  const int64_t body = n / N * N;
+  VF m0 = ninf, m1 = ninf;
+  auto no_nan = [&](VF v) { return hn::IfThenElse(hn::IsNaN(v), ninf, v); };
+  int64_t i = 0;
+  for (; i + 2 * N <= body; i += 2 * N) {
+    m0 = hn::Max(m0, no_nan(hn::LoadU(df, x + i)));
+    m1 = hn::Max(m1, no_nan(hn::LoadU(df, x + i + N)));
+  }
+  for (; i < body; i += N) m0 = hn::Max(m0, no_nan(hn::LoadU(df, x + i)));
+  float mx = hn::GetLane(hn::MaxOfLanes(df, hn::Max(m0, m1)));
+  for (int64_t j = body; j < n; ++j)
+    if (x[j] > mx) mx = x[j];
+  const VF vmx = hn::Set(df, mx);
+  for (i = 0; i < body; i += N) {
+    const intptr_t first = hn::FindFirstTrue(df, hn::Eq(hn::LoadU(df, x + i), vmx));
+    if (first >= 0) return i + first;
+  }
+  for (i = body; i < n; ++i)
+    if (x[i] == mx) return i;
+  return 0;  // unreachable: mx is one of the elements
+}
+
 // ---------------------------------------------------------------- F16 KV cache
 
 using DH = hn::Rebind<hwy::float16_t, DF>;  // as many halves as DF has floats
@@ -386,6 +417,7 @@ HWY_EXPORT(GeluMul);
 HWY_EXPORT(SoftCap);
 HWY_EXPORT(Softmax);
 HWY_EXPORT(LogSumExp);
+HWY_EXPORT(ArgMax);
 HWY_EXPORT(Attention);
 HWY_EXPORT(AttentionF16);
 HWY_EXPORT(F32ToF16);
@@ -449,6 +481,7 @@ void attention(const float* q, int64_t n_q, const float* const* k_blocks,
 }
 
 float log_sum_exp(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(LogSumExp)(x, n); }
+int64_t argmax(const float* x, int64_t n) { return HWY_DYNAMIC_DISPATCH(ArgMax)(x, n); }
 
 void attention_f16(const float* q, int64_t n_q, const uint16_t* const* k_blocks,
                    const uint16_t* const* v_blocks, int64_t block_size, int64_t head_dim,

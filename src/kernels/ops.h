@@ -52,6 +52,9 @@ float softmax(float* x, int64_t n);
 
 // log(sum_i exp(x[i])) over n elements, computed stably (max subtracted first); -inf for n = 0.
 float log_sum_exp(const float* x, int64_t n);
+// The first index of the largest of x[0 .. n) (0 for n = 0); NaN elements never win, except
+// at index 0, exactly as the loop `if (x[i] > x[best]) best = i` from best = 0.
+int64_t argmax(const float* x, int64_t n);
 
 // Causal attention of n_q query heads that share one KV head (grouped-query attention) over
 // the cached positions start .. n-1 held in blocks: for each g < n_q,
@@ -80,6 +83,13 @@ void f32_to_f16_row(const float* x, uint16_t* out, int64_t n);
 // kNeox rotates halves (x[i], x[i + head_dim/2]) — qwen2.
 enum class RopeStyle { kNormal, kNeox };
 void rope(float* x, int64_t head_dim, int64_t pos, const float* inv_freq, RopeStyle style);
+// rope() in two halves, so that a forward pass takes each token's cos and sin once for all
+// layers and heads instead of once per head (sincos was the largest scalar cost of a batched
+// decode step): rope_table writes cs[i] = cos(pos · inv_freq[i]) and cs[half + i] = its sin
+// for i < half = head_dim / 2; rope_rotate applies such a table. Together they compute
+// exactly what rope() does.
+void rope_table(int64_t pos, const float* inv_freq, int64_t half, float* cs);
+void rope_rotate(float* x, int64_t head_dim, const float* cs, RopeStyle style);
 
 // The SIMD target the dispatched kernels run on here ("AVX3_ZEN4", "AVX2", ...).
 const char* simd_target_name();

@@ -304,6 +304,34 @@ void rope_ref(float* x, int64_t head_dim, int64_t pos, const float* inv_freq, Ro
   }
 }
 
+// rope() split in two (ops.h), here because this file is built without fused multiply-adds:
+// the pair is bit for bit rope_ref.
+void rope_table(int64_t pos, const float* inv_freq, int64_t half, float* cs) {
+  for (int64_t i = 0; i < half; ++i) {
+    const float angle = static_cast<float>(pos) * inv_freq[i];  // as rope_ref, bit for bit
+    cs[i] = std::cos(angle);
+    cs[half + i] = std::sin(angle);
+  }
+}
+
+void rope_rotate(float* x, int64_t head_dim, const float* cs, RopeStyle style) {
+  const int64_t half = head_dim / 2;
+  const float* sn = cs + half;
+  if (style == RopeStyle::kNormal) {
+    for (int64_t i = 0; i < half; ++i) {
+      const float a = x[2 * i], b = x[2 * i + 1];
+      x[2 * i] = a * cs[i] - b * sn[i];
+      x[2 * i + 1] = a * sn[i] + b * cs[i];
+    }
+  } else {
+    for (int64_t i = 0; i < half; ++i) {
+      const float a = x[i], b = x[i + half];
+      x[i] = a * cs[i] - b * sn[i];
+      x[i + half] = a * sn[i] + b * cs[i];
+    }
+  }
+}
+
 void attention_ref(const float* q, int64_t n_q, const float* const* k_blocks,
                    const float* const* v_blocks, int64_t block_size, int64_t head_dim, int64_t n,
                    float scale, float* scores, float* out, int64_t start, float softcap) {
@@ -357,6 +385,13 @@ float log_sum_exp_ref(const float* x, int64_t n) {
   double z = 0.0;
   for (int64_t i = 0; i < n; ++i) z += std::exp(x[i] - mx);
   return static_cast<float>(mx + std::log(z));
+}
+
+int64_t argmax_ref(const float* x, int64_t n) {
+  int64_t best = 0;
+  for (int64_t i = 1; i < n; ++i)
+    if (x[i] > x[best]) best = i;
+  return best;
 }
 
 }  // namespace frugal::kernels

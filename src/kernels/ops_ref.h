@@ -31,6 +31,7 @@ void axpy_ref(float a, const float* x, float* y, int64_t n);
 void scale_ref(float* y, float a, int64_t n);
 float softmax_ref(float* x, int64_t n);
 float log_sum_exp_ref(const float* x, int64_t n);
+int64_t argmax_ref(const float* x, int64_t n);
 void attention_ref(const float* q, int64_t n_q, const float* const* k_blocks,
                    const float* const* v_blocks, int64_t block_size, int64_t head_dim, int64_t n,
                    float scale, float* scores, float* out, int64_t start = 0,
