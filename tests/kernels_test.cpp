@@ -304,13 +304,29 @@ TEST(ArgMax, PicksWhatTheScalarLoopPicks) {
   EXPECT_EQ(argmax(nullptr, 0), 0);
 }
 
+// An F16 cache's key blocks as attention_f16 reads them: each block of rows [bs, head_dim]
+// transposed to [head_dim, bs].
+std::vector<uint16_t> transposed_keys(const std::vector<uint16_t>& rows, int64_t bs,
+                                      int64_t head_dim) {
+  std::vector<uint16_t> kt(rows.size());
+  const int64_t n_blocks = static_cast<int64_t>(rows.size()) / (bs * head_dim);
+  for (int64_t b = 0; b < n_blocks; ++b)
+    for (int64_t j = 0; j < bs; ++j)
+      for (int64_t d = 0; d < head_dim; ++d)
+        kt[b * bs * head_dim + d * bs + j] = rows[(b * bs + j) * head_dim + d];
+  return kt;
+}
+
 TEST(Attention, F16CacheMatchesReferenceAndStaysCloseToF32) {
+  // Block sizes that are and are not a multiple of the vector length (the kernel scores a
+  // block's slots a vector at a time, the rest one by one).
+  for (int64_t bs : {16, 4, 24}) {
   for (int64_t head_dim : {8, 64, 72}) {
     for (int64_t n : {1, 17, 37}) {
       // 2, 3 and 6 query heads per KV head: the SIMD kernel takes up to four at once.
-      const int64_t n_q = n == 1 ? 2 : n == 17 ? 3 : 6, bs = 16, n_blocks = (n + bs - 1) / bs;
-      SCOPED_TRACE("head_dim=" + std::to_string(head_dim) + " n=" + std::to_string(n) +
-                   " n_q=" + std::to_string(n_q));
+      const int64_t n_q = n == 1 ? 2 : n == 17 ? 3 : 6, n_blocks = (n + bs - 1) / bs;
+      SCOPED_TRACE("bs=" + std::to_string(bs) + " head_dim=" + std::to_string(head_dim) +
+                   " n=" + std::to_string(n) + " n_q=" + std::to_string(n_q));
       const std::vector<float> k32 = random_floats(n_blocks * bs * head_dim, 7);
       const std::vector<float> v32 = random_floats(n_blocks * bs * head_dim, 8);
       const std::vector<float> q = random_floats(n_q * head_dim, 9);
@@ -321,10 +337,11 @@ TEST(Attention, F16CacheMatchesReferenceAndStaysCloseToF32) {
         for (size_t i = 0; i < k32.size(); ++i) ASSERT_EQ(k16[i], fp32_to_fp16(k32[i])) << i;
       });
       for (size_t i = 0; i < v32.size(); ++i) v16[i] = fp32_to_fp16(v32[i]);
+      const std::vector<uint16_t> kt = transposed_keys(k16, bs, head_dim);
       std::vector<const uint16_t*> kb, vb;
       std::vector<const float*> kb32, vb32;
       for (int64_t b = 0; b < n_blocks; ++b) {
-        kb.push_back(k16.data() + b * bs * head_dim);
+        kb.push_back(kt.data() + b * bs * head_dim);
         vb.push_back(v16.data() + b * bs * head_dim);
         kb32.push_back(k32.data() + b * bs * head_dim);
         vb32.push_back(v32.data() + b * bs * head_dim);
@@ -343,6 +360,7 @@ TEST(Attention, F16CacheMatchesReferenceAndStaysCloseToF32) {
       // Half precision keeps 11 significant bits: values in [-1, 1] move by at most 2^-11.
       for (int64_t i = 0; i < n_q * head_dim; ++i) EXPECT_NEAR(ref[i], f32[i], 4e-3f);
     }
+  }
   }
 }
 
@@ -477,12 +495,13 @@ TEST(Attention, SlidingWindowAndSoftCapFollowTheDefinition) {
   std::vector<uint16_t> k16(k32.size()), v16(v32.size());
   for (size_t i = 0; i < k32.size(); ++i) k16[i] = fp32_to_fp16(k32[i]);
   for (size_t i = 0; i < v32.size(); ++i) v16[i] = fp32_to_fp16(v32[i]);
+  const std::vector<uint16_t> kt = transposed_keys(k16, bs, head_dim);
   std::vector<const float*> kb, vb;
   std::vector<const uint16_t*> kh, vh;
   for (int64_t b = 0; b < n_blocks; ++b) {
     kb.push_back(k32.data() + b * bs * head_dim);
     vb.push_back(v32.data() + b * bs * head_dim);
-    kh.push_back(k16.data() + b * bs * head_dim);
+    kh.push_back(kt.data() + b * bs * head_dim);
     vh.push_back(v16.data() + b * bs * head_dim);
   }
   const float scale = 1.0f / std::sqrt(static_cast<float>(head_dim));

@@ -100,8 +100,9 @@ class KvCache {
   // LRU lists disjoint and complete, the prefix index consistent); for tests.
   bool consistent() const;
 
-  // Keys of one block for one KV head: [block_size, head_dim] of the cache's type (uint16_t
-  // half bits or float); values likewise.
+  // Keys of one block for one KV head: [block_size, head_dim] floats in an F32 cache, and
+  // [head_dim, block_size] half bits (transposed, as kernels::attention_f16 reads them) in an
+  // F16 one; values [block_size, head_dim] of the cache's type in both.
   void* k_data(int64_t il, int32_t block, int64_t kv_head) {
     return k_[il].get() + offset(block, kv_head) * elem_bytes();
   }

@@ -223,6 +223,8 @@ Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<
     const float* rope_cs =
         c.is_swa(il) && !inv_freq_swa_.empty() ? s_.rope_cs_swa.data() : s_.rope_cs.data();
     pool->parallel_for(n_tokens, rope_grain, [&](int64_t b, int64_t e, int) {
+      thread_local std::vector<uint16_t> half;
+      half.resize(hd);
       for (int64_t t = b; t < e; ++t) {
         float* q = s_.q.data() + t * nq;
         float* k = s_.k.data() + t * nkv;
@@ -254,8 +256,10 @@ Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<
         const int32_t block = blocks[pos / kv.block_size()];
         const int64_t slot = pos % kv.block_size();
         for (int64_t h = 0; h < c.n_head_kv; ++h) {
-          if (kv.type() == KvType::kF16) {
-            kernels::f32_to_f16_row(k + h * hd, static_cast<uint16_t*>(kv.k_data(il, block, h)) + slot * hd, hd);
+          if (kv.type() == KvType::kF16) {  // keys transposed in the block (attention_f16)
+            uint16_t* kt = static_cast<uint16_t*>(kv.k_data(il, block, h)) + slot;
+            kernels::f32_to_f16_row(k + h * hd, half.data(), hd);
+            for (int64_t d = 0; d < hd; ++d) kt[d * kv.block_size()] = half[d];
             kernels::f32_to_f16_row(v + h * hd, static_cast<uint16_t*>(kv.v_data(il, block, h)) + slot * hd, hd);
           } else {
             std::memcpy(static_cast<float*>(kv.k_data(il, block, h)) + slot * hd, k + h * hd,

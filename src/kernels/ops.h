@@ -69,7 +69,11 @@ void attention(const float* q, int64_t n_q, const float* const* k_blocks,
                float scale, float* scores, float* out, int64_t start = 0, float softcap = 0.0f);
 
 // The same over keys and values stored as IEEE half floats (bits), as an F16 KV cache holds
-// them; each is widened to float as it is read.
+// them; each is widened to float as it is read. The keys of a block are TRANSPOSED: element
+// d of position j is k_blocks[j / block_size][d * block_size + j % block_size] (each block
+// [head_dim, block_size]), so that one vector holds a dimension of consecutive positions and
+// the scores of a block come out a vector at a time, with no horizontal sums. Values keep
+// rows ([block_size, head_dim]), as attention() has both.
 void attention_f16(const float* q, int64_t n_q, const uint16_t* const* k_blocks,
                    const uint16_t* const* v_blocks, int64_t block_size, int64_t head_dim,
                    int64_t n, float scale, float* scores, float* out, int64_t start = 0,

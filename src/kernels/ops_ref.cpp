@@ -361,8 +361,8 @@ void attention_f16_ref(const float* q, int64_t n_q, const uint16_t* const* k_blo
   for (int64_t g = 0; g < n_q; ++g) {
     float* s = scores + g * m;
     for (int64_t j = start; j < n; ++j) {
-      const uint16_t* kh = k_blocks[j / block_size] + (j % block_size) * head_dim;
-      for (int64_t i = 0; i < head_dim; ++i) k[i] = fp16_to_fp32(kh[i]);
+      const uint16_t* kt = k_blocks[j / block_size] + j % block_size;  // keys transposed
+      for (int64_t i = 0; i < head_dim; ++i) k[i] = fp16_to_fp32(kt[i * block_size]);
       s[j - start] = dot_ref(q + g * head_dim, k.data(), head_dim) * scale;
     }
     if (softcap > 0.0f) soft_cap_ref(s, softcap, m);
