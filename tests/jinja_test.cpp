@@ -290,6 +290,48 @@ TEST(Jinja, HostileTemplatesHitALimit) {
   EXPECT_EQ(Template::parse(blocks).status().code(), ErrorCode::kOutOfRange);
 }
 
+// Work on lists is charged per element: each of these ran to completion under the old rule
+// (a step per 32 elements), `unique` over 100,000 items taking 16 s of CPU (it compares each
+// with every kept one) and 30 sorts of 800,000 items 8 s, from templates of a few dozen bytes.
+TEST(Jinja, ListWorkIsChargedPerElement) {
+  const char* hostile[] = {
+      "{{ range(100000) | unique | list | length }}",
+      "{% set b = range(100000) | list %}{% for i in range(100) %}{% set s = b | sort %}"
+      "{% endfor %}",
+      "{% set b = range(100000) | list %}{% set b = b + b + b + b + b + b + b + b %}"
+      "{% for i in range(30) %}{% set s = b | sort(reverse=true) %}{% endfor %}",
+      "{% set b = range(100000) | list %}{% for i in range(1000) %}{% if b == b %}{% endif %}"
+      "{% endfor %}",
+      "{% set b = range(100000) | list %}{% for i in range(1000) %}{% set x = b | last %}"
+      "{% endfor %}",
+  };
+  for (const char* src : hostile) {
+    const std::clock_t t0 = std::clock();
+    auto r = try_render(src);
+    const double s = static_cast<double>(std::clock() - t0) / CLOCKS_PER_SEC;
+    ASSERT_FALSE(r.is_ok()) << src;
+    EXPECT_EQ(r.status().code(), ErrorCode::kOutOfRange) << src << " -> " << r.status().to_string();
+    EXPECT_LT(s, 20.0) << src << " took " << s << " s of CPU time";
+  }
+  // What chat templates do over a long conversation stays far inside the limit: length is
+  // not a walk, and 3,000 messages each looked at a few times cost a few steps each.
+  ValueDict g;
+  ValueList messages;
+  for (int i = 0; i < 3000; ++i) {
+    ValueDict m;
+    m.set("role", Value(i % 2 ? "assistant" : "user"));
+    m.set("content", Value("message " + std::to_string(i)));
+    messages.emplace_back(std::move(m));
+  }
+  g.set("messages", Value(std::move(messages)));
+  auto r = try_render(
+      "{% for m in messages %}{% if loop.index0 == messages | length - 1 %}last:{% endif %}"
+      "{{ m.role }}: {{ m.content | trim }}{% if not loop.last %}\n{% endif %}{% endfor %}",
+      g);
+  ASSERT_TRUE(r.is_ok()) << r.status().to_string();
+  EXPECT_NE(r->find("last:assistant: message 2999"), std::string::npos);
+}
+
 TEST(Jinja, ValuesFromJsonKeepKeyOrder) {
   auto j = nlohmann::ordered_json::parse(R"({"z": 1, "a": [true, null, 2.5, "s"]})");
   ValueDict g{{"v", Value::from_json(j)}};

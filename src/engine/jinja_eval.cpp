@@ -287,11 +287,14 @@ class Renderer {
       case ExprKind::kFilter: {
         FRUGAL_ASSIGN_OR_RETURN(Value input, eval(*e.a, scope));
         FRUGAL_ASSIGN_OR_RETURN(Args args, eval_args(e.call, scope));
+        // Every filter but length walks or copies its input.
+        if (e.name != "length" && e.name != "count") FRUGAL_RETURN_IF_ERROR(ev_.work(walk_cost(input)));
         return e.filter(ev_, input, args);
       }
       case ExprKind::kTest: {
         FRUGAL_ASSIGN_OR_RETURN(Value input, eval(*e.a, scope));
         FRUGAL_ASSIGN_OR_RETURN(Args args, eval_args(e.call, scope));
+        for (const Value& a : args.positional) FRUGAL_RETURN_IF_ERROR(ev_.work(walk_cost(a)));
         FRUGAL_ASSIGN_OR_RETURN(bool r, e.test(ev_, input, args));
         return Value(r != e.negated);
       }
@@ -317,7 +320,7 @@ class Renderer {
         FRUGAL_ASSIGN_OR_RETURN(Value y, eval(*e.b, scope));
         FRUGAL_ASSIGN_OR_RETURN(Value r, arith(e.name, x, y, opt_.max_output_bytes));
         if (r.is_string()) FRUGAL_RETURN_IF_ERROR(ev_.built(r.as_string().size()));
-        if (r.is_list()) FRUGAL_RETURN_IF_ERROR(ev_.built(r.as_list().size()));
+        if (r.is_list()) FRUGAL_RETURN_IF_ERROR(ev_.built_list(r.as_list().size()));
         return r;
       }
       case ExprKind::kCompare: return eval_compare(e, scope);
@@ -341,6 +344,7 @@ class Renderer {
     FRUGAL_ASSIGN_OR_RETURN(Value left, eval(*e.items[0], scope));
     for (size_t i = 0; i < e.ops.size(); ++i) {
       FRUGAL_ASSIGN_OR_RETURN(Value right, eval(*e.items[i + 1], scope));
+      FRUGAL_RETURN_IF_ERROR(ev_.work(walk_cost(left) + walk_cost(right)));  // lists compare itemwise
       const std::string& op = e.ops[i];
       bool r;
       if (op == "==") {
@@ -409,7 +413,7 @@ class Renderer {
     const int64_t stop = clamp(bound[1], given[1], step > 0 ? len : -1);
     std::vector<size_t> picks;
     for (int64_t i = start; step > 0 ? i < stop : i > stop; i += step) picks.push_back(static_cast<size_t>(i));
-    FRUGAL_RETURN_IF_ERROR(ev_.built(picks.size()));
+    FRUGAL_RETURN_IF_ERROR(ev_.built_list(picks.size()));
     if (obj.is_list()) {
       ValueList out;
       for (size_t i : picks) out.push_back(obj.as_list()[i]);
@@ -501,7 +505,7 @@ class Renderer {
       out.emplace_back(i);
       if (static_cast<int64_t>(out.size()) > kMaxRange) break;
     }
-    FRUGAL_RETURN_IF_ERROR(ev_.built(out.size()));
+    FRUGAL_RETURN_IF_ERROR(ev_.built_list(out.size()));
     return Value(std::move(out));
   }
 

@@ -1,6 +1,7 @@
 // Jinja built-ins: attribute and item lookup, iteration, the filters and tests of jinja2 that chat
 // templates use (tojson as transformers defines it), and the str/dict methods they call.
 #include <algorithm>
+#include <bit>
 #include <cmath>
 #include <cstdio>
 #include <cstdlib>
@@ -226,7 +227,7 @@ Result<Value> f_replace(Evaluator& ev, const Value& v, const Args& a) {
 
 Result<Value> f_list(Evaluator& ev, const Value& v, const Args&) {
   FRUGAL_ASSIGN_OR_RETURN(ValueList items, iterate(v));
-  FRUGAL_RETURN_IF_ERROR(ev.built(items.size()));
+  FRUGAL_RETURN_IF_ERROR(ev.built_list(items.size()));
   return Value(std::move(items));
 }
 
@@ -235,7 +236,7 @@ Result<Value> f_items(Evaluator& ev, const Value& v, const Args&) {
   if (!v.is_dict()) return invalid_argument(std::string("can only get item pairs from a mapping, not '") + type_name(v) + "'");
   ValueList out;
   for (const auto& [k, x] : v.as_dict()) out.emplace_back(ValueList{Value(k), x});
-  FRUGAL_RETURN_IF_ERROR(ev.built(out.size()));
+  FRUGAL_RETURN_IF_ERROR(ev.built_list(out.size()));
   return Value(std::move(out));
 }
 
@@ -381,7 +382,11 @@ Result<Value> sort_key(const Value& x, const Value& attribute, bool case_sensiti
   return k;
 }
 
-Result<ValueList> sorted(ValueList items, const Value& attribute, bool case_sensitive, bool reverse) {
+// Charges n log2 n steps first: the comparisons of the sort.
+Result<ValueList> sorted(Evaluator& ev, ValueList items, const Value& attribute,
+                         bool case_sensitive, bool reverse) {
+  const size_t n = items.size();
+  FRUGAL_RETURN_IF_ERROR(ev.work(static_cast<int64_t>(n) * std::bit_width(n)));
   std::vector<std::pair<Value, Value>> keyed;
   for (Value& x : items) {
     FRUGAL_ASSIGN_OR_RETURN(Value k, sort_key(x, attribute, case_sensitive));
@@ -402,32 +407,33 @@ Result<ValueList> sorted(ValueList items, const Value& attribute, bool case_sens
   return out;
 }
 
-Result<Value> f_sort(Evaluator&, const Value& v, const Args& a) {
+Result<Value> f_sort(Evaluator& ev, const Value& v, const Args& a) {
   FRUGAL_ASSIGN_OR_RETURN(ValueList items, iterate(v));
-  FRUGAL_ASSIGN_OR_RETURN(items, sorted(std::move(items), a.get(2, "attribute", kNone),
+  FRUGAL_ASSIGN_OR_RETURN(items, sorted(ev, std::move(items), a.get(2, "attribute", kNone),
                                         truthy(a.get(1, "case_sensitive", kFalse)),
                                         truthy(a.get(0, "reverse", kFalse))));
   return Value(std::move(items));
 }
 
-Result<Value> f_dictsort(Evaluator&, const Value& v, const Args& a) {
+Result<Value> f_dictsort(Evaluator& ev, const Value& v, const Args& a) {
   if (!v.is_dict()) return invalid_argument("dictsort: the value is not a dict");
   const bool case_sensitive = truthy(a.get(0, "case_sensitive", kFalse));
   const std::string by = to_python_str(a.get(1, "by", Value("key")));
   const bool reverse = truthy(a.get(2, "reverse", kFalse));
   ValueList pairs;
   for (const auto& [k, x] : v.as_dict()) pairs.emplace_back(ValueList{Value(k), x});
-  FRUGAL_ASSIGN_OR_RETURN(pairs, sorted(std::move(pairs), Value(by == "value" ? "1" : "0"), case_sensitive, reverse));
+  FRUGAL_ASSIGN_OR_RETURN(pairs, sorted(ev, std::move(pairs), Value(by == "value" ? "1" : "0"), case_sensitive, reverse));
   return Value(std::move(pairs));
 }
 
-Result<Value> f_unique(Evaluator&, const Value& v, const Args& a) {
+Result<Value> f_unique(Evaluator& ev, const Value& v, const Args& a) {
   FRUGAL_ASSIGN_OR_RETURN(ValueList items, iterate(v));
   const bool case_sensitive = truthy(a.get(0, "case_sensitive", kFalse));
   const Value& attribute = a.get(1, "attribute", kNone);
   ValueList out, seen;
   for (const Value& x : items) {
     FRUGAL_ASSIGN_OR_RETURN(Value k, sort_key(x, attribute, case_sensitive));
+    FRUGAL_RETURN_IF_ERROR(ev.work(static_cast<int64_t>(seen.size())));  // a comparison each
     bool dup = false;
     for (const Value& s : seen) dup = dup || equals(s, k);
     if (!dup) {
@@ -438,15 +444,15 @@ Result<Value> f_unique(Evaluator&, const Value& v, const Args& a) {
   return Value(std::move(out));
 }
 
-Result<Value> min_max(const Value& v, const Args& a, bool want_max) {
+Result<Value> min_max(Evaluator& ev, const Value& v, const Args& a, bool want_max) {
   FRUGAL_ASSIGN_OR_RETURN(ValueList items, iterate(v));
   if (items.empty()) return Value::undefined("no items for min or max");
-  FRUGAL_ASSIGN_OR_RETURN(items, sorted(std::move(items), a.get(1, "attribute", kNone),
+  FRUGAL_ASSIGN_OR_RETURN(items, sorted(ev, std::move(items), a.get(1, "attribute", kNone),
                                         truthy(a.get(0, "case_sensitive", kFalse)), false));
   return want_max ? items.back() : items.front();
 }
-Result<Value> f_min(Evaluator&, const Value& v, const Args& a) { return min_max(v, a, false); }
-Result<Value> f_max(Evaluator&, const Value& v, const Args& a) { return min_max(v, a, true); }
+Result<Value> f_min(Evaluator& ev, const Value& v, const Args& a) { return min_max(ev, v, a, false); }
+Result<Value> f_max(Evaluator& ev, const Value& v, const Args& a) { return min_max(ev, v, a, true); }
 
 Result<Value> f_sum(Evaluator&, const Value& v, const Args& a) {
   FRUGAL_ASSIGN_OR_RETURN(ValueList items, iterate(v));
@@ -805,7 +811,7 @@ Result<Value> dict_method(Evaluator& ev, const Value& d, const std::string& name
   if (name == "keys" || name == "values") {
     ValueList out;
     for (const auto& [k, v] : dict) out.push_back(name == "keys" ? Value(k) : v);
-    FRUGAL_RETURN_IF_ERROR(ev.built(out.size()));
+    FRUGAL_RETURN_IF_ERROR(ev.built_list(out.size()));
     return Value(std::move(out));
   }
   static const char* kMutating[] = {"update", "pop", "popitem", "setdefault", "clear"};

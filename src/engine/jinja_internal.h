@@ -2,6 +2,8 @@
 // Python semantics of values (str(), repr(), json.dumps(), ==, <, truthiness). Not a public API.
 #pragma once
 
+#include <algorithm>
+#include <cstdint>
 #include <functional>
 #include <memory>
 #include <string>
@@ -69,7 +71,15 @@ class Evaluator {
     }
     return Status::ok();
   }
-  // A value of `bytes` bytes (or elements) was built: strings and lists also count to the limit.
+  // A list or dict of n elements was built: a step per element (copying a value is no cheaper
+  // than evaluating one), and each element counts its sizeof(Value) bytes toward the output
+  // limit, so a list holds no more memory than the text a template may print.
+  Status built_list(size_t n) {
+    constexpr size_t kValueBytes = sizeof(Value);
+    FRUGAL_RETURN_IF_ERROR(built(n > SIZE_MAX / kValueBytes ? SIZE_MAX : n * kValueBytes));
+    return work(static_cast<int64_t>(std::min<size_t>(n, INT64_MAX / 2)));
+  }
+  // A string of `bytes` bytes was built: the output limit, and a step per 32 bytes.
   Status built(size_t bytes) {
     if (bytes > opt_.max_output_bytes) {
       return out_of_range("the template built a value of " + std::to_string(bytes) +
@@ -83,6 +93,15 @@ class Evaluator {
   const Options& opt_;
   int64_t work_ = 0;
 };
+
+// The work of walking v once, as a filter, a test or a comparison does: a step per element of
+// a list or dict, per 32 bytes of a string.
+inline int64_t walk_cost(const Value& v) {
+  if (v.is_list()) return static_cast<int64_t>(v.as_list().size());
+  if (v.is_dict()) return static_cast<int64_t>(v.as_dict().size());
+  if (v.is_string()) return static_cast<int64_t>(v.as_string().size() / 32);
+  return 0;
+}
 
 // A filter or test: `input` is the value left of | or is, `args` the evaluated arguments.
 struct Args {
