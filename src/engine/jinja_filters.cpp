@@ -18,6 +18,11 @@ const Value& Args::get(size_t index, std::string_view name, const Value& fallbac
   return index < positional.size() ? positional[index] : fallback;
 }
 
+Value Args::get(size_t index, std::string_view name, Value&& fallback) const {
+  const Value& found = get(index, name, static_cast<const Value&>(fallback));
+  return &found == &fallback ? std::move(fallback) : found;
+}
+
 namespace {
 
 Status undefined_error(const Value& v) { return invalid_argument(v.undefined_why()); }

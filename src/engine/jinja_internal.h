@@ -107,8 +107,13 @@ inline int64_t walk_cost(const Value& v) {
 struct Args {
   std::vector<Value> positional;
   std::vector<std::pair<std::string, Value>> keyword;
-  // The argument at `index` or named `name`, else `fallback`.
+  // The argument at `index` or named `name`, else `fallback`. The reference lives as long as
+  // this Args or `fallback`, whichever is returned.
   const Value& get(size_t index, std::string_view name, const Value& fallback) const;
+  // The same with a temporary fallback, returned by value: `const Value& w = a.get(0, "w",
+  // Value(4))` would otherwise dangle once the full-expression ends (jinja_fuzz found that
+  // in `indent`, `int` and `float`, whose defaults are temporaries).
+  Value get(size_t index, std::string_view name, Value&& fallback) const;
 };
 using FilterFn = Result<Value> (*)(Evaluator& ev, const Value& input, const Args& args);
 using TestFn = Result<bool> (*)(Evaluator& ev, const Value& input, const Args& args);
