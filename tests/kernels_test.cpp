@@ -126,6 +126,49 @@ TEST(Matmul, ThreadCountDoesNotChangeResults) {
   }
 }
 
+TEST(Matmul, InterleavedWeightsGiveTheFileLayoutsResultsExactly) {
+  // Model::load interleaves Q4_K / Q5_K matrices for the SIMD tile; every output must be the
+  // bits the file's layout gives, for row counts that are not whole groups, any token count,
+  // and thread ranges that start inside a group.
+  ThreadPool pool2(2), pool3(3);
+  int interleaving_targets = 0;
+  for (GgmlType type : {GgmlType::kQ4_K, GgmlType::kQ5_K}) {
+    SCOPED_TRACE(ggml_type_info(type)->name);
+    for (int64_t n_rows : {1, 3, 5, 18, 67}) {
+      for (int64_t n_cols : {256, 768}) {
+        const TestMatrix m(type, n_rows, n_cols, static_cast<uint32_t>(n_rows * 7 + n_cols));
+        for_each_target([&] {
+          const int group = interleave_group(type);
+          if (group == 0) return;
+          ++interleaving_targets;
+          std::vector<uint8_t> packed(static_cast<size_t>(interleaved_bytes(m.view, group)));
+          interleave_rows(m.view, group, packed.data());
+          WeightView iv = m.view;
+          iv.data = packed.data();
+          iv.interleaved = true;
+          for (int64_t n_tokens : {1, 2, 4, 5, 17}) {
+            SCOPED_TRACE(std::to_string(n_rows) + "x" + std::to_string(n_cols) + " tokens " +
+                         std::to_string(n_tokens));
+            const std::vector<float> x = random_floats(n_tokens * n_cols, 5, 2.0f);
+            for (ThreadPool* p : {static_cast<ThreadPool*>(nullptr), &pool2, &pool3}) {
+              std::vector<float> want(static_cast<size_t>(n_tokens * n_rows), NAN);
+              std::vector<float> got(want.size(), NAN);
+              matmul(m.view, x.data(), n_tokens, want.data(), p);
+              matmul(iv, x.data(), n_tokens, got.data(), p);
+              for (size_t i = 0; i < want.size(); ++i) ASSERT_EQ(got[i], want[i]) << "output " << i;
+            }
+          }
+        });
+      }
+    }
+  }
+  EXPECT_EQ(interleave_group(GgmlType::kQ6_K), 0);  // 210-byte blocks are not whole chunks
+  EXPECT_EQ(interleave_group(GgmlType::kQ8_0), 0);
+#if HWY_ARCH_X86
+  EXPECT_GT(interleaving_targets, 0) << "no target here reads interleaved weights";
+#endif
+}
+
 TEST(Matmul, EachTokenRowIsTheSameWhateverElseIsInTheBatch) {
   // The scheduler and speculative decoding rely on this: a token's outputs are bitwise those
   // of the token alone, whatever tile sizes the batch makes (1 .. 40 tokens, row tails).

@@ -15,6 +15,7 @@
 
 #include "engine/gguf.h"
 #include "engine/gguf_writer.h"
+#include "engine/model.h"
 #include "engine/quantize.h"
 #include "kernels/ops.h"
 #include "test_shell.h"
@@ -244,6 +245,51 @@ TEST(QuantizeCommand, KQuantFilesReloadWithLogitsCloseToF32) {
       EXPECT_LT(rel, previous) << "more bits must land closer to F32";
       previous = rel;
     }
+  }
+  fs::remove_all(dir);
+}
+
+TEST(QuantizeCommand, InterleavedKQuantWeightsGiveTheFileLayoutsLogitsBitForBit) {
+  // Model::load copies Q4_K / Q5_K matrices into the SIMD tile's layout where this machine's
+  // kernels have one. A prompt's prefill and a few decode steps must give the same bits as
+  // the matrices read in place.
+  const fs::path dir = fs::temp_directory_path() / ("frugal_interleave_test_" + std::to_string(getpid()));
+  fs::create_directories(dir);
+  const std::string f32 = (dir / "f32.gguf").string();
+  write_model(f32);
+  for (const char* scheme : {"q4_k_m", "q5_k_m"}) {
+    SCOPED_TRACE(scheme);
+    const std::string path = (dir / (std::string(scheme) + ".gguf")).string();
+    const auto q = test::run_frugal("quantize " + f32 + " " + path + " " + scheme, true);
+    ASSERT_EQ(q.exit_code, 0) << q.out;
+    auto logits = [&](bool interleave) {
+      ModelOptions o;
+      o.n_threads = 2;
+      o.interleave_weights = interleave;
+      auto m = Model::load(path, o);
+      EXPECT_TRUE(m.is_ok()) << m.status().message();
+      if (!m.is_ok()) return std::vector<float>{};
+      const kernels::WeightView& wq = (*m)->weights().layers[0].wq;
+      EXPECT_EQ(wq.interleaved, interleave && kernels::interleave_group(wq.type) > 0);
+      auto kv = (*m)->make_kv_cache(64);
+      const KvCache::SeqId seq = kv->create_sequence();
+      const std::vector<int32_t> prompt = {1, 290, 17, 203, 44, 260, 101, 299, 5};
+      std::vector<float> all, step;
+      const SeqBatch prefill{seq, prompt, true};
+      EXPECT_TRUE((*m)->forward(std::span<const SeqBatch>(&prefill, 1), *kv, step).is_ok());
+      all = step;
+      for (int32_t tok : {77, 150, 262}) {
+        const std::vector<int32_t> one = {tok};
+        const SeqBatch decode{seq, one, false};
+        EXPECT_TRUE((*m)->forward(std::span<const SeqBatch>(&decode, 1), *kv, step).is_ok());
+        all.insert(all.end(), step.begin(), step.end());
+      }
+      return all;
+    };
+    const std::vector<float> in_place = logits(false), interleaved = logits(true);
+    ASSERT_EQ(in_place.size(), (9u + 3u) * 300u);
+    ASSERT_EQ(interleaved.size(), in_place.size());
+    for (size_t i = 0; i < in_place.size(); ++i) ASSERT_EQ(interleaved[i], in_place[i]) << "logit " << i;
   }
   fs::remove_all(dir);
 }

@@ -51,6 +51,7 @@ Result<std::unique_ptr<Model>> Model::load(const std::string& path, const ModelO
   FRUGAL_ASSIGN_OR_RETURN(m->file_, GgufFile::open(path));
   FRUGAL_ASSIGN_OR_RETURN(m->config_, ModelConfig::from_gguf(*m->file_));
   FRUGAL_ASSIGN_OR_RETURN(m->weights_, Weights::bind(*m->file_, m->config_));
+  if (options.interleave_weights) m->weights_.interleave_for_matmul(/*release_file_pages=*/true);
   FRUGAL_ASSIGN_OR_RETURN(m->tokenizer_, Tokenizer::from_gguf(*m->file_));
   if (m->tokenizer_->n_vocab() != m->config_.n_vocab) {
     return corrupt(path + ": the tokenizer has " + std::to_string(m->tokenizer_->n_vocab()) +

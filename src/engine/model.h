@@ -26,6 +26,10 @@ struct ModelOptions {
   // oversubscribe the cores. Null: the model makes its own with n_threads threads.
   std::shared_ptr<ThreadPool> pool;
   int n_threads = 0;  // without a pool; 0: one per hardware thread
+  // Q4_K / Q5_K matrices copied into the SIMD tile's interleaved layout at load (bitwise the
+  // same results, faster decode: Weights::interleave_for_matmul). Off: read in place from the
+  // mapped file.
+  bool interleave_weights = true;
 };
 
 // One sequence's part of a batch: `tokens` follow what the cache already holds for `seq`.

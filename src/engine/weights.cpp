@@ -1,6 +1,9 @@
 // Weights::bind: GGUF tensor names (llama.cpp's convention) to typed, shape-checked views.
 #include "engine/weights.h"
 
+#include <sys/mman.h>
+#include <unistd.h>
+
 #include <string>
 
 #include "engine/gguf.h"
@@ -125,6 +128,39 @@ int64_t Weights::matmul_params() const {
       n += m->n_rows * m->n_cols;
   }
   return n;
+}
+
+int64_t Weights::interleave_for_matmul(bool release_file_pages) {
+  std::vector<kernels::WeightView*> matrices;
+  if (!(output.data == token_embd.data)) matrices.push_back(&output);
+  for (LayerWeights& l : layers) {
+    for (kernels::WeightView* m :
+         {&l.wq, &l.wk, &l.wv, &l.wqkv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})
+      matrices.push_back(m);
+  }
+  const auto page = static_cast<uintptr_t>(sysconf(_SC_PAGESIZE));
+  int64_t copied = 0;
+  for (kernels::WeightView* m : matrices) {
+    const int group = kernels::interleave_group(m->type);
+    if (m->n_rows == 0 || m->interleaved || group == 0) continue;
+    const int64_t bytes = kernels::interleaved_bytes(*m, group);
+    // Whole cache lines, so every group starts on one (row groups are multiples of 64 bytes).
+    auto* out = static_cast<uint8_t*>(std::aligned_alloc(64, (static_cast<size_t>(bytes) + 63) / 64 * 64));
+    if (out == nullptr) continue;  // the file's layout computes the same, a little slower
+    kernels::interleave_rows(*m, group, out);
+    owned_.emplace_back(out);
+    if (release_file_pages) {
+      // Only pages wholly inside this matrix: its neighbours may share the edge pages.
+      const auto begin = reinterpret_cast<uintptr_t>(m->data);
+      const uintptr_t first = (begin + page - 1) / page * page;
+      const uintptr_t last = (begin + static_cast<uintptr_t>(m->row_bytes() * m->n_rows)) / page * page;
+      if (last > first) madvise(reinterpret_cast<void*>(first), last - first, MADV_DONTNEED);
+    }
+    m->data = out;
+    m->interleaved = true;
+    copied += bytes;
+  }
+  return copied;
 }
 
 }  // namespace frugal

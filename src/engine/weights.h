@@ -4,6 +4,8 @@
 #pragma once
 
 #include <cstdint>
+#include <cstdlib>
+#include <memory>
 #include <vector>
 
 #include "engine/model_config.h"
@@ -49,6 +51,20 @@ struct Weights {
   int64_t bytes_per_token() const;
   // Multiply-accumulates per token in the matrices (2 flops each), for the prefill roofline.
   int64_t matmul_params() const;
+
+  // Copies every matrix that only matmul reads (all but token_embd, and the output matrix
+  // unless it is tied to it) into the SIMD tile's interleaved layout, where this machine's
+  // kernels have one for its type (kernels::interleave_group: Q4_K and Q5_K on AVX2 and
+  // AVX-512). With `release_file_pages` the mapped file's pages of those matrices are then
+  // dropped, so resident memory does not double. A matrix whose copy cannot be allocated
+  // keeps the file's layout (same results). Returns the bytes copied.
+  int64_t interleave_for_matmul(bool release_file_pages);
+
+ private:
+  struct FreeBytes {
+    void operator()(uint8_t* p) const { std::free(p); }
+  };
+  std::vector<std::unique_ptr<uint8_t[], FreeBytes>> owned_;  // interleaved copies
 };
 
 }  // namespace frugal

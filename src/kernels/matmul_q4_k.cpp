@@ -20,24 +20,25 @@ struct Q4_KKernel {
   using Act = ActivationBlockK;
   static constexpr int64_t kBlockBytes = 144;
   static constexpr int kBiasMul = 0;
+  static constexpr bool kInterleaves = true;  // 144-byte blocks: 9 chunks of 16
 #if FRUGAL_BLOCK_KERNELS
   struct Header {
     VF32 d, dmin;
     VI16 sc, m;  // each row's eight sub-block scales / minima as int16, in its lane
   };
 
-  static HWY_INLINE Header LoadHeader(const uint8_t* const* p, const int32_t* spread) {
-    const VU8 s = UnpackScalesK4(LoadRowChunks(p, 4));
+  template <class P>  // row pointers or InterleavedRows (matmul_blocks-inl.h)
+  static HWY_INLINE Header LoadHeader(P p, const int32_t* spread) {
+    const VU8 s = UnpackScalesK4(RowChunks<4>(p));
     const HalfPair d = RowHalfPair(p, 0);
     (void)spread;
     return {d.first, d.second, WidenBytes<0>(s), WidenBytes<8>(s)};
   }
 
   // Elements 64 S .. 64 S + 63: sub-blocks 2S (low nibbles) and 2S + 1 (high nibbles).
-  template <int S, int kT>
-  static HWY_INLINE void Step(const uint8_t* const* p, const Header& h,
-                              const Act* const* a, VI32* isum) {
-    const VU8 qa = LoadRowChunks(p, 16 + 32 * S), qb = LoadRowChunks(p, 32 + 32 * S);
+  template <int S, int kT, class P>
+  static HWY_INLINE void Step(P p, const Header& h, const Act* const* a, VI32* isum) {
+    const VU8 qa = RowChunks<16 + 32 * S>(p), qb = RowChunks<32 + 32 * S>(p);
     const VU8 la = LowNibbles(qa), lb = LowNibbles(qb);
     const VU8 ha = HighNibbles(qa), hb = HighNibbles(qb);
     const VI16 s_lo = hn::Broadcast<2 * S>(h.sc), s_hi = hn::Broadcast<2 * S + 1>(h.sc);
@@ -50,9 +51,8 @@ struct Q4_KKernel {
     }
   }
 
-  template <int kT>
-  static HWY_INLINE void Dot(const uint8_t* const* p, const Header& h, const Act* const* a,
-                             VI32* isum) {
+  template <int kT, class P>
+  static HWY_INLINE void Dot(P p, const Header& h, const Act* const* a, VI32* isum) {
     Step<0, kT>(p, h, a, isum);
     Step<1, kT>(p, h, a, isum);
     Step<2, kT>(p, h, a, isum);
@@ -73,6 +73,12 @@ void MatmulQ4_K(const WeightView& w, const float* x, int64_t n_tokens, float* y,
   MatmulBlocks<Q4_KKernel>(w, x, n_tokens, y, pool);
 }
 
+#if FRUGAL_BLOCK_KERNELS
+int BlockTileInterleaveGroup() { return kQRows; }
+#else
+int BlockTileInterleaveGroup() { return 0; }
+#endif
+
 }  // namespace frugal::kernels::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 
@@ -80,6 +86,9 @@ HWY_AFTER_NAMESPACE();
 namespace frugal::kernels {
 
 HWY_EXPORT(MatmulQ4_K);
+HWY_EXPORT(BlockTileInterleaveGroup);
+
+int block_tile_interleave_group() { return HWY_DYNAMIC_DISPATCH(BlockTileInterleaveGroup)(); }
 
 void matmul_q4_k(const WeightView& w, const float* x, int64_t n_tokens, float* y,
                  ThreadPool* pool) {

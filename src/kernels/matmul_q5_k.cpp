@@ -20,6 +20,7 @@ struct Q5_KKernel {
   using Act = ActivationBlockK;
   static constexpr int64_t kBlockBytes = 176;
   static constexpr int kBiasMul = 0;
+  static constexpr bool kInterleaves = true;  // 176-byte blocks: 11 chunks of 16
 #if FRUGAL_BLOCK_KERNELS
   struct Header {
     VF32 d, dmin;
@@ -27,19 +28,19 @@ struct Q5_KKernel {
     VU8 qh_a, qh_b;  // qh[0..16) and qh[16..32) of each row
   };
 
-  static HWY_INLINE Header LoadHeader(const uint8_t* const* p, const int32_t* spread) {
-    const VU8 s = UnpackScalesK4(LoadRowChunks(p, 4));
+  template <class P>  // row pointers or InterleavedRows (matmul_blocks-inl.h)
+  static HWY_INLINE Header LoadHeader(P p, const int32_t* spread) {
+    const VU8 s = UnpackScalesK4(RowChunks<4>(p));
     const HalfPair d = RowHalfPair(p, 0);
     (void)spread;
-    return {d.first, d.second, WidenBytes<0>(s), WidenBytes<8>(s), LoadRowChunks(p, 16),
-            LoadRowChunks(p, 32)};
+    return {d.first, d.second, WidenBytes<0>(s), WidenBytes<8>(s), RowChunks<16>(p),
+            RowChunks<32>(p)};
   }
 
   // Elements 64 S .. 64 S + 63: sub-blocks 2S (low nibbles, bit 2S of qh) and 2S + 1.
-  template <int S, int kT>
-  static HWY_INLINE void Step(const uint8_t* const* p, const Header& h,
-                              const Act* const* a, VI32* isum) {
-    const VU8 qa = LoadRowChunks(p, 48 + 32 * S), qb = LoadRowChunks(p, 64 + 32 * S);
+  template <int S, int kT, class P>
+  static HWY_INLINE void Step(P p, const Header& h, const Act* const* a, VI32* isum) {
+    const VU8 qa = RowChunks<48 + 32 * S>(p), qb = RowChunks<64 + 32 * S>(p);
     const VU8 la = hn::Or(LowNibbles(qa), MoveBit<2 * S, 4>(h.qh_a));
     const VU8 lb = hn::Or(LowNibbles(qb), MoveBit<2 * S, 4>(h.qh_b));
     const VU8 ha = hn::Or(HighNibbles(qa), MoveBit<2 * S + 1, 4>(h.qh_a));
@@ -54,9 +55,8 @@ struct Q5_KKernel {
     }
   }
 
-  template <int kT>
-  static HWY_INLINE void Dot(const uint8_t* const* p, const Header& h, const Act* const* a,
-                             VI32* isum) {
+  template <int kT, class P>
+  static HWY_INLINE void Dot(P p, const Header& h, const Act* const* a, VI32* isum) {
     Step<0, kT>(p, h, a, isum);
     Step<1, kT>(p, h, a, isum);
     Step<2, kT>(p, h, a, isum);

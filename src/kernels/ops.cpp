@@ -3,7 +3,9 @@
 #define HWY_TARGET_INCLUDE "kernels/ops.cpp"
 #include "hwy/foreach_target.h"  // IWYU pragma: keep
 
+#include <algorithm>
 #include <cmath>
+#include <cstring>
 #include <limits>
 
 #include "hwy/contrib/math/math-inl.h"
@@ -488,6 +490,36 @@ void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, Thr
     case GgmlType::kQ6_K: return matmul_q6_k(w, x, n_tokens, y, pool);
     default:
       CHECK(false, "matmul: no kernel for weight type %u", static_cast<unsigned>(w.type));
+  }
+}
+
+int interleave_group(GgmlType type) {
+  if (type != GgmlType::kQ4_K && type != GgmlType::kQ5_K) return 0;
+  return block_tile_interleave_group();
+}
+
+int64_t interleaved_bytes(const WeightView& w, int group) {
+  return (w.n_rows + group - 1) / group * group * w.row_bytes();
+}
+
+void interleave_rows(const WeightView& w, int group, uint8_t* out) {
+  const GgmlTypeInfo* info = ggml_type_info(w.type);
+  const int64_t rb = w.row_bytes(), block_bytes = info->type_size;
+  CHECK(group > 0 && block_bytes % 16 == 0 && !w.interleaved,
+        "interleave_rows: %s blocks are not whole 16-byte chunks", info->name);
+  const int64_t n_blocks = rb / block_bytes, n_chunks = block_bytes / 16;
+  const auto* src = static_cast<const uint8_t*>(w.data);
+  for (int64_t g = 0; g * group < w.n_rows; ++g) {
+    uint8_t* dst_group = out + g * group * rb;
+    for (int r = 0; r < group; ++r) {
+      const uint8_t* row = src + std::min<int64_t>(g * group + r, w.n_rows - 1) * rb;
+      for (int64_t b = 0; b < n_blocks; ++b) {
+        for (int64_t c = 0; c < n_chunks; ++c) {
+          std::memcpy(dst_group + b * group * block_bytes + 16 * (group * c + r),
+                      row + b * block_bytes + 16 * c, 16);
+        }
+      }
+    }
   }
 }
 

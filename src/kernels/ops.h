@@ -17,7 +17,20 @@ struct WeightView {
   int64_t n_rows = 0;
   int64_t n_cols = 0;
   int64_t row_bytes() const { return ggml_row_bytes(type, n_cols); }
+  // Rows rearranged by interleave_rows for the SIMD tile; only matmul reads such a view.
+  bool interleaved = false;
 };
+
+// The group of rows in which this machine's matmul reads `type` interleaved (4 on AVX-512,
+// 2 on AVX2: Q4_K and Q5_K), or 0 where it reads only the file's layout.
+int interleave_group(GgmlType type);
+// Bytes of w interleaved in groups of `group` rows: the rows rounded up to a whole group.
+int64_t interleaved_bytes(const WeightView& w, int group);
+// Writes w's rows in groups of `group`, the last group padded with copies of the last row:
+// within group g, block b's 16-byte chunk c of row r goes to
+// g * group * row_bytes + b * group * block_bytes + 16 * (group * c + r). One vector load then
+// reads a chunk of every row of the tile. `out` holds interleaved_bytes(w, group).
+void interleave_rows(const WeightView& w, int group, uint8_t* out);
 
 // Y [n_tokens, n_rows] = X [n_tokens, n_cols] · Wᵀ, spread over `pool` (may be null).
 // For quantized W the activations are quantized per block to 8 bits first, as llama.cpp does;

@@ -189,6 +189,7 @@ void matmul_blocks_ref(const WeightView& w, const float* x, int64_t n_tokens, fl
 }  // namespace
 
 void matmul_ref(const WeightView& w, const float* x, int64_t n_tokens, float* y) {
+  CHECK(!w.interleaved, "matmul_ref reads the file's layout: pass the view before interleave_rows");
   if (is_extra_quant_type(w.type)) return matmul_blocks_ref(w, x, n_tokens, y);
   const int64_t rb = w.row_bytes();
   const auto* base = static_cast<const uint8_t*>(w.data);
