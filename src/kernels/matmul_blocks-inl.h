@@ -136,6 +136,15 @@ HWY_INLINE VI32 MulPairsI16(VI16 a, VI16 b) {
   return VI32{_mm512_madd_epi16(a.raw, b.raw)};
 #endif
 }
+// acc + MulPairsI16(a, b): one VNNI instruction where there is one (the same int32
+// wrap-around sums; FRUGAL_DPBUSD says this pass has VNNI, matmul-inl.h).
+HWY_INLINE VI32 AddMulPairsI16(VI32 acc, VI16 a, VI16 b) {
+#if FRUGAL_DPBUSD
+  return VI32{_mm512_dpwssd_epi32(acc.raw, a.raw, b.raw)};
+#else
+  return hn::Add(acc, MulPairsI16(a, b));
+#endif
+}
 
 // Byte shifts through 16-bit lanes: bits cross into the neighbouring byte, so callers mask
 // the result to bits that came from the byte itself.

@@ -51,7 +51,7 @@ struct Q2_KKernel {
     for (int t = 0; t < kT; ++t) {
       const int8_t* x = a[t]->qs + 128 * H + 16 * G;
       for (int k = 0; k < 4; ++k)
-        isum[t] = hn::Add(isum[t], MulPairsI16(MulPairsU8I8(q[k], DupAct(x + 32 * k)), s[k]));
+        isum[t] = AddMulPairsI16(isum[t], MulPairsU8I8(q[k], DupAct(x + 32 * k)), s[k]);
     }
   }
 

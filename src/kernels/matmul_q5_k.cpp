@@ -51,7 +51,7 @@ struct Q5_KKernel {
       // Pair sums are at most 2 * 31 * 127, so two of them still fit int16.
       const VI16 lo = hn::Add(MulPairsU8I8(la, DupAct(x)), MulPairsU8I8(lb, DupAct(x + 16)));
       const VI16 hi = hn::Add(MulPairsU8I8(ha, DupAct(x + 32)), MulPairsU8I8(hb, DupAct(x + 48)));
-      isum[t] = hn::Add(isum[t], hn::Add(MulPairsI16(lo, s_lo), MulPairsI16(hi, s_hi)));
+      isum[t] = AddMulPairsI16(AddMulPairsI16(isum[t], lo, s_lo), hi, s_hi);
     }
   }
 
