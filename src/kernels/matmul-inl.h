@@ -320,9 +320,12 @@ constexpr int kQuantTileTokens = 4;
 
 // out [kT, kQRows] = the activations of kT tokens · kQRows weight rows (row starts `rows`).
 // `xq` / `xd` point at the first token's blocks; tokens are n_blocks apart.
+// `prefetch`: this tile is the first to read its rows (from DRAM), so it pulls the next
+// tiles' rows; the tiles of later tokens find them in L1.
 template <class K, int kT>
 HWY_NOINLINE void QuantTile(const uint8_t* const* rows, int64_t n_blocks,
-                            const ActivationBlock* xq, const float* xd, float* out) {
+                            const ActivationBlock* xq, const float* xd, bool prefetch,
+                            float* out) {
   static const SpreadIndices spread;
   const DF32 df;
   const DI32 di32;
@@ -332,7 +335,7 @@ HWY_NOINLINE void QuantTile(const uint8_t* const* rows, int64_t n_blocks,
   const uint8_t* p[kQRows];
   for (int r = 0; r < kQRows; ++r) p[r] = rows[r];
   for (int64_t b = 0; b < n_blocks; ++b) {
-    if (kT == 1) PrefetchNextTiles<K::kBlockBytes>(rows[kQRows - 1], n_blocks, b);
+    if (prefetch) PrefetchNextTiles<K::kBlockBytes>(rows[kQRows - 1], n_blocks, b);
     const typename K::Regs regs = K::Load(p);
     const VF32 ws = RowScales(p, spread.idx);
     for (int r = 0; r < kQRows; ++r) p[r] += K::kBlockBytes;
@@ -504,10 +507,10 @@ void QuantRows(const WeightView& w, const ActivationBlock* xq, const float* xd, 
         const int64_t off = (tc + t) * n_blocks;
         float out[kQuantTileTokens * kQRows];
         switch (nt) {
-          case 1: QuantTile<K, 1>(rows, n_blocks, xq + off, xd + off, out); break;
-          case 2: QuantTile<K, 2>(rows, n_blocks, xq + off, xd + off, out); break;
-          case 3: QuantTile<K, 3>(rows, n_blocks, xq + off, xd + off, out); break;
-          default: QuantTile<K, 4>(rows, n_blocks, xq + off, xd + off, out); break;
+          case 1: QuantTile<K, 1>(rows, n_blocks, xq + off, xd + off, t == 0, out); break;
+          case 2: QuantTile<K, 2>(rows, n_blocks, xq + off, xd + off, t == 0, out); break;
+          case 3: QuantTile<K, 3>(rows, n_blocks, xq + off, xd + off, t == 0, out); break;
+          default: QuantTile<K, 4>(rows, n_blocks, xq + off, xd + off, t == 0, out); break;
         }
         for (int64_t tt = 0; tt < nt; ++tt)
           for (int64_t r = 0; r < n_valid; ++r)

@@ -322,9 +322,11 @@ HWY_INLINE VI32 InitSum(const ActivationBlockK&) { return hn::Zero(DI32()); }
 
 // out [kT, kQRows] = the activations of kT tokens (blocks n_blocks apart) · kQRows rows:
 // rows[r] starts row r, or with kInterleaved rows[0] starts the tile's interleaved group.
+// `prefetch`: the first tile to read these rows pulls the next tiles' rows, whatever kT
+// (small batches, a speculative verification's 2-16 tokens, stream weights from DRAM too).
 template <class K, int kT, bool kInterleaved = false>
 HWY_NOINLINE void BlockTile(const uint8_t* const* rows, int64_t n_blocks,
-                            const typename K::Act* xa, float* out) {
+                            const typename K::Act* xa, bool prefetch, float* out) {
   static const SpreadIndices spread;
   const DF32 df;
   VF32 acc[kT];
@@ -335,7 +337,7 @@ HWY_NOINLINE void BlockTile(const uint8_t* const* rows, int64_t n_blocks,
   const uint8_t* last_row =
       kInterleaved ? rows[0] + (kQRows - 1) * n_blocks * K::kBlockBytes : rows[kQRows - 1];
   for (int64_t b = 0; b < n_blocks; ++b) {
-    if (kT == 1) PrefetchNextTiles<K::kBlockBytes>(last_row, n_blocks, b);
+    if (prefetch) PrefetchNextTiles<K::kBlockBytes>(last_row, n_blocks, b);
     const typename K::Act* a[kT];
     VI32 isum[kT];
     for (int t = 0; t < kT; ++t) {
@@ -380,10 +382,10 @@ void InterleavedBlockRows(const WeightView& w, const typename K::Act* xa, int64_
         const typename K::Act* xt = xa + (tc + t) * n_blocks;
         float out[kQuantTileTokens * kQRows];
         switch (nt) {
-          case 1: BlockTile<K, 1, true>(rows, n_blocks, xt, out); break;
-          case 2: BlockTile<K, 2, true>(rows, n_blocks, xt, out); break;
-          case 3: BlockTile<K, 3, true>(rows, n_blocks, xt, out); break;
-          default: BlockTile<K, 4, true>(rows, n_blocks, xt, out); break;
+          case 1: BlockTile<K, 1, true>(rows, n_blocks, xt, t == 0, out); break;
+          case 2: BlockTile<K, 2, true>(rows, n_blocks, xt, t == 0, out); break;
+          case 3: BlockTile<K, 3, true>(rows, n_blocks, xt, t == 0, out); break;
+          default: BlockTile<K, 4, true>(rows, n_blocks, xt, t == 0, out); break;
         }
         for (int64_t tt = 0; tt < nt; ++tt)
           for (int64_t r = lo; r < hi; ++r)
@@ -413,10 +415,10 @@ void BlockRows(const WeightView& w, const typename K::Act* xa, int64_t n_tokens,
         const typename K::Act* xt = xa + (tc + t) * n_blocks;
         float out[kQuantTileTokens * kQRows];
         switch (nt) {
-          case 1: BlockTile<K, 1>(rows, n_blocks, xt, out); break;
-          case 2: BlockTile<K, 2>(rows, n_blocks, xt, out); break;
-          case 3: BlockTile<K, 3>(rows, n_blocks, xt, out); break;
-          default: BlockTile<K, 4>(rows, n_blocks, xt, out); break;
+          case 1: BlockTile<K, 1>(rows, n_blocks, xt, t == 0, out); break;
+          case 2: BlockTile<K, 2>(rows, n_blocks, xt, t == 0, out); break;
+          case 3: BlockTile<K, 3>(rows, n_blocks, xt, t == 0, out); break;
+          default: BlockTile<K, 4>(rows, n_blocks, xt, t == 0, out); break;
         }
         for (int64_t tt = 0; tt < nt; ++tt)
           for (int64_t r = 0; r < n_valid; ++r)
