@@ -257,11 +257,14 @@ def spec_llama_cmd(a):
     """llama-speculative on the same pair and prompts, greedy, each prompt in the target's own
     chat template (rendered as llama-cpp-python renders it), llama.cpp's default draft
     settings. Tokens and decode seconds are summed over the prompts."""
+    import gguf
     import jinja2
-    import llama_cpp
-    llm = llama_cpp.Llama(model_path=a.target, vocab_only=True, verbose=False)
+    # The template straight from the file's metadata (the gguf package), so this step needs
+    # only the llama.cpp binaries, not llama-cpp-python.
+    field = gguf.GGUFReader(a.target).fields["tokenizer.chat_template"]
+    template = bytes(field.parts[field.data[0]]).decode("utf-8")
     env = jinja2.Environment(loader=jinja2.BaseLoader(), trim_blocks=True, lstrip_blocks=True)
-    tmpl = env.from_string(llm.metadata["tokenizer.chat_template"])
+    tmpl = env.from_string(template)
     tot_tokens, tot_s, drafted, accepted = 0, 0.0, 0, 0
     rows = []
     with tempfile.TemporaryDirectory() as tmp:

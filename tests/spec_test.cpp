@@ -17,6 +17,7 @@
 #include "engine/tokenizer.h"
 #include "sched/generate.h"
 #include "sched/scheduler.h"
+#include "spec/draft_policy.h"
 #include "spec/ngram_drafter.h"
 #include "spec/verify.h"
 
@@ -24,6 +25,87 @@ namespace frugal {
 namespace {
 
 namespace fs = std::filesystem;
+
+TEST(DraftCostModel, EstimatesForwardTimesFromTheSizesItMeasured) {
+  DraftCostModel m(12);
+  EXPECT_LT(m.forward_seconds(3), 0) << "nothing measured";
+  m.observe_forward(1, 0.010);
+  EXPECT_LT(m.forward_seconds(3), 0) << "one size gives no slope";
+  m.observe_forward(5, 0.030);
+  EXPECT_DOUBLE_EQ(m.forward_seconds(1), 0.010);
+  EXPECT_NEAR(m.forward_seconds(3), 0.020, 1e-12);  // between the measured sizes
+  EXPECT_NEAR(m.forward_seconds(9), 0.050, 1e-12);  // along the line past the largest
+  EXPECT_FALSE(m.ready()) << "no draft round timed yet";
+  m.observe_draft_round(0.004);
+  EXPECT_TRUE(m.ready());
+  m.observe_forward(1, 0.020);  // a running average: the newest counts a quarter
+  EXPECT_NEAR(m.forward_seconds(1), 0.0125, 1e-12);
+  m.observe_forward(14, 1.0);  // past k_max + 1: not a verification size, ignored
+  EXPECT_NEAR(m.forward_seconds(13), 0.030 + 8 * (0.030 - 0.0125) / 4, 1e-12);
+}
+
+TEST(DraftCostModel, DraftsOnlyAsFarAsItPaysOnThisMachine) {
+  const std::vector<double> high(12, 0.9), none(12, 0.0);
+  {
+    // Memory-bound verification (k + 1 tokens cost one step) and a free drafter: draft all.
+    DraftCostModel m(12);
+    m.observe_forward(1, 0.010);
+    m.observe_forward(13, 0.010);
+    m.observe_draft_round(0.0);
+    EXPECT_EQ(m.best_k(high), 12);
+    EXPECT_EQ(m.best_k(none), 0) << "drafts that are never accepted never pay";
+  }
+  {
+    // Compute-bound verification (each token a step): even 90 % acceptance loses.
+    DraftCostModel m(12);
+    m.observe_forward(1, 0.010);
+    m.observe_forward(5, 0.050);
+    m.observe_draft_round(0.004);
+    EXPECT_EQ(m.best_k(high), 0);
+  }
+  {
+    // Between the two (the real 1.5B / 0.5B pair on 2 cores): the best length is short, and
+    // it is the arg max of expected tokens over time, worked out here independently.
+    DraftCostModel m(12);
+    m.observe_forward(1, 0.033);
+    m.observe_forward(9, 0.150);
+    m.observe_draft_round(0.012);
+    const std::vector<double> accept = {0.95, 0.9, 0.85, 0.8};
+    auto rate = [&](int k) {
+      double tokens = 1, all = 1;
+      for (int i = 0; i < k; ++i) tokens += (all *= accept[std::min(i, 3)]);
+      return tokens / (0.012 * k + 0.033 + (0.150 - 0.033) / 8 * k);
+    };
+    const int best = m.best_k(accept);
+    EXPECT_GT(best, 0);
+    EXPECT_LT(best, 12);
+    for (int k = 0; k <= 12; ++k) {
+      EXPECT_NEAR(m.expected_rate(k, accept), rate(k), 1e-9 * rate(k)) << k;
+      EXPECT_GE(rate(best), rate(k)) << "k " << k << " beats the choice " << best;
+    }
+  }
+}
+
+TEST(DraftAcceptance, CountsEachPositionOverTheDraftsThatReachedIt) {
+  DraftAcceptance a;
+  EXPECT_TRUE(a.rates().empty());
+  a.observe(4, 2);  // drafts 1, 2 accepted, 3 rejected, 4 never reached
+  std::vector<double> r = a.rates();
+  ASSERT_EQ(r.size(), 3u);
+  EXPECT_DOUBLE_EQ(r[0], 1.0);
+  EXPECT_DOUBLE_EQ(r[1], 1.0);
+  EXPECT_DOUBLE_EQ(r[2], 0.0);
+  a.observe(4, 0);  // the first draft rejected: only position 1 reached
+  r = a.rates();
+  ASSERT_EQ(r.size(), 3u);
+  EXPECT_NEAR(r[0], 0.98 / (0.98 + 1), 1e-12);  // older counts fade by 0.98
+  EXPECT_DOUBLE_EQ(r[1], 1.0);
+  // A sequence with no drafts of its own takes the prior's rates; its own counts pull away.
+  DraftAcceptance fresh;
+  EXPECT_EQ(fresh.rates(&a), a.rates());
+  fresh.observe(1, 1);
+  EXPECT_NEAR(fresh.rates(&a, 2.0)[0], (1 + 2 * r[0]) / 3, 1e-12);
+}
 
 TEST(NgramDraft, ProposesWhatFollowedTheLatestEarlierOccurrence) {
   const std::vector<int32_t> t = {1, 2, 3, 4, 9, 1, 2, 3, 5, 6, 1, 2, 3};

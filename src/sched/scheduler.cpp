@@ -98,6 +98,8 @@ struct Scheduler::Seq {
   std::vector<float> given_lp;  // the drafter's logprobs of `given` (speculative cascade)
   size_t given_pos = 0;
   int spec_k = 0;
+  DraftAcceptance acceptance;  // this sequence's drafts, for the cost-aware length
+  int64_t n_length_choices = 0;
   DraftModel::Seq draft_seq;
   int64_t n_draft_tokens = 0, n_accepted = 0, n_reused = 0, n_kept = 0;
 
@@ -181,6 +183,11 @@ Scheduler::Scheduler(std::unique_ptr<Model> model, std::unique_ptr<KvCache> kv,
       wakeup_(std::make_shared<SchedWakeup>()) {
   stats_.kv_blocks_total = kv_->n_blocks();
   stats_.spec_accepted_by_position.assign(options_.spec_k_max + 1, 0);
+  if (options_.spec != SchedulerOptions::Spec::kNone && options_.spec_cost_aware) {
+    draft_cost_ = std::make_unique<DraftCostModel>(options_.spec_k_max);
+    // Prompt lookup runs no model: its rounds cost nothing next to a forward.
+    if (options_.spec == SchedulerOptions::Spec::kNgram) draft_cost_->observe_draft_round(0.0);
+  }
   thread_ = std::thread([this] { loop(); });
 }
 
@@ -459,7 +466,14 @@ void Scheduler::step() {
     e.first_logprob = s->token_lp[s->n_computed];
     batch_.push_back(e);
   }
+  const auto forward_start = SchedClock::now();
   const Status st = model_->forward(batch_, *kv_, logits_, &target_lp_);
+  // The cost model's table is of one sequence decoding (or verifying) alone.
+  if (draft_cost_ != nullptr && st.is_ok() && plan.size() == 1 &&
+      (!plan[0].draft.empty() || plan[0].n == 1)) {
+    draft_cost_->observe_forward(static_cast<int64_t>(batch_[0].tokens.size()),
+                                 seconds_between(forward_start, SchedClock::now()));
+  }
   {
     std::lock_guard<std::mutex> lock(stats_mu_);
     stats_.steps++;
@@ -550,6 +564,22 @@ bool Scheduler::deliver(Seq* s, const GeneratedToken& gt) {
   return true;
 }
 
+int Scheduler::draft_length(Seq* s) {
+  // Sampled requests keep the acceptance rule: lengths chosen from timings would change which
+  // random draws a seed's output takes, and a seeded request must repeat.
+  if (draft_cost_ == nullptr || running_.size() != 1 || !s->state->sampler().greedy())
+    return s->spec_k;
+  // A plain step first: the one-token forward is what every draft length is weighed against.
+  if (!draft_cost_->knows_forward(1)) return 0;
+  if (!draft_cost_->ready()) return s->spec_k;  // the acceptance rule until a draft is timed
+  const std::vector<double> accept = s->acceptance.rates(&draft_acceptance_);
+  int k = draft_cost_->best_k(accept);
+  // Every eighth choice drafts one token more: it times the next forward size and sees the
+  // next position's acceptance, so a choice of 0 (or of a short draft) is revisited.
+  if (++s->n_length_choices % 8 == 0) k = std::min(options_.spec_k_max, k + 1);
+  return k;
+}
+
 void Scheduler::plan_drafts(std::vector<Planned>& plan, int64_t* budget) {
   std::vector<DraftModel::Job> jobs;
   std::vector<size_t> job_plan;
@@ -567,20 +597,26 @@ void Scheduler::plan_drafts(std::vector<Planned>& plan, int64_t* budget) {
       p.draft.assign(s->given.begin() + s->given_pos, s->given.begin() + s->given_pos + n);
       p.given = true;
     } else if (s->req.speculate && options_.spec == SchedulerOptions::Spec::kNgram) {
-      p.draft = ngram_draft(s->tokens, static_cast<int>(std::min<int64_t>(room, s->spec_k)));
+      const int k = static_cast<int>(std::min<int64_t>(room, draft_length(s)));
+      if (k > 0) p.draft = ngram_draft(s->tokens, k);
     } else if (s->req.speculate && options_.spec == SchedulerOptions::Spec::kDraftModel &&
                draft_ != nullptr) {
-      if (s->draft_seq.kv < 0) s->draft_seq = draft_->open(s->req.params.sampling);
-      jobs.push_back({&s->draft_seq, s->tokens,
-                      static_cast<int>(std::min<int64_t>(room, s->spec_k)), {}, {}});
-      job_plan.push_back(i);
-      continue;
+      const int k = static_cast<int>(std::min<int64_t>(room, draft_length(s)));
+      if (k > 0) {
+        if (s->draft_seq.kv < 0) s->draft_seq = draft_->open(s->req.params.sampling);
+        jobs.push_back({&s->draft_seq, s->tokens, k, {}, {}});
+        job_plan.push_back(i);
+        continue;
+      }
     }
     p.n += static_cast<int64_t>(p.draft.size());
     *budget -= static_cast<int64_t>(p.draft.size());
   }
   if (jobs.empty()) return;
   draft_->draft(jobs);
+  const DraftModel::Timing& t = draft_->last_timing();
+  if (draft_cost_ != nullptr && jobs.size() == 1 && running_.size() == 1 && t.rounds > 0)
+    draft_cost_->observe_draft_round(t.seconds / t.rounds);
   for (size_t j = 0; j < jobs.size(); ++j) {
     Planned& p = plan[job_plan[j]];
     const int64_t n = std::min<int64_t>(static_cast<int64_t>(jobs[j].draft.size()), *budget);
@@ -630,10 +666,14 @@ void Scheduler::advance_verified(Planned& p, const float* rows) {
     s->n_kept += v.kept;
     s->given_pos += v.accepted;
     if (v.accepted < k) s->given.clear();  // diverged: the rest of it is moot
-  } else if (v.accepted == k) {
-    s->spec_k = std::min(options_.spec_k_max, s->spec_k + 1);
-  } else if (v.accepted * 2 < k) {
-    s->spec_k = std::max(1, s->spec_k - 1);
+  } else {
+    s->acceptance.observe(static_cast<int>(k), static_cast<int>(v.accepted));
+    draft_acceptance_.observe(static_cast<int>(k), static_cast<int>(v.accepted));
+    if (v.accepted == k) {
+      s->spec_k = std::min(options_.spec_k_max, s->spec_k + 1);
+    } else if (v.accepted * 2 < k) {
+      s->spec_k = std::max(1, s->spec_k - 1);
+    }
   }
   {
     std::lock_guard<std::mutex> lock(stats_mu_);

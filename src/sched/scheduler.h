@@ -32,6 +32,7 @@
 #include "sched/request.h"
 #include "sched/sequence_state.h"
 #include "spec/draft_model.h"
+#include "spec/draft_policy.h"
 #include "util/status.h"
 
 namespace frugal {
@@ -55,6 +56,11 @@ struct SchedulerOptions {
   Spec spec = Spec::kNone;  // kDraftModel needs the draft model given to create()
   int spec_k = 4;           // the draft length each sequence starts from
   int spec_k_max = 12;      // it grows while drafts are accepted whole, shrinks when not
+  // While one greedy sequence decodes, choose each draft's length (0: none) for the most
+  // expected tokens per second from the measured cost of drafting and verifying on this
+  // machine (spec/draft_policy.h). Off, with more sequences, or for sampled requests (whose
+  // seeded output must repeat): the acceptance rule above alone.
+  bool spec_cost_aware = true;
 };
 const char* spec_name(SchedulerOptions::Spec spec);  // "none", "ngram", "draft-model"
 
@@ -188,6 +194,7 @@ class Scheduler {
   Scheduler(std::unique_ptr<Model> model, std::unique_ptr<KvCache> kv,
             const SchedulerOptions& options, int64_t n_ctx, std::unique_ptr<DraftModel> draft);
   void plan_drafts(std::vector<Planned>& plan, int64_t* budget);
+  int draft_length(Seq* s);
   void advance_verified(Planned& p, const float* rows);
   bool deliver(Seq* s, const GeneratedToken& gt);
   void loop();
@@ -204,6 +211,10 @@ class Scheduler {
   std::unique_ptr<Model> model_;
   std::unique_ptr<KvCache> kv_;
   std::unique_ptr<DraftModel> draft_;
+  // spec_cost_aware: what forwards and draft rounds cost here, and acceptance over all
+  // sequences (the prior for each sequence's own). Null without speculation.
+  std::unique_ptr<DraftCostModel> draft_cost_;
+  DraftAcceptance draft_acceptance_;
   SchedulerOptions options_;
   int64_t n_ctx_ = 0, kv_tokens_ = 0, kv_bytes_ = 0;
   std::shared_ptr<SchedWakeup> wakeup_;

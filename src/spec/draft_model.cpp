@@ -1,6 +1,8 @@
 // DraftModel: vocabulary check, per-sequence caches and batched drafting rounds.
 #include "spec/draft_model.h"
 
+#include <chrono>
+
 #include "engine/tokenizer.h"
 
 namespace frugal {
@@ -63,16 +65,24 @@ void DraftModel::draft(std::vector<Job>& jobs) {
     active[i] = j.k > 0 && !feed[i].empty();
   }
   SamplingDist dist;
+  timing_ = {};
   for (int round = 0;; ++round) {
     std::vector<SeqBatch> batch;
     std::vector<size_t> who;
+    bool in_step = true;
     for (size_t i = 0; i < jobs.size(); ++i) {
       if (!active[i]) continue;
       batch.push_back({jobs[i].seq->kv, feed[i], false});
       who.push_back(i);
+      in_step = in_step && feed[i].size() <= 2;
     }
     if (batch.empty()) return;
+    const auto start = std::chrono::steady_clock::now();
     if (!model_->forward(batch, *kv_, logits_).is_ok()) return;  // cache full: drafts so far
+    if (in_step) {
+      timing_.seconds += std::chrono::duration<double>(std::chrono::steady_clock::now() - start).count();
+      timing_.rounds++;
+    }
     for (size_t b = 0; b < who.size(); ++b) {
       Job& j = jobs[who[b]];
       std::span<const float> row(logits_.data() + b * n_vocab, n_vocab);

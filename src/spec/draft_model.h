@@ -49,6 +49,15 @@ class DraftModel {
   // blocks gets a shorter (possibly empty) draft; no error reaches the caller.
   void draft(std::vector<Job>& jobs);
 
+  // The last draft() call's rounds that fed each sequence at most two tokens (its latest
+  // draft token, or what the target emitted since): the cost of a round in step with the
+  // target. A first round that catches up on many tokens is a small prefill, left out.
+  struct Timing {
+    double seconds = 0;
+    int rounds = 0;
+  };
+  const Timing& last_timing() const { return timing_; }
+
   const Model& model() const { return *model_; }
 
  private:
@@ -57,6 +66,7 @@ class DraftModel {
   std::unique_ptr<Model> model_;
   std::unique_ptr<KvCache> kv_;
   std::vector<float> logits_;
+  Timing timing_;
 };
 
 }  // namespace frugal
