@@ -101,8 +101,8 @@ std::vector<std::vector<float>>& model_matrices() {
 }
 
 // A random llama model [n_embd 256, 2 layers, 4 / 2 heads, n_ff 512, vocab 300] in F32, so
-// that every matrix can take a K-quant.
-void write_model(const std::string& path) {
+// that every matrix can take a K-quant; `tied`: no output.weight (token_embd serves).
+void write_model(const std::string& path, bool tied = false) {
   const int64_t n_embd = 256, n_ff = 512, n_vocab = 300, n_layer = 2, n_kv = 128;
   GgufWriter w;
   w.set_string("general.architecture", "llama");
@@ -160,7 +160,7 @@ void write_model(const std::string& path) {
     add(p + "ffn_down.weight", n_ff, n_embd, 0.1f, 0.0f);
   }
   add("output_norm.weight", n_embd, 1, 0.2f, 1.0f);
-  add("output.weight", n_embd, n_vocab, 0.1f, 0.0f);
+  if (!tied) add("output.weight", n_embd, n_vocab, 0.1f, 0.0f);
   ASSERT_TRUE(w.write(path).is_ok());
 }
 
@@ -249,47 +249,52 @@ TEST(QuantizeCommand, KQuantFilesReloadWithLogitsCloseToF32) {
   fs::remove_all(dir);
 }
 
-TEST(QuantizeCommand, InterleavedKQuantWeightsGiveTheFileLayoutsLogitsBitForBit) {
-  // Model::load copies Q4_K / Q5_K matrices into the SIMD tile's layout where this machine's
-  // kernels have one. A prompt's prefill and a few decode steps must give the same bits as
-  // the matrices read in place.
+TEST(QuantizeCommand, InterleavedWeightsGiveTheFileLayoutsLogitsBitForBit) {
+  // Model::load copies Q4_K / Q5_K / Q8_0 matrices into the SIMD tile's layout where this
+  // machine's kernels have one, a tied output included (token_embd stays on the file). A
+  // prompt's prefill and a few decode steps must give the same bits as the matrices read in
+  // place.
   const fs::path dir = fs::temp_directory_path() / ("frugal_interleave_test_" + std::to_string(getpid()));
   fs::create_directories(dir);
-  const std::string f32 = (dir / "f32.gguf").string();
-  write_model(f32);
-  for (const char* scheme : {"q4_k_m", "q5_k_m"}) {
-    SCOPED_TRACE(scheme);
-    const std::string path = (dir / (std::string(scheme) + ".gguf")).string();
-    const auto q = test::run_frugal("quantize " + f32 + " " + path + " " + scheme, true);
-    ASSERT_EQ(q.exit_code, 0) << q.out;
-    auto logits = [&](bool interleave) {
-      ModelOptions o;
-      o.n_threads = 2;
-      o.interleave_weights = interleave;
-      auto m = Model::load(path, o);
-      EXPECT_TRUE(m.is_ok()) << m.status().message();
-      if (!m.is_ok()) return std::vector<float>{};
-      const kernels::WeightView& wq = (*m)->weights().layers[0].wq;
-      EXPECT_EQ(wq.interleaved, interleave && kernels::interleave_group(wq.type) > 0);
-      auto kv = (*m)->make_kv_cache(64);
-      const KvCache::SeqId seq = kv->create_sequence();
-      const std::vector<int32_t> prompt = {1, 290, 17, 203, 44, 260, 101, 299, 5};
-      std::vector<float> all, step;
-      const SeqBatch prefill{seq, prompt, true};
-      EXPECT_TRUE((*m)->forward(std::span<const SeqBatch>(&prefill, 1), *kv, step).is_ok());
-      all = step;
-      for (int32_t tok : {77, 150, 262}) {
-        const std::vector<int32_t> one = {tok};
-        const SeqBatch decode{seq, one, false};
-        EXPECT_TRUE((*m)->forward(std::span<const SeqBatch>(&decode, 1), *kv, step).is_ok());
-        all.insert(all.end(), step.begin(), step.end());
-      }
-      return all;
-    };
-    const std::vector<float> in_place = logits(false), interleaved = logits(true);
-    ASSERT_EQ(in_place.size(), (9u + 3u) * 300u);
-    ASSERT_EQ(interleaved.size(), in_place.size());
-    for (size_t i = 0; i < in_place.size(); ++i) ASSERT_EQ(interleaved[i], in_place[i]) << "logit " << i;
+  for (bool tied : {false, true}) {
+    const std::string f32 = (dir / (tied ? "f32-tied.gguf" : "f32.gguf")).string();
+    write_model(f32, tied);
+    for (const char* scheme : {"q4_k_m", "q5_k_m", "q8_0"}) {
+      SCOPED_TRACE(std::string(scheme) + (tied ? ", tied output" : ""));
+      const std::string path = (dir / (std::string(scheme) + (tied ? "-tied" : "") + ".gguf")).string();
+      const auto q = test::run_frugal("quantize " + f32 + " " + path + " " + scheme, true);
+      ASSERT_EQ(q.exit_code, 0) << q.out;
+      auto logits = [&](bool interleave) {
+        ModelOptions o;
+        o.n_threads = 2;
+        o.interleave_weights = interleave;
+        auto m = Model::load(path, o);
+        EXPECT_TRUE(m.is_ok()) << m.status().message();
+        if (!m.is_ok()) return std::vector<float>{};
+        const Weights& w = (*m)->weights();
+        EXPECT_EQ(w.layers[0].wq.interleaved, interleave && kernels::interleave_group(w.layers[0].wq.type) > 0);
+        EXPECT_EQ(w.output.interleaved, interleave && kernels::interleave_group(w.output.type) > 0);
+        EXPECT_FALSE(w.token_embd.interleaved) << "embedding lookups read the file's rows";
+        auto kv = (*m)->make_kv_cache(64);
+        const KvCache::SeqId seq = kv->create_sequence();
+        const std::vector<int32_t> prompt = {1, 290, 17, 203, 44, 260, 101, 299, 5};
+        std::vector<float> all, step;
+        const SeqBatch prefill{seq, prompt, true};
+        EXPECT_TRUE((*m)->forward(std::span<const SeqBatch>(&prefill, 1), *kv, step).is_ok());
+        all = step;
+        for (int32_t tok : {77, 150, 262}) {
+          const std::vector<int32_t> one = {tok};
+          const SeqBatch decode{seq, one, false};
+          EXPECT_TRUE((*m)->forward(std::span<const SeqBatch>(&decode, 1), *kv, step).is_ok());
+          all.insert(all.end(), step.begin(), step.end());
+        }
+        return all;
+      };
+      const std::vector<float> in_place = logits(false), interleaved = logits(true);
+      ASSERT_EQ(in_place.size(), (9u + 3u) * 300u);
+      ASSERT_EQ(interleaved.size(), in_place.size());
+      for (size_t i = 0; i < in_place.size(); ++i) ASSERT_EQ(interleaved[i], in_place[i]) << "logit " << i;
+    }
   }
   fs::remove_all(dir);
 }

@@ -131,8 +131,9 @@ int64_t Weights::matmul_params() const {
 }
 
 int64_t Weights::interleave_for_matmul(bool release_file_pages) {
-  std::vector<kernels::WeightView*> matrices;
-  if (!(output.data == token_embd.data)) matrices.push_back(&output);
+  // A tied output is a view of its own on token_embd's bytes (bind_weights), so copying it
+  // leaves token_embd on the file.
+  std::vector<kernels::WeightView*> matrices = {&output};
   for (LayerWeights& l : layers) {
     for (kernels::WeightView* m :
          {&l.wq, &l.wk, &l.wv, &l.wqkv, &l.wo, &l.w_gate, &l.w_up, &l.w_down})

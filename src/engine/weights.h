@@ -52,12 +52,14 @@ struct Weights {
   // Multiply-accumulates per token in the matrices (2 flops each), for the prefill roofline.
   int64_t matmul_params() const;
 
-  // Copies every matrix that only matmul reads (all but token_embd, and the output matrix
-  // unless it is tied to it) into the SIMD tile's interleaved layout, where this machine's
-  // kernels have one for its type (kernels::interleave_group: Q4_K and Q5_K on AVX2 and
-  // AVX-512). With `release_file_pages` the mapped file's pages of those matrices are then
-  // dropped, so resident memory does not double. A matrix whose copy cannot be allocated
-  // keeps the file's layout (same results). Returns the bytes copied.
+  // Copies every matrix that matmul reads (all but token_embd) into the SIMD tile's
+  // interleaved layout, where this machine's kernels have one for its type
+  // (kernels::interleave_group: Q4_K and Q5_K on AVX2 and AVX-512, Q8_0 on AVX-512 VNNI).
+  // An output matrix tied to token_embd gets a copy of its own; token_embd keeps reading the
+  // file, one row per token. With `release_file_pages` the mapped file's pages of the copied
+  // matrices are then dropped, so resident memory does not double (a tied table's rows
+  // come back one page at a time as tokens look them up). A matrix whose copy cannot be
+  // allocated keeps the file's layout (same results). Returns the bytes copied.
   int64_t interleave_for_matmul(bool release_file_pages);
 
  private:

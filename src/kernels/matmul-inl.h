@@ -399,6 +399,17 @@ HWY_INLINE __m512i Dpbusd(__m512i acc, __m512i u, __m512i s) {
   return DotU8I8(VI32{acc}, VU8{u}, VI8{s}).raw;
 }
 
+// One token's block b against the tile's 16 rows: w[k] lane i holds quants 4k .. 4k + 3 of
+// row i as w + 128, wd the rows' scales. Each activation group is a broadcast load of its own.
+HWY_INLINE void Q8TokenBlock(const __m512i* w, __m512 wd, const ActivationBlock& a, float xd,
+                             __m512& acc) {
+  __m512i s = _mm512_set1_epi32(a.bias[0]);
+#pragma GCC unroll 8
+  for (int k = 0; k < 8; ++k)
+    s = Dpbusd(s, w[k], _mm512_broadcastd_epi32(_mm_loadu_si32(a.qs + 4 * k)));
+  acc = _mm512_fmadd_ps(_mm512_cvtepi32_ps(s), _mm512_mul_ps(wd, _mm512_set1_ps(xd)), acc);
+}
+
 // y[t * n_rows + i] for the kT tokens and the n_valid rows of the tile (row i's block b at
 // rows[i] + 34 b); `xq` / `xd` point at the first token's blocks, tokens n_blocks apart.
 // `prefetch`: this tile is the first to read its rows, so it pulls the next tiles' rows.
@@ -431,23 +442,8 @@ HWY_NOINLINE void Q8Tile16(const uint8_t* const* rows, int64_t n_blocks,
     const __m512 wd = _mm512_cvtph_ps(
         _mm512_cvtepi32_epi16(_mm512_i32gather_epi32(gather_idx, p[0], 1)));
     for (int i = 0; i < kQ8Rows; ++i) p[i] += kBlockBytes;
-    for (int t = 0; t < kT; ++t) {
-      const ActivationBlock& a = xq[t * n_blocks + b];
-      int32_t g[8];
-      std::memcpy(g, a.qs, 32);
-      // Two chains of four, for latency; the integer sum is exact either way.
-      __m512i s0 = _mm512_set1_epi32(a.bias[0]), s1 = _mm512_setzero_si512();
-      s0 = Dpbusd(s0, w[0], _mm512_set1_epi32(g[0]));
-      s1 = Dpbusd(s1, w[1], _mm512_set1_epi32(g[1]));
-      s0 = Dpbusd(s0, w[2], _mm512_set1_epi32(g[2]));
-      s1 = Dpbusd(s1, w[3], _mm512_set1_epi32(g[3]));
-      s0 = Dpbusd(s0, w[4], _mm512_set1_epi32(g[4]));
-      s1 = Dpbusd(s1, w[5], _mm512_set1_epi32(g[5]));
-      s0 = Dpbusd(s0, w[6], _mm512_set1_epi32(g[6]));
-      s1 = Dpbusd(s1, w[7], _mm512_set1_epi32(g[7]));
-      const __m512 scale = _mm512_mul_ps(wd, _mm512_set1_ps(xd[t * n_blocks + b]));
-      acc[t] = _mm512_fmadd_ps(_mm512_cvtepi32_ps(_mm512_add_epi32(s0, s1)), scale, acc[t]);
-    }
+#pragma GCC unroll 16
+    for (int t = 0; t < kT; ++t) Q8TokenBlock(w, wd, xq[t * n_blocks + b], xd[t * n_blocks + b], acc[t]);
   }
   const __mmask16 valid = static_cast<__mmask16>((1u << n_valid) - 1u);
   for (int t = 0; t < kT; ++t) _mm512_mask_storeu_ps(y + t * n_rows, valid, acc[t]);
@@ -463,9 +459,82 @@ constexpr std::array<Q8TileFn, sizeof...(kI)> MakeQ8Tiles(std::index_sequence<kI
 constexpr std::array<Q8TileFn, kQ8Tokens> kQ8Tiles =
     MakeQ8Tiles(std::make_index_sequence<kQ8Tokens>());
 
+// Interleaved Q8_0 (WeightView::interleaved; the layout is interleave_rows's in ops.cpp): a
+// group of 16 rows holds its blocks' quants, 512 bytes a block, as the vectors w[k] that
+// LoadQ8Transposed builds (lane i = quants 4k .. 4k + 3 of row i, stored as w + 128), then
+// the blocks' scales, 32 bytes a block (row i's fp16 at 2 i). So a block is 8 vector loads
+// and one convert: no transposes, no gather, and one pointer instead of 16, which leaves the
+// registers to the kT accumulators. `lanes` masks the rows of the group to store.
+template <int kT>
+HWY_NOINLINE void Q8Tile16Interleaved(const uint8_t* group, int64_t n_blocks,
+                                      const ActivationBlock* xq, const float* xd, bool prefetch,
+                                      __mmask16 lanes, int64_t n_rows, float* y) {
+  const int64_t group_bytes = n_blocks * kQ8Rows * 34;
+  const uint8_t* qs = group;
+  const uint8_t* sc = group + n_blocks * 512;
+  __m512 acc[kT];
+  for (int t = 0; t < kT; ++t) acc[t] = _mm512_setzero_ps();
+  for (int64_t b = 0; b < n_blocks; ++b) {
+    if (prefetch) {
+      // The next group into L1, the one after into L2, at this group's own pace.
+      for (int off = 0; off < 512; off += 64) {
+        __builtin_prefetch(qs + group_bytes + off);
+        __builtin_prefetch(qs + 2 * group_bytes + off, 0, 1);
+      }
+      if (b % 2 == 0) {
+        __builtin_prefetch(sc + group_bytes);
+        __builtin_prefetch(sc + 2 * group_bytes, 0, 1);
+      }
+    }
+    __m512i w[8];
+    for (int k = 0; k < 8; ++k) w[k] = _mm512_loadu_si512(qs + 64 * k);
+    const __m512 wd = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sc)));
+    qs += 512;
+    sc += 32;
+#pragma GCC unroll 16
+    for (int t = 0; t < kT; ++t) Q8TokenBlock(w, wd, xq[t * n_blocks + b], xd[t * n_blocks + b], acc[t]);
+  }
+  for (int t = 0; t < kT; ++t) _mm512_mask_storeu_ps(y + t * n_rows, lanes, acc[t]);
+}
+
+using Q8InterleavedTileFn = void (*)(const uint8_t*, int64_t, const ActivationBlock*,
+                                     const float*, bool, __mmask16, int64_t, float*);
+template <size_t... kI>
+constexpr std::array<Q8InterleavedTileFn, sizeof...(kI)> MakeQ8InterleavedTiles(
+    std::index_sequence<kI...>) {
+  return {&Q8Tile16Interleaved<static_cast<int>(kI) + 1>...};
+}
+constexpr std::array<Q8InterleavedTileFn, kQ8Tokens> kQ8InterleavedTiles =
+    MakeQ8InterleavedTiles(std::make_index_sequence<kQ8Tokens>());
+
+// Q8Rows16 over interleaved weights: the groups that rows [r0, r1) fall in, storing only the
+// rows inside the range (a thread's range need not start on a group).
+inline void Q8Rows16Interleaved(const WeightView& w, const ActivationBlock* xq, const float* xd,
+                                int64_t n_tokens, float* y, int64_t r0, int64_t r1) {
+  const int64_t n_blocks = w.n_cols / 32;
+  const int64_t group_bytes = kQ8Rows * w.row_bytes();
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  for (int64_t tc = 0; tc < n_tokens; tc += kTokenChunk) {
+    const int64_t tn = std::min(kTokenChunk, n_tokens - tc);
+    for (int64_t g = r0 / kQ8Rows; g * kQ8Rows < r1; ++g) {
+      const int64_t lo = std::max(r0, g * kQ8Rows) - g * kQ8Rows;
+      const int64_t hi = std::min(r1, (g + 1) * kQ8Rows) - g * kQ8Rows;
+      const auto lanes = static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+      for (int64_t t = 0; t < tn; t += kQ8Tokens) {
+        const int64_t nt = std::min<int64_t>(kQ8Tokens, tn - t);
+        const int64_t off = (tc + t) * n_blocks;
+        float* yt = y + (tc + t) * w.n_rows + g * kQ8Rows;
+        kQ8InterleavedTiles[nt - 1](base + g * group_bytes, n_blocks, xq + off, xd + off, t == 0,
+                                    lanes, w.n_rows, yt);
+      }
+    }
+  }
+}
+
 // QuantRows for Q8_0 in tiles of 16 rows x up to kQ8Tokens tokens.
 inline void Q8Rows16(const WeightView& w, const ActivationBlock* xq, const float* xd,
                      int64_t n_tokens, float* y, int64_t r0, int64_t r1) {
+  if (w.interleaved) return Q8Rows16Interleaved(w, xq, xd, n_tokens, y, r0, r1);
   const int64_t rb = w.row_bytes();
   const int64_t n_blocks = w.n_cols / 32;
   const auto* base = static_cast<const uint8_t*>(w.data);
@@ -493,6 +562,8 @@ void QuantRows(const WeightView& w, const ActivationBlock* xq, const float* xd, 
 #if FRUGAL_DPBUSD
   if constexpr (std::is_same_v<K, Q8_0Kernel>) return Q8Rows16(w, xq, xd, n_tokens, y, r0, r1);
 #endif
+  CHECK(!w.interleaved, "matmul: this SIMD target reads no interleaved %s weights",
+        ggml_type_info(w.type)->name);
   const int64_t rb = w.row_bytes();
   const int64_t n_blocks = w.n_cols / 32;
   const auto* base = static_cast<const uint8_t*>(w.data);
@@ -549,6 +620,8 @@ struct Q8_0Kernel {
 template <class K>
 void QuantRows(const WeightView& w, const ActivationBlock* xq, const float* xd, int64_t n_tokens,
                float* y, int64_t r0, int64_t r1) {
+  CHECK(!w.interleaved, "matmul: this SIMD target reads no interleaved %s weights",
+        ggml_type_info(w.type)->name);
   const int64_t rb = w.row_bytes();
   const int64_t bb = ggml_type_info(w.type)->type_size;
   const int64_t n_blocks = w.n_cols / 32;

@@ -5,6 +5,7 @@
 
 #include "hwy/highway.h"
 #include "kernels/matmul-inl.h"
+#include "kernels/matmul_internal.h"
 
 HWY_BEFORE_NAMESPACE();
 namespace frugal::kernels::HWY_NAMESPACE {
@@ -14,6 +15,12 @@ void MatmulQ8_0(const WeightView& w, const float* x, int64_t n_tokens, float* y,
   MatmulQuant<Q8_0Kernel>(w, x, n_tokens, y, pool);
 }
 
+#if HWY_TARGET != HWY_SCALAR && FRUGAL_DPBUSD
+int Q8TileInterleaveGroup() { return kQ8Rows; }
+#else
+int Q8TileInterleaveGroup() { return 0; }
+#endif
+
 }  // namespace frugal::kernels::HWY_NAMESPACE
 HWY_AFTER_NAMESPACE();
 
@@ -21,6 +28,9 @@ HWY_AFTER_NAMESPACE();
 namespace frugal::kernels {
 
 HWY_EXPORT(MatmulQ8_0);
+HWY_EXPORT(Q8TileInterleaveGroup);
+
+int q8_tile_interleave_group() { return HWY_DYNAMIC_DISPATCH(Q8TileInterleaveGroup)(); }
 
 void matmul_q8_0(const WeightView& w, const float* x, int64_t n_tokens, float* y,
                  ThreadPool* pool) {

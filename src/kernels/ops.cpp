@@ -494,6 +494,7 @@ void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, Thr
 }
 
 int interleave_group(GgmlType type) {
+  if (type == GgmlType::kQ8_0) return q8_tile_interleave_group();
   if (type != GgmlType::kQ4_K && type != GgmlType::kQ5_K) return 0;
   return block_tile_interleave_group();
 }
@@ -502,11 +503,43 @@ int64_t interleaved_bytes(const WeightView& w, int group) {
   return (w.n_rows + group - 1) / group * group * w.row_bytes();
 }
 
+namespace {
+
+// Q8_0 in groups of `group` rows, one row per 32-bit lane of the tile (matmul-inl.h,
+// Q8Tile16Interleaved): a group's blocks' quants first, 32 * group bytes a block, where
+// quants 4k .. 4k + 3 of row r sit at 4 * group * k + 4 * r, stored as w + 128 (the unsigned
+// operand of vpdpbusd); then the blocks' scales, 2 * group bytes a block, row r's at 2 r.
+void interleave_q8_0_rows(const WeightView& w, int group, uint8_t* out) {
+  const int64_t rb = w.row_bytes(), n_blocks = w.n_cols / 32;
+  const auto* src = static_cast<const uint8_t*>(w.data);
+  for (int64_t g = 0; g * group < w.n_rows; ++g) {
+    uint8_t* quants = out + g * group * rb;
+    uint8_t* scales = quants + n_blocks * 32 * group;
+    for (int r = 0; r < group; ++r) {
+      const uint8_t* row = src + std::min<int64_t>(g * group + r, w.n_rows - 1) * rb;
+      for (int64_t b = 0; b < n_blocks; ++b) {
+        const uint8_t* blk = row + b * 34;
+        std::memcpy(scales + 2 * group * b + 2 * r, blk, 2);
+        for (int k = 0; k < 8; ++k) {
+          for (int j = 0; j < 4; ++j) {
+            quants[32 * group * b + 4 * group * k + 4 * r + j] =
+                static_cast<uint8_t>(blk[2 + 4 * k + j] ^ 0x80);
+          }
+        }
+      }
+    }
+  }
+}
+
+}  // namespace
+
 void interleave_rows(const WeightView& w, int group, uint8_t* out) {
+  CHECK(!w.interleaved && group > 0, "interleave_rows: the view is already interleaved");
+  if (w.type == GgmlType::kQ8_0) return interleave_q8_0_rows(w, group, out);
   const GgmlTypeInfo* info = ggml_type_info(w.type);
   const int64_t rb = w.row_bytes(), block_bytes = info->type_size;
-  CHECK(group > 0 && block_bytes % 16 == 0 && !w.interleaved,
-        "interleave_rows: %s blocks are not whole 16-byte chunks", info->name);
+  CHECK(block_bytes % 16 == 0, "interleave_rows: %s blocks are not whole 16-byte chunks",
+        info->name);
   const int64_t n_blocks = rb / block_bytes, n_chunks = block_bytes / 16;
   const auto* src = static_cast<const uint8_t*>(w.data);
   for (int64_t g = 0; g * group < w.n_rows; ++g) {
