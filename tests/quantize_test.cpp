@@ -249,10 +249,10 @@ TEST(QuantizeCommand, KQuantFilesReloadWithLogitsCloseToF32) {
   fs::remove_all(dir);
 }
 
-TEST(QuantizeCommand, InterleavedWeightsGiveTheFileLayoutsLogitsBitForBit) {
+TEST(QuantizeCommand, InterleavedWeightsGiveTheFileLayoutsLogits) {
   // Model::load copies Q4_K / Q5_K / Q8_0 matrices into the SIMD tile's layout where this
   // machine's kernels have one, a tied output included (token_embd stays on the file). A
-  // prompt's prefill and a few decode steps must give the same bits as the matrices read in
+  // prompt's prefill and a few decode steps must give the logits of the matrices read in
   // place.
   const fs::path dir = fs::temp_directory_path() / ("frugal_interleave_test_" + std::to_string(getpid()));
   fs::create_directories(dir);
@@ -293,7 +293,21 @@ TEST(QuantizeCommand, InterleavedWeightsGiveTheFileLayoutsLogitsBitForBit) {
       const std::vector<float> in_place = logits(false), interleaved = logits(true);
       ASSERT_EQ(in_place.size(), (9u + 3u) * 300u);
       ASSERT_EQ(interleaved.size(), in_place.size());
-      for (size_t i = 0; i < in_place.size(); ++i) ASSERT_EQ(interleaved[i], in_place[i]) << "logit " << i;
+      // Q4_K's 16-row VNNI tile sums each row in one lane where the file layout's tile uses
+      // four: float rounding apart, so the same logits to a few ulps of their scale; every
+      // other interleaved tile is the file layout's arithmetic, bit for bit.
+      const bool own_tile = std::string(scheme) != "q8_0" &&
+                            kernels::interleave_group(GgmlType::kQ4_K) == 16;
+      float scale = 0.0f, worst = 0.0f;
+      for (float v : in_place) scale = std::max(scale, std::fabs(v));
+      for (size_t i = 0; i < in_place.size(); ++i) {
+        worst = std::max(worst, std::fabs(interleaved[i] - in_place[i]));
+        if (!own_tile) ASSERT_EQ(interleaved[i], in_place[i]) << "logit " << i;
+      }
+      if (own_tile) {
+        std::printf("%s: largest logit difference %.3g of a largest logit %.3g\n", scheme, worst, scale);
+        EXPECT_LE(worst, 1e-5f * scale);
+      }
     }
   }
   fs::remove_all(dir);

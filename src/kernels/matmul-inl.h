@@ -26,6 +26,13 @@ HWY_BEFORE_NAMESPACE();
 // target is only chosen on CPUs with AVX512-VNNI, so enable that for the int8 kernels.
 #pragma GCC target("avx512vnni")
 #endif
+// FRUGAL_DPBUSD (see DotU8I8): set on every pass, so that no pass sees an earlier one's.
+#undef FRUGAL_DPBUSD
+#if HWY_TARGET == HWY_AVX3_DL && !defined(__clang__)
+#define FRUGAL_DPBUSD 1
+#else
+#define FRUGAL_DPBUSD 0
+#endif
 namespace frugal::kernels::HWY_NAMESPACE {
 namespace hn = hwy::HWY_NAMESPACE;
 
@@ -186,12 +193,7 @@ using VF32 = hn::VFromD<DF32>;
 // weights to unsigned (w + 128: Q8_0, IQ4_NL, the 16-row Q8_0 tile) need it — through maddubs
 // their pairs reach 2 * 255 * 127 and saturate — so without it they take the |w| * sign(w) x
 // form that every other target uses.
-#undef FRUGAL_DPBUSD
-#if HWY_TARGET == HWY_AVX3_DL && !defined(__clang__)
-#define FRUGAL_DPBUSD 1
-#else
-#define FRUGAL_DPBUSD 0
-#endif
+// (FRUGAL_DPBUSD itself is set at the top of this file, on every foreach_target pass.)
 HWY_INLINE VI32 DotU8I8(VI32 acc, VU8 u, VI8 s) {
 #if FRUGAL_DPBUSD
   return VI32{_mm512_dpbusd_epi32(acc.raw, u.raw, s.raw)};

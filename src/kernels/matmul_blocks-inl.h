@@ -399,7 +399,13 @@ template <class K>
 void BlockRows(const WeightView& w, const typename K::Act* xa, int64_t n_tokens, float* y,
                int64_t r0, int64_t r1) {
   if constexpr (kCanInterleave<K>) {
-    if (w.interleaved) return InterleavedBlockRows<K>(w, xa, n_tokens, y, r0, r1);
+    if (w.interleaved) {
+      if constexpr (requires { &K::Rows16; }) {
+        return K::Rows16(w, xa, n_tokens, y, r0, r1);  // a 16-row tile of the kernel's own
+      } else {
+        return InterleavedBlockRows<K>(w, xa, n_tokens, y, r0, r1);
+      }
+    }
   }
   const int64_t rb = w.row_bytes();
   const int64_t n_blocks = w.n_cols / kActElems<typename K::Act>;

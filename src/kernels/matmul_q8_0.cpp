@@ -15,7 +15,7 @@ void MatmulQ8_0(const WeightView& w, const float* x, int64_t n_tokens, float* y,
   MatmulQuant<Q8_0Kernel>(w, x, n_tokens, y, pool);
 }
 
-#if HWY_TARGET != HWY_SCALAR && FRUGAL_DPBUSD
+#if FRUGAL_DPBUSD
 int Q8TileInterleaveGroup() { return kQ8Rows; }
 #else
 int Q8TileInterleaveGroup() { return 0; }

@@ -495,7 +495,8 @@ void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, Thr
 
 int interleave_group(GgmlType type) {
   if (type == GgmlType::kQ8_0) return q8_tile_interleave_group();
-  if (type != GgmlType::kQ4_K && type != GgmlType::kQ5_K) return 0;
+  if (type == GgmlType::kQ4_K) return q4_k_interleave_group();
+  if (type != GgmlType::kQ5_K) return 0;
   return block_tile_interleave_group();
 }
 
@@ -531,11 +532,38 @@ void interleave_q8_0_rows(const WeightView& w, int group, uint8_t* out) {
   }
 }
 
+// Q4_K in groups of 16 rows for the VNNI tile (matmul_q4_k.cpp, Q4KTile16): each
+// super-block of the group is 2304 bytes, its quants as 4-byte groups one row per 32-bit
+// lane, then the rows' d and dmin, then the scale bytes transposed (row r's byte i at
+// 16 i + r), so the tile unpacks 16 rows' scales with a few byte operations.
+void interleave_q4_k_rows16(const WeightView& w, uint8_t* out) {
+  constexpr int kGroup = 16;
+  const int64_t rb = w.row_bytes(), n_sb = w.n_cols / 256;
+  const auto* src = static_cast<const uint8_t*>(w.data);
+  for (int64_t g = 0; g * kGroup < w.n_rows; ++g) {
+    for (int r = 0; r < kGroup; ++r) {
+      const uint8_t* row = src + std::min<int64_t>(g * kGroup + r, w.n_rows - 1) * rb;
+      for (int64_t b = 0; b < n_sb; ++b) {
+        BlockQ4_K blk;
+        std::memcpy(&blk, row + b * 144, sizeof(blk));
+        uint8_t* dst = out + g * kGroup * rb + b * kGroup * 144;
+        for (int c = 0; c < 4; ++c)
+          for (int k = 0; k < 8; ++k)
+            std::memcpy(dst + 512 * c + 64 * k + 4 * r, blk.qs + 32 * c + 4 * k, 4);
+        std::memcpy(dst + 2048 + 2 * r, &blk.d, 2);
+        std::memcpy(dst + 2080 + 2 * r, &blk.dmin, 2);
+        for (int i = 0; i < 12; ++i) dst[2112 + 16 * i + r] = blk.scales[i];
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void interleave_rows(const WeightView& w, int group, uint8_t* out) {
   CHECK(!w.interleaved && group > 0, "interleave_rows: the view is already interleaved");
   if (w.type == GgmlType::kQ8_0) return interleave_q8_0_rows(w, group, out);
+  if (w.type == GgmlType::kQ4_K && group == 16) return interleave_q4_k_rows16(w, out);
   const GgmlTypeInfo* info = ggml_type_info(w.type);
   const int64_t rb = w.row_bytes(), block_bytes = info->type_size;
   CHECK(block_bytes % 16 == 0, "interleave_rows: %s blocks are not whole 16-byte chunks",
