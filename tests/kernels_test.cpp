@@ -137,14 +137,15 @@ WeightView interleaved_copy(const WeightView& w, int group, std::vector<uint8_t>
 }
 
 TEST(Matmul, InterleavedWeightsGiveTheFileLayoutsResults) {
-  // Model::load interleaves Q4_K / Q5_K / Q8_0 matrices for the SIMD tile. Where the
-  // interleaved tile is the file layout's (Q5_K, Q8_0, Q4_K off VNNI) every output must be
-  // the same bits; Q4_K's 16-row VNNI tile sums each row in one lane instead of four, so it
-  // must match the reference as every kernel does. For row counts that are not whole groups,
+  // Model::load interleaves Q4_K / Q5_K / Q8_0 matrices for the SIMD tile, and Q6_K on
+  // AVX-512 VNNI. Where the interleaved tile is the file layout's (Q5_K, Q8_0, Q4_K off VNNI)
+  // every output must be the same bits; the 16-row VNNI tiles of Q4_K and Q6_K sum each row
+  // in one lane instead of four, so they must match the reference as every kernel does. For row counts that are not whole groups,
   // any token count, and 1-3 threads.
   ThreadPool pool2(2), pool3(3);
   int interleaving_targets = 0, own_tile_targets = 0;
-  for (GgmlType type : {GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ8_0}) {
+  int q6_k_tile_targets = 0;
+  for (GgmlType type : {GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ6_K, GgmlType::kQ8_0}) {
     SCOPED_TRACE(ggml_type_info(type)->name);
     for (int64_t n_rows : {1, 3, 5, 18, 67}) {
       for (int64_t n_cols : {256, 768}) {
@@ -153,8 +154,10 @@ TEST(Matmul, InterleavedWeightsGiveTheFileLayoutsResults) {
           const int group = interleave_group(type);
           if (group == 0) return;
           ++interleaving_targets;
-          const bool own_tile = type == GgmlType::kQ4_K && group == 16;
-          own_tile_targets += own_tile;
+          const bool own_tile =
+              (type == GgmlType::kQ4_K || type == GgmlType::kQ6_K) && group == 16;
+          own_tile_targets += own_tile && type == GgmlType::kQ4_K;
+          q6_k_tile_targets += own_tile && type == GgmlType::kQ6_K;
           std::vector<uint8_t> packed;
           const WeightView iv = interleaved_copy(m.view, group, packed);
           for (int64_t n_tokens : {1, 2, 4, 5, 16, 17, 70}) {
@@ -181,13 +184,13 @@ TEST(Matmul, InterleavedWeightsGiveTheFileLayoutsResults) {
       }
     }
   }
-  EXPECT_EQ(interleave_group(GgmlType::kQ6_K), 0);  // 210-byte blocks are not whole chunks
 #if HWY_ARCH_X86
   EXPECT_GT(interleaving_targets, 0) << "no target here reads interleaved weights";
 #endif
 #if !defined(__clang__)  // the VNNI tiles are built by GCC only (matmul-inl.h)
   if (hwy::SupportedTargets() & HWY_AVX3_DL) {
     EXPECT_GT(own_tile_targets, 0) << "AVX3_DL runs but its Q4_K tile was not tested";
+    EXPECT_GT(q6_k_tile_targets, 0) << "AVX3_DL runs but its Q6_K tile was not tested";
   }
 #endif
 }

@@ -368,6 +368,26 @@ HWY_NOINLINE void QuantTile(const uint8_t* const* rows, int64_t n_blocks,
 constexpr int kQ8Rows = 16;
 constexpr int kQ8Tokens = 16;
 
+// The 16-row VNNI tiles' walk (Q8_0 here, Q4_K and Q6_K in their files): for the 16-row
+// groups g that rows [r0, r1) fall in, and the tiles of up to kTokens tokens of each
+// kTokenChunk, calls tile(g, lanes, t, nt) with t the tile's first token and nt its token
+// count. `lanes` masks the group's rows inside the range: a thread's range need not start on
+// a group. t % kTokenChunk == 0 marks the first tile to read a group in a chunk.
+template <int kTokens, class Tile>
+HWY_INLINE void ForEachGroup16(int64_t r0, int64_t r1, int64_t n_tokens, const Tile& tile) {
+  static_assert(kTokenChunk % kTokens == 0);
+  for (int64_t tc = 0; tc < n_tokens; tc += kTokenChunk) {
+    const int64_t tn = std::min(kTokenChunk, n_tokens - tc);
+    for (int64_t g = r0 / 16; g * 16 < r1; ++g) {
+      const int64_t lo = std::max(r0, g * 16) - g * 16;
+      const int64_t hi = std::min(r1, (g + 1) * 16) - g * 16;
+      const auto lanes = static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
+      for (int64_t t = 0; t < tn; t += kTokens)
+        tile(g, lanes, tc + t, std::min<int64_t>(kTokens, tn - t));
+    }
+  }
+}
+
 // w[k] lane i = bytes 4k .. 4k + 3 of the 32 quants of row i's block (p[i] = block start),
 // as unsigned w + 128.
 HWY_INLINE void LoadQ8Transposed(const uint8_t* const* p, __m512i* w) {
@@ -510,27 +530,17 @@ constexpr std::array<Q8InterleavedTileFn, kQ8Tokens> kQ8InterleavedTiles =
     MakeQ8InterleavedTiles(std::make_index_sequence<kQ8Tokens>());
 
 // Q8Rows16 over interleaved weights: the groups that rows [r0, r1) fall in, storing only the
-// rows inside the range (a thread's range need not start on a group).
+// rows inside the range.
 inline void Q8Rows16Interleaved(const WeightView& w, const ActivationBlock* xq, const float* xd,
                                 int64_t n_tokens, float* y, int64_t r0, int64_t r1) {
   const int64_t n_blocks = w.n_cols / 32;
   const int64_t group_bytes = kQ8Rows * w.row_bytes();
   const auto* base = static_cast<const uint8_t*>(w.data);
-  for (int64_t tc = 0; tc < n_tokens; tc += kTokenChunk) {
-    const int64_t tn = std::min(kTokenChunk, n_tokens - tc);
-    for (int64_t g = r0 / kQ8Rows; g * kQ8Rows < r1; ++g) {
-      const int64_t lo = std::max(r0, g * kQ8Rows) - g * kQ8Rows;
-      const int64_t hi = std::min(r1, (g + 1) * kQ8Rows) - g * kQ8Rows;
-      const auto lanes = static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
-      for (int64_t t = 0; t < tn; t += kQ8Tokens) {
-        const int64_t nt = std::min<int64_t>(kQ8Tokens, tn - t);
-        const int64_t off = (tc + t) * n_blocks;
-        float* yt = y + (tc + t) * w.n_rows + g * kQ8Rows;
-        kQ8InterleavedTiles[nt - 1](base + g * group_bytes, n_blocks, xq + off, xd + off, t == 0,
-                                    lanes, w.n_rows, yt);
-      }
-    }
-  }
+  ForEachGroup16<kQ8Tokens>(r0, r1, n_tokens, [&](int64_t g, __mmask16 lanes, int64_t t, int64_t nt) {
+    kQ8InterleavedTiles[nt - 1](base + g * group_bytes, n_blocks, xq + t * n_blocks,
+                                xd + t * n_blocks, t % kTokenChunk == 0, lanes, w.n_rows,
+                                y + t * w.n_rows + g * kQ8Rows);
+  });
 }
 
 // QuantRows for Q8_0 in tiles of 16 rows x up to kQ8Tokens tokens.

@@ -288,6 +288,9 @@ struct InterleavedRows {
 };
 template <class K>
 constexpr bool kCanInterleave = requires { K::kInterleaves; };
+// A 16-row tile of the kernel's own over its own interleaved layout (Q4_K, Q6_K on VNNI).
+template <class K>
+constexpr bool kHasRows16 = requires { &K::Rows16; };
 
 // Bytes [kOffset, kOffset + 16) of each row's block, row r in 128-bit lane r, in either layout.
 template <int kOffset>
@@ -398,13 +401,11 @@ void InterleavedBlockRows(const WeightView& w, const typename K::Act* xa, int64_
 template <class K>
 void BlockRows(const WeightView& w, const typename K::Act* xa, int64_t n_tokens, float* y,
                int64_t r0, int64_t r1) {
-  if constexpr (kCanInterleave<K>) {
-    if (w.interleaved) {
-      if constexpr (requires { &K::Rows16; }) {
-        return K::Rows16(w, xa, n_tokens, y, r0, r1);  // a 16-row tile of the kernel's own
-      } else {
-        return InterleavedBlockRows<K>(w, xa, n_tokens, y, r0, r1);
-      }
+  if (w.interleaved) {
+    if constexpr (kHasRows16<K>) {
+      return K::Rows16(w, xa, n_tokens, y, r0, r1);
+    } else if constexpr (kCanInterleave<K>) {
+      return InterleavedBlockRows<K>(w, xa, n_tokens, y, r0, r1);
     }
   }
   const int64_t rb = w.row_bytes();
@@ -459,7 +460,7 @@ void MatmulBlocks(const WeightView& w, const float* x, int64_t n_tokens, float* 
                   ThreadPool* pool) {
   using Act = typename K::Act;
 #if FRUGAL_BLOCK_KERNELS
-  CHECK(!w.interleaved || kCanInterleave<K>, "matmul: %s weights cannot be interleaved",
+  CHECK(!w.interleaved || kCanInterleave<K> || kHasRows16<K>, "matmul: %s weights cannot be interleaved",
         ggml_type_info(K::kType)->name);
 #else
   CHECK(!w.interleaved, "matmul: this SIMD target reads no interleaved weights");

@@ -83,6 +83,8 @@ int block_tile_interleave_group();
 // Q4_K's group: 16 where the pass has VNNI (its own 16-row tile, matmul_q4_k.cpp), else
 // block_tile_interleave_group().
 int q4_k_interleave_group();
+// 16 where the Q6_K VNNI tile runs (matmul_q6_k.cpp), else 0: Q6_K blocks are 210 bytes.
+int q6_k_interleave_group();
 // The same for Q8_0's 16-row tile (16 where the pass has VNNI's vpdpbusd, else 0).
 int q8_tile_interleave_group();
 void matmul_q6_k(const WeightView& w, const float* x, int64_t n_tokens, float* y,

@@ -117,19 +117,10 @@ inline void Q4KRows16(const WeightView& w, const ActivationBlockK* xa, int64_t n
   const int64_t n_sb = w.n_cols / 256;
   const int64_t group_bytes = n_sb * kQ4KGroupBlockBytes;
   const auto* base = static_cast<const uint8_t*>(w.data);
-  for (int64_t tc = 0; tc < n_tokens; tc += kTokenChunk) {
-    const int64_t tn = std::min(kTokenChunk, n_tokens - tc);
-    for (int64_t g = r0 / kQ4KRows; g * kQ4KRows < r1; ++g) {
-      const int64_t lo = std::max(r0, g * kQ4KRows) - g * kQ4KRows;
-      const int64_t hi = std::min(r1, (g + 1) * kQ4KRows) - g * kQ4KRows;
-      const auto lanes = static_cast<__mmask16>(((1u << hi) - 1u) & ~((1u << lo) - 1u));
-      for (int64_t t = 0; t < tn; t += kQ4KTokens) {
-        const int64_t nt = std::min<int64_t>(kQ4KTokens, tn - t);
-        kQ4KTiles[nt - 1](base + g * group_bytes, n_sb, xa + (tc + t) * n_sb, lanes, w.n_rows,
-                          y + (tc + t) * w.n_rows + g * kQ4KRows);
-      }
-    }
-  }
+  ForEachGroup16<kQ4KTokens>(r0, r1, n_tokens, [&](int64_t g, __mmask16 lanes, int64_t t, int64_t nt) {
+    kQ4KTiles[nt - 1](base + g * group_bytes, n_sb, xa + t * n_sb, lanes, w.n_rows,
+                      y + t * w.n_rows + g * kQ4KRows);
+  });
 }
 #endif  // FRUGAL_DPBUSD
 

@@ -496,6 +496,7 @@ void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, Thr
 int interleave_group(GgmlType type) {
   if (type == GgmlType::kQ8_0) return q8_tile_interleave_group();
   if (type == GgmlType::kQ4_K) return q4_k_interleave_group();
+  if (type == GgmlType::kQ6_K) return q6_k_interleave_group();
   if (type != GgmlType::kQ5_K) return 0;
   return block_tile_interleave_group();
 }
@@ -558,12 +559,49 @@ void interleave_q4_k_rows16(const WeightView& w, uint8_t* out) {
   }
 }
 
+// Q6_K in groups of 16 rows for the VNNI tile (matmul_q6_k.cpp, Q6KTile16): each
+// super-block of the group is 3360 bytes, its ql and qh as 4-byte groups one row per 32-bit
+// lane in four 768-byte chunks in the order the tile reads them, then the scales transposed
+// (row r's scale j at 3072 + 16 j + r), then the rows' d.
+void interleave_q6_k_rows16(const WeightView& w, uint8_t* out) {
+  constexpr int kGroup = 16;
+  const int64_t rb = w.row_bytes(), n_sb = w.n_cols / 256;
+  const auto* src = static_cast<const uint8_t*>(w.data);
+  for (int64_t g = 0; g * kGroup < w.n_rows; ++g) {
+    for (int r = 0; r < kGroup; ++r) {
+      const uint8_t* row = src + std::min<int64_t>(g * kGroup + r, w.n_rows - 1) * rb;
+      for (int64_t b = 0; b < n_sb; ++b) {
+        BlockQ6_K blk;
+        std::memcpy(&blk, row + b * 210, sizeof(blk));
+        uint8_t* blk_out = out + g * kGroup * rb + b * kGroup * 210;
+        // Odd super-blocks lead with d and the scales (3360 bytes is not whole cache lines).
+        uint8_t* dst = blk_out + (b % 2 == 0 ? 0 : 288);
+        uint8_t* scales = blk_out + (b % 2 == 0 ? 3072 : 32);
+        uint8_t* d = blk_out + (b % 2 == 0 ? 3328 : 0);
+        for (int c = 0; c < 4; ++c) {  // c = 2 H + h
+          const int H = c / 2, h = c % 2;
+          for (int kk = 0; kk < 4; ++kk) {
+            const int l = 16 * h + 4 * kk;
+            uint8_t* v = dst + 768 * c + 64 * kk + 4 * r;
+            std::memcpy(v, blk.ql + 64 * H + l, 4);
+            std::memcpy(v + 256, blk.ql + 64 * H + 32 + l, 4);
+            std::memcpy(v + 512, blk.qh + 32 * H + l, 4);
+          }
+        }
+        for (int j = 0; j < 16; ++j) scales[16 * j + r] = static_cast<uint8_t>(blk.scales[j]);
+        std::memcpy(d + 2 * r, &blk.d, 2);
+      }
+    }
+  }
+}
+
 }  // namespace
 
 void interleave_rows(const WeightView& w, int group, uint8_t* out) {
   CHECK(!w.interleaved && group > 0, "interleave_rows: the view is already interleaved");
   if (w.type == GgmlType::kQ8_0) return interleave_q8_0_rows(w, group, out);
   if (w.type == GgmlType::kQ4_K && group == 16) return interleave_q4_k_rows16(w, out);
+  if (w.type == GgmlType::kQ6_K && group == 16) return interleave_q6_k_rows16(w, out);
   const GgmlTypeInfo* info = ggml_type_info(w.type);
   const int64_t rb = w.row_bytes(), block_bytes = info->type_size;
   CHECK(block_bytes % 16 == 0, "interleave_rows: %s blocks are not whole 16-byte chunks",
