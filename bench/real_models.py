@@ -112,10 +112,64 @@ def frugal_generate(frugal, model, prompt, n, threads):
     return ids, r.stdout
 
 
+def teacher_force(a, llm_all, prompt_ids, peer):
+    """Each engine's logits at llama.cpp's greedy tokens (teacher forcing): row j is the
+    prediction of peer[j] from prompt + peer[:j]. llama.cpp as it generated (the prompt in one
+    batch, then token by token), llama.cpp in one batch, Frugal in one batch, and Frugal on the
+    same weights dequantized to f32 (no activation rounding). Over the first 32 positions it
+    counts who picks peer[j]. At each position where Frugal picks another token it reports the
+    gap between the two tokens in llama.cpp's generating logits and the floor: twice the largest
+    logit difference between llama.cpp's own two passes over that row (the most its own
+    rounding moves a gap), so a gap under the floor is a tie llama.cpp does not decide
+    consistently itself."""
+    import numpy as np
+    n_p, n = len(prompt_ids), min(32, len(peer))
+    rows = slice(n_p - 1, n_p - 1 + n)
+    llm_all.reset()
+    llm_all.eval(prompt_ids)
+    for t in peer[: n - 1]:
+        llm_all.eval([t])
+    gen = np.array(llm_all.scores[rows], dtype=np.float32)
+    llm_all.reset()
+    llm_all.eval(prompt_ids + peer[: n - 1])
+    batch = np.array(llm_all.scores[rows], dtype=np.float32)
+
+    def frugal_rows(model):
+        with tempfile.TemporaryDirectory() as tmp:
+            out = os.path.join(tmp, "l.bin")
+            subprocess.run([a.frugal, "run", "-m", model, "--tokens",
+                            " ".join(map(str, prompt_ids + peer[: n - 1])), "-n", "0", "-t",
+                            str(a.threads), "--dump-logits", out],
+                           check=True, capture_output=True, text=True)
+            return np.fromfile(out, dtype=np.float32).reshape(-1, gen.shape[1])[rows]
+
+    ours, f32 = frugal_rows(a.model), frugal_rows(a.f32_model)
+    want = np.array(peer[:n])
+    if not np.array_equal(np.argmax(gen, 1), want):
+        sys.exit("teacher_force: replaying llama.cpp's generation gave other tokens")
+    differs = []
+    for j in np.nonzero(np.argmax(ours, 1) != want)[0]:
+        other = int(np.argmax(ours[j]))
+        gap = lambda m: float(m[j, want[j]] - m[j, other])
+        differs.append({"position": int(j), "llamacpp_token": int(want[j]), "frugal_token": other,
+                        "gap_llamacpp": gap(gen), "gap_llamacpp_batch": gap(batch),
+                        "gap_frugal": gap(ours), "gap_f32": gap(f32),
+                        "floor": 2 * float(np.abs(gen[j] - batch[j]).max())})
+    return {"positions": n, "frugal_agree": int(np.sum(np.argmax(ours, 1) == want)),
+            "llamacpp_batch_agree": int(np.sum(np.argmax(batch, 1) == want)),
+            "f32_agree": int(np.sum(np.argmax(f32, 1) == want)),
+            "frugal_f32_agree": int(np.sum(np.argmax(ours, 1) == np.argmax(f32, 1))),
+            "llamacpp_f32_agree": int(np.sum(want == np.argmax(f32, 1))),
+            "frugal_differs": differs}
+
+
 def text_cmd(a):
     import llama_cpp
     llm = llama_cpp.Llama(model_path=a.model, n_ctx=1024, n_threads=a.threads,
                           n_threads_batch=a.threads, verbose=False)
+    llm_all = (llama_cpp.Llama(model_path=a.model, n_ctx=1024, n_batch=512, n_threads=a.threads,
+                               n_threads_batch=a.threads, logits_all=True, verbose=False)
+               if a.f32_model else None)
     template = llm.metadata.get("tokenizer.chat_template")
     if not template:
         sys.exit("text: the file has no tokenizer.chat_template")
@@ -157,6 +211,17 @@ def text_cmd(a):
         print(f"{'OK  ' if ok else 'DIFF'} template {'=' if same_prompt else '!='}  "
               f"agree {agree:3d} of {len(ours)}/{len(peer)}  {p[:60]}", flush=True)
         results[-1]["ok"] = ok
+        results[-1].update({"prompt_ids": prompt_ids, "frugal_ids": ours, "llamacpp_ids": peer})
+        if a.f32_model:
+            tf = teacher_force(a, llm_all, prompt_ids, peer)
+            results[-1]["teacher_forced"] = tf
+            print(f"     teacher-forced on llama.cpp's tokens: Frugal takes them at "
+                  f"{tf['frugal_agree']}/{tf['positions']}, llama.cpp's one-batch pass at "
+                  f"{tf['llamacpp_batch_agree']}/{tf['positions']}, the f32 weights at "
+                  f"{tf['f32_agree']}/{tf['positions']}; Frugal's differences "
+                  + (", ".join(f"@{d['position']} gap {d['gap_llamacpp']:.3f} (floor "
+                               f"{d['floor']:.3f})" for d in tf["frugal_differs"]) or "none"),
+                  flush=True)
     if a.json:
         with open(a.json, "w") as f:
             json.dump(results, f, indent=1)
@@ -164,6 +229,15 @@ def text_cmd(a):
     print(f"text: {len(results) - len(bad)} of {len(results)} prompts agree for >= 32 tokens "
           f"(or to the end); mean agreed prefix "
           f"{sum(r['agree_prefix'] for r in results) / len(results):.1f} tokens")
+    if a.f32_model:
+        tfs = [r["teacher_forced"] for r in results]
+        diffs = [d for t in tfs for d in t["frugal_differs"]]
+        n = sum(t["positions"] for t in tfs)
+        inside = sum(d["gap_llamacpp"] <= d["floor"] for d in diffs)
+        print(f"teacher-forced: Frugal takes llama.cpp's greedy token at "
+              f"{sum(t['frugal_agree'] for t in tfs)} of {n} positions, llama.cpp's own one-batch "
+              f"pass at {sum(t['llamacpp_batch_agree'] for t in tfs)}; {inside} of Frugal's "
+              f"{len(diffs)} differences lie within llama.cpp's own floor at that position")
     return 1 if bad else 0
 
 
@@ -319,13 +393,14 @@ def main():
         s.add_argument("-t", "--threads", type=int, default=2)
         s.add_argument("--n-prompts", type=int, default=len(PROMPTS))
         s.add_argument("--json")
+        s.add_argument("--f32-model", help="the same file with every tensor dequantized to "
+                       "f32 (frugal quantize M.gguf OUT f32): logits measures the activation "
+                       "quantization's share, the bound's scale; text teacher-forces both "
+                       "engines on llama.cpp's tokens and reports each difference's gap")
         if name == "text":
             s.add_argument("-n", type=int, default=48)
         else:
             s.add_argument("--kv-type", default="f32")
-            s.add_argument("--f32-model", help="the same file with every tensor dequantized to "
-                           "f32 (frugal quantize M.gguf OUT f32): measures the activation "
-                           "quantization's share, the bound's scale")
     s = sub.add_parser("spec-llama")
     s.add_argument("--llama-bin", required=True)
     s.add_argument("--target", required=True)

@@ -44,17 +44,20 @@ fi
 
 for m in "${per_model[@]}"; do
   b=$(basename "$m" .gguf)
+  # The same weights dequantized to f32 (2.5 / 7.1 GB), where no matmul input is rounded to
+  # 8 bits: the logits bound's scale, and the text step's third opinion at each parting
+  # (docs/ACCURACY.md, "Real files: Frugal against llama.cpp").
+  f32=$models_dir/$b-f32.gguf
+  if has text || has logits; then
+    [ -f "$f32" ] || "$frugal" quantize "$m" "$f32" f32 -t "$threads"
+  fi
   if has text; then
-    echo "== text: $b"
-    "$py" bench/real_models.py text --frugal "$frugal" -m "$m" -t "$threads" \
-      --n-prompts "$n_prompts" --json "$out/text-$b.json" || echo "text: $b DIFFERS"
+    echo "== text: $b (then teacher-forced on llama.cpp's tokens)"
+    "$py" bench/real_models.py text --frugal "$frugal" -m "$m" --f32-model "$f32" \
+      -t "$threads" --n-prompts "$n_prompts" --json "$out/text-$b.json" || echo "text: $b DIFFERS"
   fi
   if has logits; then
     echo "== logits: $b (f32 KV caches on both sides)"
-    # The bound's scale: the same weights dequantized to f32 (2.4 / 6.2 GB), where no matmul
-    # input is rounded to 8 bits (docs/ACCURACY.md, "Real files: Frugal against llama.cpp").
-    f32=$models_dir/$b-f32.gguf
-    [ -f "$f32" ] || "$frugal" quantize "$m" "$f32" f32 -t "$threads"
     "$py" bench/real_models.py logits --frugal "$frugal" -m "$m" --f32-model "$f32" \
       -t "$threads" --n-prompts "$n_prompts" --json "$out/logits-$b.json"
   fi
