@@ -3,8 +3,9 @@
 
 #include <algorithm>
 #include <cmath>
-#include <limits>
 #include <cstdio>
+#include <limits>
+#include <map>
 #include <random>
 #include <string>
 #include <vector>
@@ -137,15 +138,17 @@ WeightView interleaved_copy(const WeightView& w, int group, std::vector<uint8_t>
 }
 
 TEST(Matmul, InterleavedWeightsGiveTheFileLayoutsResults) {
-  // Model::load interleaves Q4_K / Q5_K / Q8_0 matrices for the SIMD tile, and Q6_K on
-  // AVX-512 VNNI. Where the interleaved tile is the file layout's (Q5_K, Q8_0, Q4_K off VNNI)
-  // every output must be the same bits; the 16-row VNNI tiles of Q4_K and Q6_K sum each row
-  // in one lane instead of four, so they must match the reference as every kernel does. For row counts that are not whole groups,
-  // any token count, and 1-3 threads.
+  // Model::load interleaves Q4_K / Q5_K / Q8_0 matrices for the SIMD tile, and Q4_0, Q5_0 and
+  // Q6_K on AVX-512 VNNI. Where the interleaved tile is the file layout's (Q5_K, Q8_0, Q4_K
+  // off VNNI) every output must be the same bits; the 16-row VNNI tiles of Q4_K, Q6_K, Q4_0
+  // and Q5_0 sum each row in one lane instead of four, so they must match the reference as
+  // every kernel does. For row counts that are not whole groups, any token count, and 1-3
+  // threads.
   ThreadPool pool2(2), pool3(3);
-  int interleaving_targets = 0, own_tile_targets = 0;
-  int q6_k_tile_targets = 0;
-  for (GgmlType type : {GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ6_K, GgmlType::kQ8_0}) {
+  int interleaving_targets = 0;
+  std::map<GgmlType, int> own_tile_targets;
+  for (GgmlType type : {GgmlType::kQ4_K, GgmlType::kQ5_K, GgmlType::kQ6_K, GgmlType::kQ8_0,
+                        GgmlType::kQ4_0, GgmlType::kQ5_0}) {
     SCOPED_TRACE(ggml_type_info(type)->name);
     for (int64_t n_rows : {1, 3, 5, 18, 67}) {
       for (int64_t n_cols : {256, 768}) {
@@ -154,10 +157,8 @@ TEST(Matmul, InterleavedWeightsGiveTheFileLayoutsResults) {
           const int group = interleave_group(type);
           if (group == 0) return;
           ++interleaving_targets;
-          const bool own_tile =
-              (type == GgmlType::kQ4_K || type == GgmlType::kQ6_K) && group == 16;
-          own_tile_targets += own_tile && type == GgmlType::kQ4_K;
-          q6_k_tile_targets += own_tile && type == GgmlType::kQ6_K;
+          const bool own_tile = type != GgmlType::kQ5_K && type != GgmlType::kQ8_0 && group == 16;
+          own_tile_targets[type] += own_tile;
           std::vector<uint8_t> packed;
           const WeightView iv = interleaved_copy(m.view, group, packed);
           for (int64_t n_tokens : {1, 2, 4, 5, 16, 17, 70}) {
@@ -189,8 +190,9 @@ TEST(Matmul, InterleavedWeightsGiveTheFileLayoutsResults) {
 #endif
 #if !defined(__clang__)  // the VNNI tiles are built by GCC only (matmul-inl.h)
   if (hwy::SupportedTargets() & HWY_AVX3_DL) {
-    EXPECT_GT(own_tile_targets, 0) << "AVX3_DL runs but its Q4_K tile was not tested";
-    EXPECT_GT(q6_k_tile_targets, 0) << "AVX3_DL runs but its Q6_K tile was not tested";
+    for (GgmlType type : {GgmlType::kQ4_K, GgmlType::kQ6_K, GgmlType::kQ4_0, GgmlType::kQ5_0})
+      EXPECT_GT(own_tile_targets[type], 0)
+          << "AVX3_DL runs but its " << ggml_type_info(type)->name << " tile was not tested";
   }
 #endif
 }

@@ -54,8 +54,8 @@ struct Weights {
 
   // Copies every matrix that matmul reads (all but token_embd) into the SIMD tile's
   // interleaved layout, where this machine's kernels have one for its type
-  // (kernels::interleave_group: Q4_K and Q5_K on AVX2 and AVX-512, Q8_0 and Q6_K on
-  // AVX-512 VNNI).
+  // (kernels::interleave_group: Q4_K and Q5_K on AVX2 and AVX-512, Q8_0, Q4_0, Q5_0 and
+  // Q6_K on AVX-512 VNNI).
   // An output matrix tied to token_embd gets a copy of its own; token_embd keeps reading the
   // file, one row per token. With `release_file_pages` the mapped file's pages of the copied
   // matrices are then dropped, so resident memory does not double (a tied table's rows

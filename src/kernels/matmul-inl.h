@@ -423,8 +423,8 @@ HWY_INLINE __m512i Dpbusd(__m512i acc, __m512i u, __m512i s) {
 
 // One token's block b against the tile's 16 rows: w[k] lane i holds quants 4k .. 4k + 3 of
 // row i as w + 128, wd the rows' scales. Each activation group is a broadcast load of its own.
-HWY_INLINE void Q8TokenBlock(const __m512i* w, __m512 wd, const ActivationBlock& a, float xd,
-                             __m512& acc) {
+template <class Act>  // ActivationBlock or ActivationBlock32: qs and bias alike
+HWY_INLINE void Q8TokenBlock(const __m512i* w, __m512 wd, const Act& a, float xd, __m512& acc) {
   __m512i s = _mm512_set1_epi32(a.bias[0]);
 #pragma GCC unroll 8
   for (int k = 0; k < 8; ++k)
@@ -481,25 +481,55 @@ constexpr std::array<Q8TileFn, sizeof...(kI)> MakeQ8Tiles(std::index_sequence<kI
 constexpr std::array<Q8TileFn, kQ8Tokens> kQ8Tiles =
     MakeQ8Tiles(std::make_index_sequence<kQ8Tokens>());
 
-// Interleaved Q8_0 (WeightView::interleaved; the layout is interleave_rows's in ops.cpp): a
-// group of 16 rows holds its blocks' quants, 512 bytes a block, as the vectors w[k] that
-// LoadQ8Transposed builds (lane i = quants 4k .. 4k + 3 of row i, stored as w + 128), then
-// the blocks' scales, 32 bytes a block (row i's fp16 at 2 i). So a block is 8 vector loads
-// and one convert: no transposes, no gather, and one pointer instead of 16, which leaves the
-// registers to the kT accumulators. `lanes` masks the rows of the group to store.
-template <int kT>
-HWY_NOINLINE void Q8Tile16Interleaved(const uint8_t* group, int64_t n_blocks,
-                                      const ActivationBlock* xq, const float* xd, bool prefetch,
-                                      __mmask16 lanes, int64_t n_rows, float* y) {
-  const int64_t group_bytes = n_blocks * kQ8Rows * 34;
+// The 16-row tile over 32-element blocks interleaved at load (WeightView::interleaved; the
+// layouts are interleave_rows's in ops.cpp), for Q8_0, Q4_0 and Q5_0: a group of 16 rows holds
+// its blocks' quants, L::kQuantBytes a block, then the blocks' scales, 32 bytes a block (row
+// i's fp16 at 2 i). L::Load(q, w) builds a block's eight vectors from its quants: w[k] lane
+// i = elements 4k .. 4k + 3 of row i as unsigned bytes, the stored value + L's bias (the
+// activation block's `bias` takes the bias times sum(x) back off). So a block is a few vector
+// loads and one convert: no transposes, no gather, and one pointer instead of 16, which leaves
+// the registers to the kT accumulators. `lanes` masks the rows of the group to store.
+//
+// Q8_0: 512 bytes a block, the vectors themselves (w + 128).
+struct Q8Lanes {
+  static constexpr int64_t kBlockBytes = 34, kQuantBytes = 512;
+  static HWY_INLINE void Load(const uint8_t* q, __m512i* w) {
+    for (int k = 0; k < 8; ++k) w[k] = _mm512_loadu_si512(q + 64 * k);
+  }
+};
+
+// Q4_0: 256 bytes a block; vector m's byte 4 i + j holds element 4 m + j of row i in its low
+// nibble and element 16 + 4 m + j in its high one (the value + 8, as the file stores it).
+struct Q4Lanes {
+  static constexpr int64_t kBlockBytes = 18, kQuantBytes = 256;
+  static HWY_INLINE void Load(const uint8_t* q, __m512i* w) {
+    const __m512i low = _mm512_set1_epi8(0x0f);
+    for (int m = 0; m < 4; ++m) {
+      const __m512i v = _mm512_loadu_si512(q + 64 * m);
+      w[m] = _mm512_and_si512(v, low);
+      w[m + 4] = _mm512_and_si512(_mm512_srli_epi16(v, 4), low);
+    }
+  }
+};
+
+// The activation scale of block i: ActivationBlock keeps it beside the blocks (xd),
+// ActivationBlock32 inside.
+HWY_INLINE float ActScale(const ActivationBlock*, const float* xd, int64_t i) { return xd[i]; }
+HWY_INLINE float ActScale(const ActivationBlock32* xq, const float*, int64_t i) { return xq[i].d; }
+
+template <class L, class Act, int kT>
+HWY_NOINLINE void Tile16Blocks32(const uint8_t* group, int64_t n_blocks, const Act* xq,
+                                 const float* xd, bool prefetch, __mmask16 lanes, int64_t n_rows,
+                                 float* y) {
+  const int64_t group_bytes = n_blocks * kQ8Rows * L::kBlockBytes;
   const uint8_t* qs = group;
-  const uint8_t* sc = group + n_blocks * 512;
+  const uint8_t* sc = group + n_blocks * L::kQuantBytes;
   __m512 acc[kT];
   for (int t = 0; t < kT; ++t) acc[t] = _mm512_setzero_ps();
   for (int64_t b = 0; b < n_blocks; ++b) {
     if (prefetch) {
       // The next group into L1, the one after into L2, at this group's own pace.
-      for (int off = 0; off < 512; off += 64) {
+      for (int64_t off = 0; off < L::kQuantBytes; off += 64) {
         __builtin_prefetch(qs + group_bytes + off);
         __builtin_prefetch(qs + 2 * group_bytes + off, 0, 1);
       }
@@ -509,44 +539,42 @@ HWY_NOINLINE void Q8Tile16Interleaved(const uint8_t* group, int64_t n_blocks,
       }
     }
     __m512i w[8];
-    for (int k = 0; k < 8; ++k) w[k] = _mm512_loadu_si512(qs + 64 * k);
+    L::Load(qs, w);
     const __m512 wd = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(sc)));
-    qs += 512;
+    qs += L::kQuantBytes;
     sc += 32;
 #pragma GCC unroll 16
-    for (int t = 0; t < kT; ++t) Q8TokenBlock(w, wd, xq[t * n_blocks + b], xd[t * n_blocks + b], acc[t]);
+    for (int t = 0; t < kT; ++t) {
+      const int64_t i = t * n_blocks + b;
+      Q8TokenBlock(w, wd, xq[i], ActScale(xq, xd, i), acc[t]);
+    }
   }
   for (int t = 0; t < kT; ++t) _mm512_mask_storeu_ps(y + t * n_rows, lanes, acc[t]);
 }
 
-using Q8InterleavedTileFn = void (*)(const uint8_t*, int64_t, const ActivationBlock*,
-                                     const float*, bool, __mmask16, int64_t, float*);
-template <size_t... kI>
-constexpr std::array<Q8InterleavedTileFn, sizeof...(kI)> MakeQ8InterleavedTiles(
-    std::index_sequence<kI...>) {
-  return {&Q8Tile16Interleaved<static_cast<int>(kI) + 1>...};
-}
-constexpr std::array<Q8InterleavedTileFn, kQ8Tokens> kQ8InterleavedTiles =
-    MakeQ8InterleavedTiles(std::make_index_sequence<kQ8Tokens>());
-
-// Q8Rows16 over interleaved weights: the groups that rows [r0, r1) fall in, storing only the
-// rows inside the range.
-inline void Q8Rows16Interleaved(const WeightView& w, const ActivationBlock* xq, const float* xd,
-                                int64_t n_tokens, float* y, int64_t r0, int64_t r1) {
+// The groups that rows [r0, r1) fall in, storing only the rows inside the range; `xd` as in
+// ActScale.
+template <class L, class Act>
+void Rows16Blocks32(const WeightView& w, const Act* xq, const float* xd, int64_t n_tokens,
+                    float* y, int64_t r0, int64_t r1) {
+  // Tile16Blocks32<L, Act, n> for n = 1 .. kQ8Tokens, at index n - 1.
+  static constexpr auto kTiles = []<size_t... kI>(std::index_sequence<kI...>) {
+    return std::array{&Tile16Blocks32<L, Act, static_cast<int>(kI) + 1>...};
+  }(std::make_index_sequence<kQ8Tokens>());
   const int64_t n_blocks = w.n_cols / 32;
   const int64_t group_bytes = kQ8Rows * w.row_bytes();
   const auto* base = static_cast<const uint8_t*>(w.data);
   ForEachGroup16<kQ8Tokens>(r0, r1, n_tokens, [&](int64_t g, __mmask16 lanes, int64_t t, int64_t nt) {
-    kQ8InterleavedTiles[nt - 1](base + g * group_bytes, n_blocks, xq + t * n_blocks,
-                                xd + t * n_blocks, t % kTokenChunk == 0, lanes, w.n_rows,
-                                y + t * w.n_rows + g * kQ8Rows);
+    kTiles[nt - 1](base + g * group_bytes, n_blocks, xq + t * n_blocks,
+                   xd == nullptr ? nullptr : xd + t * n_blocks, t % kTokenChunk == 0, lanes,
+                   w.n_rows, y + t * w.n_rows + g * kQ8Rows);
   });
 }
 
 // QuantRows for Q8_0 in tiles of 16 rows x up to kQ8Tokens tokens.
 inline void Q8Rows16(const WeightView& w, const ActivationBlock* xq, const float* xd,
                      int64_t n_tokens, float* y, int64_t r0, int64_t r1) {
-  if (w.interleaved) return Q8Rows16Interleaved(w, xq, xd, n_tokens, y, r0, r1);
+  if (w.interleaved) return Rows16Blocks32<Q8Lanes>(w, xq, xd, n_tokens, y, r0, r1);
   const int64_t rb = w.row_bytes();
   const int64_t n_blocks = w.n_cols / 32;
   const auto* base = static_cast<const uint8_t*>(w.data);
@@ -573,6 +601,9 @@ void QuantRows(const WeightView& w, const ActivationBlock* xq, const float* xd, 
                float* y, int64_t r0, int64_t r1) {
 #if FRUGAL_DPBUSD
   if constexpr (std::is_same_v<K, Q8_0Kernel>) return Q8Rows16(w, xq, xd, n_tokens, y, r0, r1);
+  if constexpr (std::is_same_v<K, Q4_0Kernel>) {
+    if (w.interleaved) return Rows16Blocks32<Q4Lanes>(w, xq, xd, n_tokens, y, r0, r1);
+  }
 #endif
   CHECK(!w.interleaved, "matmul: this SIMD target reads no interleaved %s weights",
         ggml_type_info(w.type)->name);

@@ -13,6 +13,25 @@ HWY_BEFORE_NAMESPACE();
 #endif
 namespace frugal::kernels::HWY_NAMESPACE {
 
+#if FRUGAL_DPBUSD
+// Q5_0 in the 16-row tile over 32-element blocks (Rows16Blocks32, matmul-inl.h): 320 bytes of
+// quants a block, the nibbles as Q4Lanes stores them, then eight 64-bit masks, mask k's bit
+// 4 i + j set where element 4 k + j of row i has its fifth bit; Load adds that 16 under the
+// mask, so each byte is the stored value q + 16 (0..31).
+struct Q5Lanes {
+  static constexpr int64_t kBlockBytes = 22, kQuantBytes = 320;
+  static HWY_INLINE void Load(const uint8_t* q, __m512i* w) {
+    Q4Lanes::Load(q, w);
+    const __m512i fifth = _mm512_set1_epi8(0x10);
+    for (int k = 0; k < 8; ++k) {
+      uint64_t bits;
+      std::memcpy(&bits, q + 256 + 8 * k, 8);
+      w[k] = _mm512_mask_add_epi8(w[k], _cvtu64_mask64(bits), w[k], fifth);
+    }
+  }
+};
+#endif
+
 // Block (22 bytes): d (fp16), 4 bytes of fifth bits, 16 bytes of nibbles (ggml_type.h).
 // Activations: Q8_0 blocks; the kernel multiplies q + 16 (0..31) and starts from -16 sum(x).
 struct Q5_0Kernel {
@@ -20,6 +39,13 @@ struct Q5_0Kernel {
   using Act = ActivationBlock32;
   static constexpr int64_t kBlockBytes = 22;
   static constexpr int kBiasMul = 16;
+#if FRUGAL_DPBUSD
+  // Interleaved weights are in the 16-row tile's layout (Q5Lanes).
+  static void Rows16(const WeightView& w, const Act* xa, int64_t n_tokens, float* y, int64_t r0,
+                     int64_t r1) {
+    Rows16Blocks32<Q5Lanes>(w, xa, nullptr, n_tokens, y, r0, r1);
+  }
+#endif
 #if FRUGAL_BLOCK_KERNELS
   struct Header {
     VF32 d;

@@ -494,7 +494,9 @@ void matmul(const WeightView& w, const float* x, int64_t n_tokens, float* y, Thr
 }
 
 int interleave_group(GgmlType type) {
-  if (type == GgmlType::kQ8_0) return q8_tile_interleave_group();
+  // Q4_0 and Q5_0 run in the Q8_0 tile's loop (Rows16Blocks32) where it exists.
+  if (type == GgmlType::kQ8_0 || type == GgmlType::kQ4_0 || type == GgmlType::kQ5_0)
+    return q8_tile_interleave_group();
   if (type == GgmlType::kQ4_K) return q4_k_interleave_group();
   if (type == GgmlType::kQ6_K) return q6_k_interleave_group();
   if (type != GgmlType::kQ5_K) return 0;
@@ -507,30 +509,63 @@ int64_t interleaved_bytes(const WeightView& w, int group) {
 
 namespace {
 
-// Q8_0 in groups of `group` rows, one row per 32-bit lane of the tile (matmul-inl.h,
-// Q8Tile16Interleaved): a group's blocks' quants first, 32 * group bytes a block, where
-// quants 4k .. 4k + 3 of row r sit at 4 * group * k + 4 * r, stored as w + 128 (the unsigned
-// operand of vpdpbusd); then the blocks' scales, 2 * group bytes a block, row r's at 2 r.
-void interleave_q8_0_rows(const WeightView& w, int group, uint8_t* out) {
-  const int64_t rb = w.row_bytes(), n_blocks = w.n_cols / 32;
+// Calls fn(r, b, block, group_out) for every block b of row r of every group of `group` rows
+// (rows past the last repeat it), with group_out the group's first byte in `out`.
+template <class Fn>
+void ForEachGroupBlock(const WeightView& w, int group, int64_t block_bytes, uint8_t* out,
+                       const Fn& fn) {
+  const int64_t rb = w.row_bytes(), n_blocks = rb / block_bytes;
   const auto* src = static_cast<const uint8_t*>(w.data);
   for (int64_t g = 0; g * group < w.n_rows; ++g) {
-    uint8_t* quants = out + g * group * rb;
-    uint8_t* scales = quants + n_blocks * 32 * group;
     for (int r = 0; r < group; ++r) {
       const uint8_t* row = src + std::min<int64_t>(g * group + r, w.n_rows - 1) * rb;
-      for (int64_t b = 0; b < n_blocks; ++b) {
-        const uint8_t* blk = row + b * 34;
-        std::memcpy(scales + 2 * group * b + 2 * r, blk, 2);
-        for (int k = 0; k < 8; ++k) {
-          for (int j = 0; j < 4; ++j) {
-            quants[32 * group * b + 4 * group * k + 4 * r + j] =
-                static_cast<uint8_t>(blk[2 + 4 * k + j] ^ 0x80);
-          }
-        }
-      }
+      for (int64_t b = 0; b < n_blocks; ++b) fn(r, b, row + b * block_bytes, out + g * group * rb);
     }
   }
+}
+
+// The 32-element block types in groups of `group` rows, one row per 32-bit lane of the tile
+// (matmul-inl.h, Rows16Blocks32): a group's blocks' quants first, `quant_bytes` a block (32
+// per row for Q8_0, 16 for Q4_0, 20 for Q5_0), then the blocks' fp16 scales, 2 * group bytes
+// a block, row r's at 2 r. Quants:
+//   Q8_0: quants 4k .. 4k + 3 of row r at 4 * group * k + 4 r, stored as w + 128 (the
+//         unsigned operand of vpdpbusd);
+//   Q4_0: the file's nibble bytes 4m .. 4m + 3 of row r at 4 * group * m + 4 r (low nibble
+//         element 4m + j, high nibble element 16 + 4m + j);
+//   Q5_0: the nibbles as Q4_0's, then per k a 64-bit mask whose bits 4 r .. 4 r + 3 are the
+//         fifth bits of elements 4k .. 4k + 3 of row r.
+void interleave_blocks32(const WeightView& w, int group, uint8_t* out) {
+  CHECK(group == 16 || w.type == GgmlType::kQ8_0, "interleave_rows: %s in groups of %d",
+        ggml_type_info(w.type)->name, group);
+  const int64_t n_blocks = w.n_cols / 32;
+  const int64_t block_bytes = ggml_type_info(w.type)->type_size;
+  const int64_t quant_bytes = group * (block_bytes - 2);
+  ForEachGroupBlock(w, group, block_bytes, out, [&](int r, int64_t b, const uint8_t* blk, uint8_t* grp) {
+    uint8_t* q = grp + quant_bytes * b;
+    std::memcpy(grp + quant_bytes * n_blocks + 2 * group * b + 2 * r, blk, 2);
+    switch (w.type) {
+      case GgmlType::kQ8_0:
+        for (int k = 0; k < 8; ++k)
+          for (int j = 0; j < 4; ++j)
+            q[4 * group * k + 4 * r + j] = static_cast<uint8_t>(blk[2 + 4 * k + j] ^ 0x80);
+        break;
+      case GgmlType::kQ4_0:
+        for (int m = 0; m < 4; ++m) std::memcpy(q + 4 * group * m + 4 * r, blk + 2 + 4 * m, 4);
+        break;
+      case GgmlType::kQ5_0: {
+        uint32_t qh;
+        std::memcpy(&qh, blk + 2, 4);
+        for (int m = 0; m < 4; ++m) std::memcpy(q + 4 * group * m + 4 * r, blk + 6 + 4 * m, 4);
+        for (int k = 0; k < 8; ++k) {
+          uint8_t& byte = q[16 * group + group / 2 * k + r / 2];
+          const auto bits = static_cast<uint8_t>((qh >> (4 * k)) & 0x0f);
+          byte = r % 2 == 0 ? bits : static_cast<uint8_t>(byte | bits << 4);
+        }
+        break;
+      }
+      default: CHECK(false, "interleave_blocks32: %s", ggml_type_info(w.type)->name);
+    }
+  });
 }
 
 // Q4_K in groups of 16 rows for the VNNI tile (matmul_q4_k.cpp, Q4KTile16): each
@@ -539,24 +574,17 @@ void interleave_q8_0_rows(const WeightView& w, int group, uint8_t* out) {
 // 16 i + r), so the tile unpacks 16 rows' scales with a few byte operations.
 void interleave_q4_k_rows16(const WeightView& w, uint8_t* out) {
   constexpr int kGroup = 16;
-  const int64_t rb = w.row_bytes(), n_sb = w.n_cols / 256;
-  const auto* src = static_cast<const uint8_t*>(w.data);
-  for (int64_t g = 0; g * kGroup < w.n_rows; ++g) {
-    for (int r = 0; r < kGroup; ++r) {
-      const uint8_t* row = src + std::min<int64_t>(g * kGroup + r, w.n_rows - 1) * rb;
-      for (int64_t b = 0; b < n_sb; ++b) {
-        BlockQ4_K blk;
-        std::memcpy(&blk, row + b * 144, sizeof(blk));
-        uint8_t* dst = out + g * kGroup * rb + b * kGroup * 144;
-        for (int c = 0; c < 4; ++c)
-          for (int k = 0; k < 8; ++k)
-            std::memcpy(dst + 512 * c + 64 * k + 4 * r, blk.qs + 32 * c + 4 * k, 4);
-        std::memcpy(dst + 2048 + 2 * r, &blk.d, 2);
-        std::memcpy(dst + 2080 + 2 * r, &blk.dmin, 2);
-        for (int i = 0; i < 12; ++i) dst[2112 + 16 * i + r] = blk.scales[i];
-      }
-    }
-  }
+  ForEachGroupBlock(w, kGroup, 144, out, [&](int r, int64_t b, const uint8_t* src, uint8_t* grp) {
+    BlockQ4_K blk;
+    std::memcpy(&blk, src, sizeof(blk));
+    uint8_t* dst = grp + b * kGroup * 144;
+    for (int c = 0; c < 4; ++c)
+      for (int k = 0; k < 8; ++k)
+        std::memcpy(dst + 512 * c + 64 * k + 4 * r, blk.qs + 32 * c + 4 * k, 4);
+    std::memcpy(dst + 2048 + 2 * r, &blk.d, 2);
+    std::memcpy(dst + 2080 + 2 * r, &blk.dmin, 2);
+    for (int i = 0; i < 12; ++i) dst[2112 + 16 * i + r] = blk.scales[i];
+  });
 }
 
 // Q6_K in groups of 16 rows for the VNNI tile (matmul_q6_k.cpp, Q6KTile16): each
@@ -565,61 +593,45 @@ void interleave_q4_k_rows16(const WeightView& w, uint8_t* out) {
 // (row r's scale j at 3072 + 16 j + r), then the rows' d.
 void interleave_q6_k_rows16(const WeightView& w, uint8_t* out) {
   constexpr int kGroup = 16;
-  const int64_t rb = w.row_bytes(), n_sb = w.n_cols / 256;
-  const auto* src = static_cast<const uint8_t*>(w.data);
-  for (int64_t g = 0; g * kGroup < w.n_rows; ++g) {
-    for (int r = 0; r < kGroup; ++r) {
-      const uint8_t* row = src + std::min<int64_t>(g * kGroup + r, w.n_rows - 1) * rb;
-      for (int64_t b = 0; b < n_sb; ++b) {
-        BlockQ6_K blk;
-        std::memcpy(&blk, row + b * 210, sizeof(blk));
-        uint8_t* blk_out = out + g * kGroup * rb + b * kGroup * 210;
-        // Odd super-blocks lead with d and the scales (3360 bytes is not whole cache lines).
-        uint8_t* dst = blk_out + (b % 2 == 0 ? 0 : 288);
-        uint8_t* scales = blk_out + (b % 2 == 0 ? 3072 : 32);
-        uint8_t* d = blk_out + (b % 2 == 0 ? 3328 : 0);
-        for (int c = 0; c < 4; ++c) {  // c = 2 H + h
-          const int H = c / 2, h = c % 2;
-          for (int kk = 0; kk < 4; ++kk) {
-            const int l = 16 * h + 4 * kk;
-            uint8_t* v = dst + 768 * c + 64 * kk + 4 * r;
-            std::memcpy(v, blk.ql + 64 * H + l, 4);
-            std::memcpy(v + 256, blk.ql + 64 * H + 32 + l, 4);
-            std::memcpy(v + 512, blk.qh + 32 * H + l, 4);
-          }
-        }
-        for (int j = 0; j < 16; ++j) scales[16 * j + r] = static_cast<uint8_t>(blk.scales[j]);
-        std::memcpy(d + 2 * r, &blk.d, 2);
+  ForEachGroupBlock(w, kGroup, 210, out, [&](int r, int64_t b, const uint8_t* src, uint8_t* grp) {
+    BlockQ6_K blk;
+    std::memcpy(&blk, src, sizeof(blk));
+    uint8_t* blk_out = grp + b * kGroup * 210;
+    // Odd super-blocks lead with d and the scales (3360 bytes is not whole cache lines).
+    uint8_t* dst = blk_out + (b % 2 == 0 ? 0 : 288);
+    uint8_t* scales = blk_out + (b % 2 == 0 ? 3072 : 32);
+    uint8_t* d = blk_out + (b % 2 == 0 ? 3328 : 0);
+    for (int c = 0; c < 4; ++c) {  // c = 2 H + h
+      const int H = c / 2, h = c % 2;
+      for (int kk = 0; kk < 4; ++kk) {
+        const int l = 16 * h + 4 * kk;
+        uint8_t* v = dst + 768 * c + 64 * kk + 4 * r;
+        std::memcpy(v, blk.ql + 64 * H + l, 4);
+        std::memcpy(v + 256, blk.ql + 64 * H + 32 + l, 4);
+        std::memcpy(v + 512, blk.qh + 32 * H + l, 4);
       }
     }
-  }
+    for (int j = 0; j < 16; ++j) scales[16 * j + r] = static_cast<uint8_t>(blk.scales[j]);
+    std::memcpy(d + 2 * r, &blk.d, 2);
+  });
 }
 
 }  // namespace
 
 void interleave_rows(const WeightView& w, int group, uint8_t* out) {
   CHECK(!w.interleaved && group > 0, "interleave_rows: the view is already interleaved");
-  if (w.type == GgmlType::kQ8_0) return interleave_q8_0_rows(w, group, out);
+  if (w.type == GgmlType::kQ8_0 || w.type == GgmlType::kQ4_0 || w.type == GgmlType::kQ5_0)
+    return interleave_blocks32(w, group, out);
   if (w.type == GgmlType::kQ4_K && group == 16) return interleave_q4_k_rows16(w, out);
   if (w.type == GgmlType::kQ6_K && group == 16) return interleave_q6_k_rows16(w, out);
   const GgmlTypeInfo* info = ggml_type_info(w.type);
-  const int64_t rb = w.row_bytes(), block_bytes = info->type_size;
+  const int64_t block_bytes = info->type_size;
   CHECK(block_bytes % 16 == 0, "interleave_rows: %s blocks are not whole 16-byte chunks",
         info->name);
-  const int64_t n_blocks = rb / block_bytes, n_chunks = block_bytes / 16;
-  const auto* src = static_cast<const uint8_t*>(w.data);
-  for (int64_t g = 0; g * group < w.n_rows; ++g) {
-    uint8_t* dst_group = out + g * group * rb;
-    for (int r = 0; r < group; ++r) {
-      const uint8_t* row = src + std::min<int64_t>(g * group + r, w.n_rows - 1) * rb;
-      for (int64_t b = 0; b < n_blocks; ++b) {
-        for (int64_t c = 0; c < n_chunks; ++c) {
-          std::memcpy(dst_group + b * group * block_bytes + 16 * (group * c + r),
-                      row + b * block_bytes + 16 * c, 16);
-        }
-      }
-    }
-  }
+  ForEachGroupBlock(w, group, block_bytes, out, [&](int r, int64_t b, const uint8_t* blk, uint8_t* grp) {
+    for (int64_t c = 0; c < block_bytes / 16; ++c)
+      std::memcpy(grp + b * group * block_bytes + 16 * (group * c + r), blk + 16 * c, 16);
+  });
 }
 
 // Conversions run once per tensor at load or convert time, so the reference is fast enough.

@@ -21,17 +21,17 @@ struct WeightView {
   bool interleaved = false;
 };
 
-// The group of rows in which this machine's matmul reads `type` interleaved (Q4_K and Q5_K:
-// 4 on AVX-512, 2 on AVX2; Q8_0: 16 on AVX-512 with VNNI), or 0 where it reads only the
-// file's layout.
+// The group of rows in which this machine's matmul reads `type` interleaved (Q5_K: 4 on
+// AVX-512, 2 on AVX2; Q4_K likewise, but 16 on AVX-512 with VNNI; Q8_0, Q4_0, Q5_0 and Q6_K:
+// 16 on AVX-512 with VNNI), or 0 where it reads only the file's layout.
 int interleave_group(GgmlType type);
 // Bytes of w interleaved in groups of `group` rows: the rows rounded up to a whole group.
 int64_t interleaved_bytes(const WeightView& w, int group);
 // Writes w's rows in groups of `group`, the last group padded with copies of the last row:
 // within group g, block b's 16-byte chunk c of row r goes to
 // g * group * row_bytes + b * group * block_bytes + 16 * (group * c + r). One vector load then
-// reads a chunk of every row of the tile. Q8_0 has a layout of its own, one row per 32-bit
-// lane (ops.cpp). `out` holds interleaved_bytes(w, group).
+// reads a chunk of every row of the tile. The 16-row VNNI tiles' types (Q8_0, Q4_0, Q5_0,
+// Q4_K, Q6_K) have layouts of their own, one row per 32-bit lane (ops.cpp). `out` holds interleaved_bytes(w, group).
 void interleave_rows(const WeightView& w, int group, uint8_t* out);
 
 // Y [n_tokens, n_rows] = X [n_tokens, n_cols] · Wᵀ, spread over `pool` (may be null).
