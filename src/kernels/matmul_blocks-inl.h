@@ -288,9 +288,33 @@ struct InterleavedRows {
 };
 template <class K>
 constexpr bool kCanInterleave = requires { K::kInterleaves; };
-// A 16-row tile of the kernel's own over its own interleaved layout (Q4_K, Q6_K on VNNI).
+// A 16-row tile of the kernel's own over its own interleaved layout (Q4_K, Q6_K, Q5_0 on VNNI).
 template <class K>
 constexpr bool kHasRows16 = requires { &K::Rows16; };
+
+#if FRUGAL_DPBUSD
+// ---------------------------------------------------------------- 16-row super-block tiles
+
+// The K-quant tiles on AVX-512 VNNI: 16 rows x up to 16 tokens, over weights interleaved by
+// interleave_rows (ops.cpp) in groups of 16 rows, one row per 32-bit lane.
+constexpr int kTileK16Rows = 16;
+constexpr int kTileK16Tokens = 16;
+using TileK16Fn = void (*)(const uint8_t* group, int64_t n_sb, const ActivationBlockK* xa,
+                           bool prefetch, __mmask16 lanes, int64_t n_rows, float* y);
+
+// The groups that rows [r0, r1) fall in, storing only the rows inside the range, through
+// tiles[nt - 1] for a tile of nt tokens. `prefetch` marks the first tile over a group.
+inline void RowsK16(const TileK16Fn* tiles, const WeightView& w, const ActivationBlockK* xa,
+                    int64_t n_tokens, float* y, int64_t r0, int64_t r1) {
+  const int64_t n_sb = w.n_cols / 256;
+  const int64_t group_bytes = kTileK16Rows * w.row_bytes();
+  const auto* base = static_cast<const uint8_t*>(w.data);
+  ForEachGroup16<kTileK16Tokens>(r0, r1, n_tokens, [&](int64_t g, __mmask16 lanes, int64_t t, int64_t nt) {
+    tiles[nt - 1](base + g * group_bytes, n_sb, xa + t * n_sb, t % kTokenChunk == 0, lanes,
+                  w.n_rows, y + t * w.n_rows + g * kTileK16Rows);
+  });
+}
+#endif  // FRUGAL_DPBUSD
 
 // Bytes [kOffset, kOffset + 16) of each row's block, row r in 128-bit lane r, in either layout.
 template <int kOffset>

@@ -18,9 +18,8 @@ HWY_BEFORE_NAMESPACE();
 namespace frugal::kernels::HWY_NAMESPACE {
 
 #if FRUGAL_DPBUSD
-// Q4_K on AVX-512 VNNI in tiles of 16 rows x up to 16 tokens, over weights interleaved by
-// interleave_rows (ops.cpp) in groups of 16 rows, one row per 32-bit lane. A super-block of
-// the group is 2304 bytes, the size of its 16 rows in the file:
+// Q4_K on AVX-512 VNNI in the 16-row tile (RowsK16, matmul_blocks-inl.h). A super-block
+// of the group is 2304 bytes, the size of its 16 rows in the file:
 //   [0, 2048)     quants: sub-block pair c's vector k (0..7) at 512 c + 64 k, lane r = bytes
 //                 32 c + 4 k .. + 3 of row r's qs (low nibbles: sub-block 2c, high: 2c + 1);
 //   [2048, 2112)  the 16 rows' d, then their dmin (fp16);
@@ -33,13 +32,16 @@ namespace frugal::kernels::HWY_NAMESPACE {
 // one stream, which the hardware prefetcher follows: explicit prefetches of the next group
 // (all of a super-block's 36 lines at once, or a few per sub-block) cost decode 10-25 % and
 // gained prefill nothing measurable, so there are none.
-constexpr int kQ4KRows = 16;
-constexpr int kQ4KTokens = 16;
-constexpr int64_t kQ4KGroupBlockBytes = kQ4KRows * 144;
+//
+// Q5_K in the same tile (its fifth bits as a 64-bit mask per vector, added under the mask:
+// 2816-byte super-blocks) ran 1.7x the 4-row tile with 16 tokens from L2, but streamed
+// 11-14 GB/s a core from DRAM against the 4-row tile's 14-17, with the scales leading or
+// trailing and with an L2 prefetch of the next group, so Q5_K keeps the 4-row tile.
+constexpr int64_t kQ4KGroupBlockBytes = kTileK16Rows * 144;
 
 template <int kT>
 HWY_NOINLINE void Q4KTile16(const uint8_t* group, int64_t n_sb, const ActivationBlockK* xa,
-                            __mmask16 lanes, int64_t n_rows, float* y) {
+                            bool /*prefetch*/, __mmask16 lanes, int64_t n_rows, float* y) {
   const __m512i nibble = _mm512_set1_epi8(0x0f);
   const __m128i m4 = _mm_set1_epi8(0x0f), m6 = _mm_set1_epi8(0x3f), hi2 = _mm_set1_epi8(0x30);
   __m512 acc[kT];
@@ -84,7 +86,8 @@ HWY_NOINLINE void Q4KTile16(const uint8_t* group, int64_t n_sb, const Activation
       mpair[i] = _mm512_or_si512(_mm512_cvtepu8_epi32(mn[2 * i]),
                                  _mm512_slli_epi32(_mm512_cvtepu8_epi32(mn[2 * i + 1]), 16));
     const __m512 d = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2048)));
-    const __m512 dmin = _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2080)));
+    const __m512 dmin =
+        _mm512_cvtph_ps(_mm256_loadu_si256(reinterpret_cast<const __m256i*>(blk + 2080)));
 #pragma GCC unroll 16
     for (int t = 0; t < kT; ++t) {
       const ActivationBlockK& a = xa[t * n_sb + b];
@@ -101,28 +104,8 @@ HWY_NOINLINE void Q4KTile16(const uint8_t* group, int64_t n_sb, const Activation
   }
   for (int t = 0; t < kT; ++t) _mm512_mask_storeu_ps(y + t * n_rows, lanes, acc[t]);
 }
-
-using Q4KTileFn = void (*)(const uint8_t*, int64_t, const ActivationBlockK*, __mmask16, int64_t,
-                           float*);
-template <size_t... kI>
-constexpr std::array<Q4KTileFn, sizeof...(kI)> MakeQ4KTiles(std::index_sequence<kI...>) {
-  return {&Q4KTile16<static_cast<int>(kI) + 1>...};
-}
-constexpr std::array<Q4KTileFn, kQ4KTokens> kQ4KTiles =
-    MakeQ4KTiles(std::make_index_sequence<kQ4KTokens>());
-
-// The groups that rows [r0, r1) fall in, storing only the rows inside the range.
-inline void Q4KRows16(const WeightView& w, const ActivationBlockK* xa, int64_t n_tokens,
-                      float* y, int64_t r0, int64_t r1) {
-  const int64_t n_sb = w.n_cols / 256;
-  const int64_t group_bytes = n_sb * kQ4KGroupBlockBytes;
-  const auto* base = static_cast<const uint8_t*>(w.data);
-  ForEachGroup16<kQ4KTokens>(r0, r1, n_tokens, [&](int64_t g, __mmask16 lanes, int64_t t, int64_t nt) {
-    kQ4KTiles[nt - 1](base + g * group_bytes, n_sb, xa + t * n_sb, lanes, w.n_rows,
-                      y + t * w.n_rows + g * kQ4KRows);
-  });
-}
 #endif  // FRUGAL_DPBUSD
+
 
 // Block (144 bytes): d, dmin (fp16), 12 bytes of 6-bit scales and minima, 128 bytes of nibbles
 // (ggml_type.h). Activations: Q8_K super-blocks.
@@ -136,7 +119,10 @@ struct Q4_KKernel {
   // Interleaved weights are in the 16-row tile's layout (Q4KTile16), not the 4-row one.
   static void Rows16(const WeightView& w, const Act* xa, int64_t n_tokens, float* y, int64_t r0,
                      int64_t r1) {
-    Q4KRows16(w, xa, n_tokens, y, r0, r1);
+    static constexpr auto kTiles = []<size_t... kI>(std::index_sequence<kI...>) {
+      return std::array<TileK16Fn, sizeof...(kI)>{&Q4KTile16<kI + 1>...};
+    }(std::make_index_sequence<kTileK16Tokens>());
+    RowsK16(kTiles.data(), w, xa, n_tokens, y, r0, r1);
   }
 #endif
 #if FRUGAL_BLOCK_KERNELS
@@ -197,7 +183,7 @@ int BlockTileInterleaveGroup() { return kQRows; }
 int BlockTileInterleaveGroup() { return 0; }
 #endif
 #if FRUGAL_DPBUSD
-int Q4KInterleaveGroup() { return kQ4KRows; }
+int Q4KInterleaveGroup() { return kTileK16Rows; }
 #else
 int Q4KInterleaveGroup() { return BlockTileInterleaveGroup(); }
 #endif

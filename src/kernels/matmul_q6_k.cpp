@@ -37,9 +37,7 @@ namespace frugal::kernels::HWY_NAMESPACE {
 // vpmulld for the 16 rows; 32 * sum_j sc_j * bsum_j comes off once per super-block. The
 // integer sums are exact, then acc = fma(float(isum), d * dx, acc) in super-block order, so a
 // token's outputs do not depend on the other tokens of the tile.
-constexpr int kQ6KRows = 16;
-constexpr int kQ6KTokens = 16;
-constexpr int64_t kQ6KGroupBlockBytes = kQ6KRows * 210;
+constexpr int64_t kQ6KGroupBlockBytes = kTileK16Rows * 210;
 
 HWY_INLINE int32_t LoadI32(const void* p) {
   int32_t v;
@@ -120,26 +118,10 @@ HWY_NOINLINE void Q6KTile16(const uint8_t* group, int64_t n_sb, const Activation
   for (int t = 0; t < kT; ++t) _mm512_mask_storeu_ps(y + t * n_rows, lanes, acc[t]);
 }
 
-using Q6KTileFn = void (*)(const uint8_t*, int64_t, const ActivationBlockK*, bool, __mmask16,
-                           int64_t, float*);
-template <size_t... kI>
-constexpr std::array<Q6KTileFn, sizeof...(kI)> MakeQ6KTiles(std::index_sequence<kI...>) {
-  return {&Q6KTile16<static_cast<int>(kI) + 1>...};
-}
-constexpr std::array<Q6KTileFn, kQ6KTokens> kQ6KTiles =
-    MakeQ6KTiles(std::make_index_sequence<kQ6KTokens>());
-
-// The groups that rows [r0, r1) fall in, storing only the rows inside the range.
-inline void Q6KRows16(const WeightView& w, const ActivationBlockK* xa, int64_t n_tokens,
-                      float* y, int64_t r0, int64_t r1) {
-  const int64_t n_sb = w.n_cols / 256;
-  const int64_t group_bytes = n_sb * kQ6KGroupBlockBytes;
-  const auto* base = static_cast<const uint8_t*>(w.data);
-  ForEachGroup16<kQ6KTokens>(r0, r1, n_tokens, [&](int64_t g, __mmask16 lanes, int64_t t, int64_t nt) {
-    kQ6KTiles[nt - 1](base + g * group_bytes, n_sb, xa + t * n_sb, t % kTokenChunk == 0, lanes,
-                      w.n_rows, y + t * w.n_rows + g * kQ6KRows);
-  });
-}
+// Q6KTile16<n> for n = 1 .. kTileK16Tokens, at index n - 1.
+constexpr auto kQ6KTiles = []<size_t... kI>(std::index_sequence<kI...>) {
+  return std::array<TileK16Fn, sizeof...(kI)>{&Q6KTile16<kI + 1>...};
+}(std::make_index_sequence<kTileK16Tokens>());
 #endif  // FRUGAL_DPBUSD
 
 // Block (210 bytes): 128 bytes of low nibbles, 64 of high bit pairs, 16 int8 scales, d (fp16)
@@ -154,7 +136,7 @@ struct Q6_KKernel {
   // Interleaved weights (interleave_group is 16 only on this pass) are the 16-row tile's.
   static void Rows16(const WeightView& w, const Act* xa, int64_t n_tokens, float* y, int64_t r0,
                      int64_t r1) {
-    Q6KRows16(w, xa, n_tokens, y, r0, r1);
+    RowsK16(kQ6KTiles.data(), w, xa, n_tokens, y, r0, r1);
   }
 #endif
 #if FRUGAL_BLOCK_KERNELS
@@ -213,7 +195,7 @@ void MatmulQ6_K(const WeightView& w, const float* x, int64_t n_tokens, float* y,
 }
 
 #if FRUGAL_DPBUSD
-int Q6KInterleaveGroup() { return kQ6KRows; }
+int Q6KInterleaveGroup() { return kTileK16Rows; }
 #else
 int Q6KInterleaveGroup() { return 0; }
 #endif
