@@ -162,6 +162,19 @@ TEST(CascadeConfig, TheSpeculativeCascadeIsOffUnlessItsMarginIsSet) {
             std::string::npos);
 }
 
+TEST(CascadeConfig, ADraftVocabularyLimitIsReadAndRangeChecked) {
+  const std::string tier = "[[tier]]\nname = \"s\"\nkind = \"local\"\nmodel = \"a.gguf\"\n"
+                           "params = 1e9\ndraft = \"d.gguf\"\n";
+  auto off = parse(tier);
+  ASSERT_TRUE(off.is_ok()) << off.status().to_string();
+  EXPECT_EQ(off->tiers[0].draft_vocab, 0);
+  auto on = parse(tier + "draft_vocab = 65536\n");
+  ASSERT_TRUE(on.is_ok()) << on.status().to_string();
+  EXPECT_EQ(on->tiers[0].draft_vocab, 65536);
+  const std::string bad = error_of(tier + "draft_vocab = -1\n");
+  EXPECT_NE(bad.find("'draft_vocab'"), std::string::npos) << bad;
+}
+
 TEST(CascadeConfig, ADirectoryOrFifoAsTheConfigIsNamedAsSuch) {
   auto dir = load_cascade_config("/tmp");
   ASSERT_FALSE(dir.is_ok());

@@ -8,10 +8,13 @@
 #include <cmath>
 #include <cstdlib>
 #include <filesystem>
+#include <limits>
 #include <map>
 #include <string>
 #include <thread>
 #include <vector>
+
+#include <unistd.h>
 
 #include "engine/model.h"
 #include "engine/tokenizer.h"
@@ -347,28 +350,84 @@ TEST(SpecCascade, TheMarginRunsFromTheTargetsOwnAnswerToTheDraft) {
   EXPECT_TRUE(s->pool_is_whole());
 }
 
+TEST(DraftVocab, RestrictedLogitsAreTheFullOnesOverTheKeptIds) {
+  // The teacher as shipped (F16, the file's layout) and quantized to Q8_0 (interleaved in
+  // 16-row groups where the machine has the VNNI tile): the kept ids' logits are bitwise the
+  // full ones, every end token is kept, the rest read -inf, and 0 computes them all again.
+  const std::string q8 =
+      (fs::temp_directory_path() / ("frugal_draft_vocab_" + std::to_string(getpid()) + ".gguf"))
+          .string();
+  const std::string cmd = std::string(FRUGAL_BINARY) + " quantize " +
+                          bundled("frugal-teacher.gguf") + " " + q8 + " q8_0 > /dev/null";
+  ASSERT_EQ(std::system(cmd.c_str()), 0) << cmd;
+  for (const std::string& path : {bundled("frugal-teacher.gguf"), q8}) {
+    SCOPED_TRACE(path);
+    auto model = load(path);
+    ASSERT_TRUE(model);
+    const int64_t n_vocab = model->config().n_vocab;
+    const Tokenizer& tok = model->tokenizer();
+    const std::vector<int32_t> p = tok.encode("<|im_start|>user\nReverse: abc<|im_end|>\n", true, true);
+    auto logits_of = [&] {
+      auto kv = model->make_kv_cache(256);
+      const SeqBatch e{kv->create_sequence(), p, true};
+      std::vector<float> l;
+      EXPECT_TRUE(model->forward(std::span<const SeqBatch>(&e, 1), *kv, l).is_ok());
+      return l;
+    };
+    const std::vector<float> full = logits_of();
+    const int64_t kept = 100;
+    model->restrict_logits(kept);
+    const std::vector<float> part = logits_of();
+    ASSERT_EQ(part.size(), full.size());
+    int64_t finite = 0;
+    for (size_t i = 0; i < full.size(); ++i) {
+      const auto id = static_cast<int32_t>(i % n_vocab);
+      if (id < kept || tok.is_eog(id)) {
+        ASSERT_EQ(part[i], full[i]) << "id " << id;
+      } else if (part[i] != -std::numeric_limits<float>::infinity()) {
+        ASSERT_EQ(part[i], full[i]) << "id " << id;  // inside a kept row group
+      }
+      finite += std::isfinite(part[i]);
+    }
+    const auto rows = static_cast<int64_t>(full.size()) / n_vocab;
+    EXPECT_LE(finite, rows * (kept + 16 + 16 * static_cast<int64_t>(tok.eog_ids().size())));
+    model->restrict_logits(0);
+    EXPECT_EQ(logits_of(), full);
+  }
+  fs::remove(q8);
+}
+
 TEST(SpecDecoding, BundledStudentDraftsForTheTeacherLosslessly) {
+  // With the student's whole vocabulary, and with its logits restricted to the first ids and
+  // the end tokens (draft_vocab): verification is the same, so the answers are too.
+  auto plain = make(bundled("frugal-teacher.gguf"), {});
+  ASSERT_TRUE(plain);
+  const Tokenizer& tok = plain->model().tokenizer();
+  for (int64_t draft_vocab : {int64_t{0}, int64_t{tok.n_vocab() / 3}}) {
+    SCOPED_TRACE("draft_vocab " + std::to_string(draft_vocab));
+    SchedulerOptions o;
+    o.spec = SchedulerOptions::Spec::kDraftModel;
+    o.spec_k = 3;
+    o.draft_vocab = draft_vocab;
+    auto spec = make(bundled("frugal-teacher.gguf"), o, bundled("frugal-student.gguf"));
+    ASSERT_TRUE(spec);
+    const char* qs[] = {"5 + 2 =", "Sort them ascending: 9 4 7", "Reverse: abc",
+                        "Hal likes red. What color does Hal like?", "Count the letter s in: s s k s"};
+    for (const char* q : qs) {
+      const auto p = tok.encode(std::string("<|im_start|>user\n") + q +
+                                    "<|im_end|>\n<|im_start|>assistant\n",
+                                tok.add_bos(), true);
+      auto a = generate(*plain, p, greedy(30));
+      auto b = generate(*spec, p, greedy(30));
+      ASSERT_TRUE(a.is_ok() && b.is_ok());
+      EXPECT_EQ(ids(*b), ids(*a)) << q;
+    }
+    EXPECT_GT(spec->stats().spec_draft_tokens, 0u);
+    EXPECT_TRUE(spec->pool_is_whole());
+  }
   SchedulerOptions o;
   o.spec = SchedulerOptions::Spec::kDraftModel;
   o.spec_k = 3;
-  auto spec = make(bundled("frugal-teacher.gguf"), o, bundled("frugal-student.gguf"));
-  auto plain = make(bundled("frugal-teacher.gguf"), {});
-  ASSERT_TRUE(spec && plain);
-  const Tokenizer& tok = plain->model().tokenizer();
-  std::vector<std::thread> threads;
-  const char* qs[] = {"5 + 2 =", "Sort them ascending: 9 4 7", "Reverse: abc",
-                      "Hal likes red. What color does Hal like?", "Count the letter s in: s s k s"};
-  for (const char* q : qs) {
-    const auto p = tok.encode(std::string("<|im_start|>user\n") + q +
-                                  "<|im_end|>\n<|im_start|>assistant\n",
-                              tok.add_bos(), true);
-    auto a = generate(*plain, p, greedy(30));
-    auto b = generate(*spec, p, greedy(30));
-    ASSERT_TRUE(a.is_ok() && b.is_ok());
-    EXPECT_EQ(ids(*b), ids(*a)) << q;
-  }
-  EXPECT_GT(spec->stats().spec_draft_tokens, 0u);
-  EXPECT_TRUE(spec->pool_is_whole());
 
   // A draft model with another vocabulary is refused at load, naming the difference.
   auto bad = Scheduler::create(load(bundled("frugal-teacher.gguf")), o, load(stories_path()));

@@ -52,7 +52,7 @@ constexpr std::string_view kTierKeys[] = {
     "remote_model", "api_key_env", "price_in", "price_out",
     "params",   "latency_ms_per_token", "latency_ms_fixed", "capacity",
     // local
-    "draft", "speculative",
+    "draft", "speculative", "draft_vocab",
     // remote
     "logprobs", "connect_timeout_ms", "first_token_timeout_ms", "total_timeout_ms",
     "max_retries", "retry_backoff_ms", "breaker_failures", "breaker_cooldown_ms", "ca_file",
@@ -373,6 +373,8 @@ Status ConfigReader::read_tier(const toml::table& table, int index, double price
                     where + ": 'speculative' is '" + tier->speculative +
                         "'; use \"none\", \"ngram\" (prompt lookup) or \"draft\" (with 'draft')");
   }
+  FRUGAL_RETURN_IF_ERROR(read_count(table, "draft_vocab", where, 0, int64_t{1} << 31,
+                                    &tier->draft_vocab));
   if (tier->speculative == "draft" && tier->draft.empty()) {
     return error_at(table.source(), where + ": speculative = \"draft\" needs 'draft' (a GGUF "
                                             "path with this model's vocabulary)");

@@ -34,6 +34,7 @@ struct TierConfig {
   // `draft`, resolved like `model`, with the same vocabulary).
   std::string speculative = "none";
   std::string draft;
+  int64_t draft_vocab = 0;  // the draft's logits over ids below this only (0: all)
   // kRemote: base URL of the OpenAI-compatible API, the model name to request there, and the
   // environment variable holding its API key (empty: no key).
   std::string url;

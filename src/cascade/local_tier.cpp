@@ -44,6 +44,7 @@ Result<std::unique_ptr<LocalTier>> LocalTier::load(const TierConfig& config,
     }
     draft = std::move(d).value();
     so.spec = SchedulerOptions::Spec::kDraftModel;
+    so.draft_vocab = config.draft_vocab;
   }
   auto scheduler = Scheduler::create(std::move(model).value(), so, std::move(draft));
   if (!scheduler.is_ok()) {

@@ -40,6 +40,7 @@ struct BenchArgs {
   std::string prompt_file;     // one prompt per line
   bool chat = false;           // wrap each prompt in the model's chat template
   int spec_k = 4;
+  int64_t draft_vocab = 0;
 };
 
 double percentile(std::vector<double> v, double q) {
@@ -220,6 +221,7 @@ int bench_spec(const BenchArgs& a) {
   auto plain = Scheduler::create(std::move(plain_model), so);
   so.spec = a.spec == "ngram" ? SchedulerOptions::Spec::kNgram : SchedulerOptions::Spec::kDraftModel;
   so.spec_k = a.spec_k;
+  so.draft_vocab = a.draft_vocab;
   so.spec_k_max = std::max(a.spec_k, 12);
   auto spec = Scheduler::create(std::move(spec_model), so, std::move(draft_model));
   if (!plain.is_ok() || !spec.is_ok()) {
@@ -262,6 +264,7 @@ int bench_spec(const BenchArgs& a) {
   }
   nlohmann::json j{{"model", a.model},
                    {"draft", a.draft},
+                   {"draft_vocab", a.draft_vocab},
                    {"spec", a.spec},
                    {"threads", mo.pool->n_threads()},
                    {"prompts", tokens.size()},
@@ -505,6 +508,9 @@ void register_bench(CLI::App& app, int& exit_code) {
       ->check(CLI::IsMember({"draft", "ngram"}));
   cmd->add_option("-f,--file", args->prompt_file, "Prompts for --draft/--spec, one per line");
   cmd->add_flag("--chat", args->chat, "Wrap each prompt in the model's chat template");
+  cmd->add_option("--draft-vocab", args->draft_vocab,
+                  "The draft model proposes only token ids below this and end tokens (0: all)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 31));
   cmd->add_option("--draft-k", args->spec_k, "Initial draft length (adapts; default 4)")
       ->check(int_range(1, 64));
   cmd->callback([args, &exit_code] { exit_code = bench(*args); });

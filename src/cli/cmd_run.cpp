@@ -31,6 +31,7 @@ struct RunArgs {
   std::string kv_type = "f16";
   std::string draft;  // speculative decoding with this draft model
   std::string spec;   // "ngram" or "draft"
+  int64_t draft_vocab = 0;
   std::vector<std::string> stop;
   int64_t n_predict = 128;
   int64_t ctx = 0;
@@ -200,6 +201,7 @@ int run(RunArgs a) {
     }
     draft = std::move(d).value();
     so.spec = SchedulerOptions::Spec::kDraftModel;
+    so.draft_vocab = a.draft_vocab;
   }
   if (a.spec == "ngram") so.spec = SchedulerOptions::Spec::kNgram;
   auto scheduler = Scheduler::create(std::move(*loaded), so, std::move(draft));
@@ -264,6 +266,10 @@ void register_run(CLI::App& app, int& exit_code) {
   cmd->add_option("--kv-type", args->kv_type, "KV cache element type: f16 (default) or f32");
   cmd->add_option("--draft", args->draft,
                   "Speculative decoding: this draft model (same vocabulary) proposes tokens");
+  cmd->add_option("--draft-vocab", args->draft_vocab,
+                  "The draft model proposes only token ids below this and end tokens (cheaper "
+                  "drafts, same output; 0: all)")
+      ->check(CLI::Range(int64_t{0}, int64_t{1} << 31));
   cmd->add_option("--spec", args->spec, "Speculative decoding by prompt lookup: ngram")
       ->check(CLI::IsMember({"ngram"}));
   cmd->add_option("--dump-logits", args->dump_logits,

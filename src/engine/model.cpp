@@ -12,6 +12,7 @@
 #include <algorithm>
 #include <cmath>
 #include <cstring>
+#include <limits>
 
 #include "engine/gguf.h"
 #include "engine/tokenizer.h"
@@ -322,8 +323,7 @@ Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<
                       s_.xo.data() + r * n_embd);
   }
   logits.resize(n_rows * c.n_vocab);
-  if (n_rows > 0) kernels::matmul(w.output, s_.xo.data(), n_rows, logits.data(), pool);
-  if (c.final_softcap > 0.0f) kernels::soft_cap(logits.data(), c.final_softcap, n_rows * c.n_vocab);
+  if (n_rows > 0) output_logits(n_rows, logits.data());
   compute_target_logprobs();
 
   // Commit, each token with its logprob: the first from the caller, the rest from the
@@ -341,6 +341,49 @@ Status Model::forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<
   }
   if (target_logprobs != nullptr) target_logprobs->assign(s_.target_lp.begin(), s_.target_lp.end());
   return Status::ok();
+}
+
+void Model::restrict_logits(int64_t n_first) {
+  output_slices_.clear();
+  const int64_t n_vocab = config_.n_vocab;
+  if (n_first <= 0 || n_first >= n_vocab) return;
+  const kernels::WeightView& out = weights_.output;
+  // Interleaved matrices are addressable only in whole groups of rows.
+  const int64_t group = out.interleaved ? kernels::interleave_group(out.type) : 1;
+  auto slice = [&](int64_t first, int64_t n) {  // rows [first, first + n), first on a group
+    kernels::WeightView v = out;
+    v.data = static_cast<const uint8_t*>(out.data) + first * out.row_bytes();
+    v.n_rows = std::min(n, n_vocab - first);
+    output_slices_.push_back({v, first});
+  };
+  const int64_t head = (n_first + group - 1) / group * group;
+  slice(0, head);
+  for (int32_t id : tokenizer_->eog_ids()) {
+    const int64_t first = id / group * group;
+    if (first < head) continue;
+    bool have = false;
+    for (const OutputSlice& s : output_slices_) have = have || s.first_id == first;
+    if (!have) slice(first, group);
+  }
+}
+
+void Model::output_logits(int64_t n_rows, float* logits) {
+  const ModelConfig& c = config_;
+  const int64_t n_vocab = c.n_vocab;
+  if (output_slices_.empty()) {
+    kernels::matmul(weights_.output, s_.xo.data(), n_rows, logits, pool_.get());
+    if (c.final_softcap > 0.0f) kernels::soft_cap(logits, c.final_softcap, n_rows * n_vocab);
+    return;
+  }
+  std::fill(logits, logits + n_rows * n_vocab, -std::numeric_limits<float>::infinity());
+  for (const OutputSlice& sl : output_slices_) {
+    const int64_t n = sl.view.n_rows;
+    slice_logits_.resize(static_cast<size_t>(n_rows * n));
+    kernels::matmul(sl.view, s_.xo.data(), n_rows, slice_logits_.data(), pool_.get());
+    if (c.final_softcap > 0.0f) kernels::soft_cap(slice_logits_.data(), c.final_softcap, n_rows * n);
+    for (int64_t r = 0; r < n_rows; ++r)
+      std::copy_n(slice_logits_.data() + r * n, n, logits + r * n_vocab + sl.first_id);
+  }
 }
 
 // log p(target | row) = logit[target] - logsumexp(logits) for every target row, kTargetRows

@@ -79,6 +79,14 @@ class Model {
   Status forward(std::span<const SeqBatch> batch, KvCache& kv, std::vector<float>& logits,
                  std::vector<float>* target_logprobs = nullptr);
 
+  // From now on forward computes logits only for token ids below `n_first` (rounded up to a
+  // whole row group of the output matrix) and for the end-of-generation tokens; the others
+  // read -infinity, so sampling never picks them. A drafter's output matrix then costs
+  // n_first / n_vocab of its full size (FR-Spec, Zhao et al. 2025: BPE ids rise as merges
+  // get rarer, so the low ids are the frequent tokens). n_first >= n_vocab, or 0, computes
+  // them all again. Target logprobs are unaffected.
+  void restrict_logits(int64_t n_first);
+
  private:
   Model() = default;
 
@@ -105,6 +113,8 @@ class Model {
     std::vector<float> target_lp;                      // [n_targets] their logprobs
   };
   void compute_target_logprobs();  // s_.target_lp from the final hidden states x
+  // logits [n_rows, n_vocab] from the final-normed rows xo, over all ids or restrict_logits's.
+  void output_logits(int64_t n_rows, float* logits);
   void ensure_state(int64_t n_tokens, int64_t n_positions);
   void attention(int64_t il, int64_t n_tokens, KvCache& kv);
 
@@ -112,6 +122,14 @@ class Model {
   std::unique_ptr<GgufFile> file_;
   ModelConfig config_;
   Weights weights_;
+  // restrict_logits: the output rows computed, as views of whole row groups, each with the id
+  // of its first row; empty = all of them in one matmul.
+  struct OutputSlice {
+    kernels::WeightView view;
+    int64_t first_id;
+  };
+  std::vector<OutputSlice> output_slices_;
+  std::vector<float> slice_logits_;
   std::unique_ptr<Tokenizer> tokenizer_;
   std::shared_ptr<ThreadPool> pool_;
   std::vector<float> inv_freq_;  // [head_dim / 2] RoPE frequency per pair, scaling applied

@@ -163,6 +163,9 @@ Result<std::unique_ptr<Scheduler>> Scheduler::create(std::unique_ptr<Model> mode
   std::unique_ptr<DraftModel> drafter;
   if (draft != nullptr) {
     FRUGAL_RETURN_IF_ERROR(check_same_vocabulary(*model, *draft));
+    if (options.draft_vocab < 0)
+      return invalid_argument("draft_vocab must be 0 (the whole vocabulary) or positive");
+    draft->restrict_logits(options.draft_vocab);
     FRUGAL_ASSIGN_OR_RETURN(drafter,
                             DraftModel::create(std::move(draft), kv_tokens, options.kv_type));
   }

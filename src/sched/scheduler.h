@@ -56,6 +56,10 @@ struct SchedulerOptions {
   Spec spec = Spec::kNone;  // kDraftModel needs the draft model given to create()
   int spec_k = 4;           // the draft length each sequence starts from
   int spec_k_max = 12;      // it grows while drafts are accepted whole, shrinks when not
+  // The draft model's logits over token ids below this and the end tokens only
+  // (Model::restrict_logits); 0: the whole vocabulary. Verification is unchanged, so the
+  // output is too; only the acceptance rate and the drafter's cost move.
+  int64_t draft_vocab = 0;
   // While one greedy sequence decodes, choose each draft's length (0: none) for the most
   // expected tokens per second from the measured cost of drafting and verifying on this
   // machine (spec/draft_policy.h). Off, with more sequences, or for sampled requests (whose
