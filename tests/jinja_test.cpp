@@ -301,6 +301,53 @@ TEST(Jinja, HostileTemplatesHitALimit) {
   EXPECT_EQ(Template::parse(blocks).status().code(), ErrorCode::kOutOfRange);
 }
 
+// A left-associative chain nests nothing as it parses but makes a tree a level taller per
+// operator, and evaluating (and freeing) the tree recursed once per level: jinja_fuzz's
+// 4 KiB of `1+1-8+...` overflowed the stack. Each kind of chain renders up to the limit and is
+// refused, with the line, past it, however long the source.
+TEST(Jinja, LongChainsHitALimitNotTheStack) {
+  auto chain = [](const std::string& first, const std::string& link, int n) {
+    std::string src = "{{ " + first;
+    for (int i = 0; i < n; ++i) src += link;
+    return src + " }}";
+  };
+  const Options defaults;
+  const int limit = defaults.max_expression_height;
+  EXPECT_EQ(render(chain("0", "+1", limit - 1)), std::to_string(limit - 1));
+  EXPECT_EQ(render(chain("'a'", "|trim", limit - 1)), "a");
+  struct Case {
+    const char* first;
+    const char* link;
+  } cases[] = {{"0", "+1"},        {"'a'", " ~ 'b'"}, {"2", "*1"},     {"true", " and true"},
+               {"false", " or false"}, {"'a'", "|trim"}, {"'a'", " is string is true"},
+               {"messages", "[0:]"},  {"range", "(1)"}, {"messages", ".x"}};
+  for (const Case& c : cases) {
+    for (int n : {limit + 1, 200000}) {
+      auto r = Template::parse(chain(c.first, c.link, n));
+      ASSERT_FALSE(r.is_ok()) << c.link << " x " << n;
+      EXPECT_EQ(r.status().code(), ErrorCode::kOutOfRange) << r.status().to_string();
+      EXPECT_NE(r.status().message().find("template line 1:"), std::string::npos) << r.status().message();
+      EXPECT_NE(r.status().message().find("levels deep"), std::string::npos) << r.status().message();
+    }
+  }
+  // Brackets around chains still render while the whole tree is within the limit.
+  std::string nested = "{{ 0";
+  for (int i = 0; i < 20; ++i) {
+    nested += " + (0";
+    for (int k = 0; k < 40; ++k) nested += "+1";
+  }
+  nested += std::string(20, ')') + " }}";
+  EXPECT_EQ(render(nested), std::to_string(20 * 40));
+  // Macros stack expressions the parser checked one at a time: a recursive macro whose body is
+  // a deep chain runs out of frames, not stack (each call adds ~450 levels).
+  std::string deep_macro = "{% macro f(n) %}{% if n > 0 %}{{ f(n - 1)";
+  for (int i = 0; i < 450; ++i) deep_macro += " ~ ''";
+  deep_macro += " }}{% endif %}{% endmacro %}{{ f(90) }}";
+  Status st = error_of(deep_macro);
+  EXPECT_EQ(st.code(), ErrorCode::kOutOfRange) << st.to_string();
+  EXPECT_NE(st.message().find("recursed more than"), std::string::npos) << st.message();
+}
+
 // Work on lists is charged per element: each of these ran to completion under the old rule
 // (a step per 32 elements), `unique` over 100,000 items taking 16 s of CPU (it compares each
 // with every kept one) and 30 sorts of 800,000 items 8 s, from templates of a few dozen bytes.

@@ -129,6 +129,12 @@ struct Options {
   size_t max_output_bytes = size_t{16} << 20;
   int64_t max_work = 5'000'000;  // evaluation steps, plus bytes built / 32
   int max_depth = 100;            // nesting of blocks and expressions, and of macro calls
+  // Levels of one expression's tree: a left-associative chain (a + b + c, x|f|g, a.b.c) adds a
+  // level per operator without nesting anything. Evaluating and destroying an expression recurse
+  // once per level, so this bounds the stack, and a render stops at twice as many frames in all
+  // (macros stack expressions). jinja2 3.1 itself fails between 400 and 500 levels (Python's
+  // recursion limit), so no template transformers can render is refused here.
+  int max_expression_height = 500;
 
   // The clock of strftime_now(); unset = the current local time.
   std::optional<std::time_t> now;

@@ -151,6 +151,7 @@ struct Expr {
   FilterFn filter = nullptr;
   TestFn test = nullptr;
   bool negated = false;  // kTest: "is not"
+  int height = 1;  // levels of the tree below and including this node (the parser's seal())
 };
 
 enum class StmtKind : uint8_t {

@@ -88,6 +88,29 @@ class Parser {
     return Status::ok();
   }
 
+  // Evaluating an expression and destroying one recurse once per level of its tree, and
+  // left-associative chains (a + b + c, x|f|g, a.b.c, f()()) grow that tree without recursing the
+  // parser, so the nesting guard above cannot see them. Each node that takes children is sealed
+  // once they are in place: it takes its height from them, and a tree taller than
+  // max_expression_height is refused while it is still shallow enough to free.
+  Status seal(Expr& e) const {
+    int below = 0;
+    auto see = [&below](const ExprPtr& x) {
+      if (x) below = std::max(below, x->height);
+    };
+    for (const ExprPtr* x : {&e.a, &e.b, &e.c, &e.d}) see(*x);
+    for (const ExprPtr& x : e.items) see(x);
+    for (const ExprPtr& x : e.call.positional) see(x);
+    for (const auto& [key, x] : e.call.keyword) see(x);
+    e.height = below + 1;
+    if (e.height > opt_.max_expression_height) {
+      return out_of_range("template line " + std::to_string(e.line) + ": an expression is more than " +
+                          std::to_string(opt_.max_expression_height) +
+                          " levels deep (a chain of that many operators, filters or lookups)");
+    }
+    return Status::ok();
+  }
+
   ExprPtr make(ExprKind kind, int line) {
     auto e = std::make_unique<Expr>();
     e->kind = kind;
@@ -352,6 +375,7 @@ class Parser {
       FRUGAL_ASSIGN_OR_RETURN(ExprPtr e, parse_expression(with_condexpr));
       list->items.push_back(std::move(e));
     }
+    FRUGAL_RETURN_IF_ERROR(seal(*list));
     return list;
   }
 
@@ -370,6 +394,7 @@ class Parser {
         next();
         FRUGAL_ASSIGN_OR_RETURN(c->c, parse_expression(true));
       }
+      FRUGAL_RETURN_IF_ERROR(seal(*c));
       e = std::move(c);
     }
     return e;
@@ -382,6 +407,7 @@ class Parser {
       next();
       e->a = std::move(left);
       FRUGAL_ASSIGN_OR_RETURN(e->b, parse_and());
+      FRUGAL_RETURN_IF_ERROR(seal(*e));
       left = std::move(e);
     }
     return left;
@@ -394,6 +420,7 @@ class Parser {
       next();
       e->a = std::move(left);
       FRUGAL_ASSIGN_OR_RETURN(e->b, parse_not());
+      FRUGAL_RETURN_IF_ERROR(seal(*e));
       left = std::move(e);
     }
     return left;
@@ -406,6 +433,7 @@ class Parser {
       ExprPtr e = make(ExprKind::kNot, cur().line);
       next();
       FRUGAL_ASSIGN_OR_RETURN(e->a, parse_not());
+      FRUGAL_RETURN_IF_ERROR(seal(*e));
       return e;
     }
     return parse_compare();
@@ -440,7 +468,9 @@ class Parser {
       cmp->items.push_back(std::move(rhs));
       cmp->ops.push_back(std::move(op));
     }
-    return cmp ? std::move(cmp) : std::move(first);
+    if (!cmp) return first;
+    FRUGAL_RETURN_IF_ERROR(seal(*cmp));
+    return cmp;
   }
 
   template <typename Next>
@@ -457,6 +487,7 @@ class Parser {
       next();
       e->a = std::move(left);
       FRUGAL_ASSIGN_OR_RETURN(e->b, (this->*next_level)());
+      FRUGAL_RETURN_IF_ERROR(seal(*e));
       left = std::move(e);
     }
     return left;
@@ -477,6 +508,7 @@ class Parser {
       node = make(is_op("-") ? ExprKind::kNeg : ExprKind::kPos, cur().line);
       next();
       FRUGAL_ASSIGN_OR_RETURN(node->a, parse_unary(false));
+      FRUGAL_RETURN_IF_ERROR(seal(*node));
     } else {
       FRUGAL_ASSIGN_OR_RETURN(node, parse_primary());
     }
@@ -539,6 +571,7 @@ class Parser {
         next();
       }
       FRUGAL_RETURN_IF_ERROR(expect_op("]"));
+      FRUGAL_RETURN_IF_ERROR(seal(*e));
       return e;
     }
     if (is_op("{")) {
@@ -554,6 +587,7 @@ class Parser {
         next();
       }
       FRUGAL_RETURN_IF_ERROR(expect_op("}"));
+      FRUGAL_RETURN_IF_ERROR(seal(*e));
       return e;
     }
     return error("unexpected " + describe(t));
@@ -569,6 +603,7 @@ class Parser {
           e->name = cur().text;
           e->a = std::move(node);
           next();
+          FRUGAL_RETURN_IF_ERROR(seal(*e));
           node = std::move(e);
         } else if (cur().type == Tok::kInt) {  // x.0 is x[0]
           ExprPtr e = make(ExprKind::kGetItem, line);
@@ -576,6 +611,7 @@ class Parser {
           e->b = make(ExprKind::kLiteral, line);
           e->b->literal = Value(cur().int_value);
           next();
+          FRUGAL_RETURN_IF_ERROR(seal(*e));
           node = std::move(e);
         } else {
           return error("expected an attribute name after '.', found " + describe(cur()));
@@ -615,6 +651,7 @@ class Parser {
     e->b = std::move(start);
     e->c = std::move(stop);
     e->d = std::move(step);
+    FRUGAL_RETURN_IF_ERROR(seal(*e));
     return e;
   }
 
@@ -643,6 +680,7 @@ class Parser {
     ExprPtr e = make(ExprKind::kCall, cur().line);
     e->a = std::move(node);
     FRUGAL_RETURN_IF_ERROR(parse_call_args(e->call));
+    FRUGAL_RETURN_IF_ERROR(seal(*e));
     return e;
   }
 
@@ -665,6 +703,7 @@ class Parser {
         FRUGAL_ASSIGN_OR_RETURN(e->filter, resolve_filter(name));
         e->a = std::move(node);
         if (is_op("(")) FRUGAL_RETURN_IF_ERROR(parse_call_args(e->call));
+        FRUGAL_RETURN_IF_ERROR(seal(*e));
         node = std::move(e);
       } else if (is_name("is")) {
         FRUGAL_ASSIGN_OR_RETURN(node, parse_test(std::move(node)));
@@ -700,6 +739,7 @@ class Parser {
       FRUGAL_ASSIGN_OR_RETURN(arg, parse_postfix(std::move(arg)));
       e->call.positional.push_back(std::move(arg));
     }
+    FRUGAL_RETURN_IF_ERROR(seal(*e));
     return e;
   }
 
